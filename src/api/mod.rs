@@ -1,0 +1,213 @@
+//! The `ngx.*` Lua API, one file per area as in lua-nginx-module. Rust functions here find the
+//! running request through the worker's app data; `prelude.lua` adds the Lua glue (argument
+//! errors raised at the caller's level, ngx.exit's yield, `ngx.ctx`/`ngx.status` fields, the
+//! coroutine wrappers and `require`).
+
+pub(crate) mod consts;
+mod ctx;
+mod log;
+mod req;
+mod resp;
+mod var;
+
+use std::ffi::c_void;
+use std::sync::Arc;
+
+use mlua::{Function, LightUserData, Lua, Table, Value};
+
+use crate::cache::CodeCache;
+use crate::log::Logger;
+use crate::phase::Phases;
+use crate::request::RequestState;
+
+/// The request whose coroutine is running on this worker, if any. Installed in the Lua state's
+/// app data for the duration of a run or resume.
+pub(crate) struct CurrentRequest(pub Option<Box<RequestState>>);
+
+/// What a worker keeps from the installed API.
+pub(crate) struct Installed {
+    /// `run_chunk(chunk, env, ...)`: the body of every pooled coroutine.
+    pub run_chunk: Function,
+}
+
+/// Everything `install` needs from the engine.
+pub(crate) struct Setup<'a> {
+    pub cache: Arc<CodeCache>,
+    pub logger: Logger,
+    pub package_path: &'a [String],
+    pub trusted: bool,
+}
+
+static SIGNAL_ANCHOR: u8 = 0;
+
+/// The engine's private marker: first value of engine yields, and of (marker, message) error
+/// returns from Rust functions. Scripts cannot forge it: it is never exposed to them.
+pub(crate) fn signal() -> LightUserData {
+    LightUserData(&SIGNAL_ANCHOR as *const u8 as *mut c_void)
+}
+
+pub(crate) fn is_signal(value: &Value) -> bool {
+    matches!(value, Value::LightUserData(ud) if *ud == signal())
+}
+
+/// An argument error for the Lua glue to raise at the caller's level.
+pub(crate) fn fail(lua: &Lua, message: impl AsRef<[u8]>) -> mlua::Result<(Value, Value)> {
+    Ok((Value::LightUserData(signal()), Value::String(lua.create_string(message)?)))
+}
+
+/// Runs `f` on the current request after checking that `api` may run in its phase; the error
+/// is the message lua-nginx-module gives.
+pub(crate) fn with_request<R>(
+    lua: &Lua,
+    api: &str,
+    phases: Phases,
+    f: impl FnOnce(&mut RequestState) -> R,
+) -> Result<R, String> {
+    // A finalizer running inside an ngx.* call may call ngx.* again: refuse, never panic.
+    let mut current = lua
+        .try_app_data_mut::<CurrentRequest>()
+        .map_err(|_| format!("{api} cannot run inside another ngx.* call (from a __gc metamethod?)"))?
+        .ok_or("no request API in this Lua state")?;
+    let request = current.0.as_deref_mut().ok_or_else(|| format!("no request found (calling {api} outside a request)"))?;
+    match request.phase {
+        Some(phase) if phases.contains(phase) => Ok(f(request)),
+        Some(phase) => Err(format!("API disabled in the context of {}", phase.name())),
+        None => Err(format!("no request found (calling {api} outside a phase)")),
+    }
+}
+
+/// Builds `ngx` and the engine glue in a fresh worker state, and completes the base
+/// environment scripts see (`ngx`, `coroutine`, `require`, `print`, `package`, `load`).
+pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result<Installed> {
+    lua.set_app_data(CurrentRequest(None));
+    let ngx = lua.create_table()?;
+    let impl_table = lua.create_table()?;
+    ngx.set("req", lua.create_table()?)?;
+    consts::register(&ngx)?;
+    resp::register(lua, &impl_table)?;
+    ctx::register(lua, &impl_table)?;
+    var::register(lua, &impl_table)?;
+    let headers_mt = lua.create_table()?;
+    req::register(lua, &impl_table, &headers_mt)?;
+    log::register(lua, &impl_table, setup.logger.clone())?;
+    crate::modules::register(lua, &impl_table, setup.cache.clone(), setup.package_path)?;
+
+    let globals = lua.globals();
+    let (loaded, preload) = if setup.trusted {
+        let package: Table = globals.get("package")?;
+        let default_path: String = package.get("path")?;
+        let mut path = setup.package_path.to_vec();
+        path.push(default_path);
+        package.set("path", path.join(";"))?;
+        (package.get("loaded")?, package.get("preload")?)
+    } else {
+        (lua.create_table()?, lua.create_table()?)
+    };
+    let module_env = lua.create_table()?;
+    let params = lua.create_table()?;
+    params.set("ngx", &ngx)?;
+    params.set("impl", &impl_table)?;
+    params.set("signal", signal())?;
+    params.set("setfenv", globals.get::<Value>("setfenv")?)?;
+    params.set("checked", vec!["say", "print", "flush", "log"])?;
+    params.set("headers_mt", &headers_mt)?;
+    params.set("loaded", &loaded)?;
+    params.set("preload", &preload)?;
+    params.set("module_env", &module_env)?;
+    if setup.trusted {
+        params.set("fallback_require", globals.get::<Function>("require")?)?;
+    }
+    let glue: Table = lua
+        .load(include_str!("prelude.lua"))
+        .set_name("=[luaengine prelude]")
+        .call(params)?;
+
+    base.set("ngx", &ngx)?;
+    base.set("coroutine", glue.get::<Table>("coroutine")?)?;
+    base.set("require", glue.get::<Function>("require")?)?;
+    let print: Function = glue.get::<Function>("checked")?.call(impl_table.get::<Function>("print_log")?)?;
+    base.set("print", print)?;
+    if !setup.trusted {
+        let package = lua.create_table()?;
+        package.set("loaded", &loaded)?;
+        package.set("preload", &preload)?;
+        package.set("path", setup.package_path.join(";"))?;
+        base.set("package", package)?;
+        let load: Function = glue.get("load")?;
+        base.set("load", &load)?;
+        if cfg!(feature = "luajit") {
+            base.set("loadstring", load)?;
+        }
+    }
+    // Modules get globals of their own, shared by the worker like OpenResty's _G.
+    let module_mt = lua.create_table()?;
+    module_mt.set("__index", base)?;
+    module_mt.set("__metatable", false)?;
+    module_env.set_metatable(Some(module_mt))?;
+    module_env.raw_set("_G", &module_env)?;
+    Ok(Installed { run_chunk: glue.get("run_chunk")? })
+}
+
+/// Appends what `ngx.say` prints for a scalar: strings as they are, numbers as
+/// lua-nginx-module formats them (integers plainly, others with `%.14g`), booleans, `nil`, and
+/// `null` for `ngx.null`. Returns false for other types.
+pub(crate) fn append_scalar(out: &mut Vec<u8>, value: &Value) -> bool {
+    match value {
+        Value::String(s) => out.extend_from_slice(&s.as_bytes()),
+        Value::Integer(i) => out.extend_from_slice(i.to_string().as_bytes()),
+        Value::Number(n) => out.extend_from_slice(format_number(*n).as_bytes()),
+        Value::Boolean(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Nil => out.extend_from_slice(b"nil"),
+        Value::LightUserData(ud) if ud.0.is_null() => out.extend_from_slice(b"null"),
+        _ => return false,
+    }
+    true
+}
+
+/// C's `%.14g`, which nginx and Lua use for non-integral numbers; integral values print plainly.
+pub(crate) fn format_number(n: f64) -> String {
+    if n.is_nan() {
+        return if n.is_sign_negative() { "-nan" } else { "nan" }.into();
+    }
+    if n.is_infinite() {
+        return if n < 0.0 { "-inf" } else { "inf" }.into();
+    }
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        return format!("{}", n as i64);
+    }
+    let scientific = format!("{n:.13e}");
+    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} has an exponent");
+    let exponent: i32 = exponent.parse().expect("{:e} exponent is a number");
+    if !(-4..14).contains(&exponent) {
+        let mantissa = trim_fraction(mantissa);
+        let sign = if exponent < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exponent.abs());
+    }
+    let decimals = usize::try_from(13 - exponent).unwrap_or(0);
+    trim_fraction(&format!("{n:.decimals$}")).to_string()
+}
+
+fn trim_fraction(text: &str) -> &str {
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_number;
+
+    #[test]
+    fn numbers_print_like_printf_g14() {
+        assert_eq!(format_number(3.0), "3");
+        assert_eq!(format_number(-0.5), "-0.5");
+        assert_eq!(format_number(3.14159), "3.14159");
+        assert_eq!(format_number(0.1 + 0.2), "0.3");
+        assert_eq!(format_number(1e20), "1e+20");
+        assert_eq!(format_number(1.5e-7), "1.5e-07");
+        assert_eq!(format_number(123456789.123), "123456789.123");
+        assert_eq!(format_number(f64::INFINITY), "inf");
+    }
+}

@@ -1,0 +1,198 @@
+-- Runs once in every worker, before any script. Rust hands over the pieces it built (P) and
+-- keeps what this returns. Everything here is private to the engine: scripts only see what is
+-- put into `ngx` and the base environment.
+local P = ...
+local ngx, impl, signal = P.ngx, P.impl, P.signal
+local setfenv = P.setfenv
+local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
+local error, type, rawget, rawset, setmetatable = error, type, rawget, rawset, setmetatable
+local lower, gsub = string.lower, string.gsub
+
+-- Every phase run is one call of this on a pooled coroutine. `chunk` returns a fresh closure of
+-- the script (see cache.rs), so its globals are the request's own `env`.
+local function run_chunk(chunk, env, ...)
+  local f = chunk()
+  if setfenv then
+    setfenv(f, env)
+  end
+  return f(env, ...)
+end
+
+-- Rust reports argument errors as (signal, message); raising them here, at the caller's level,
+-- gives plain string errors with the script's chunk:line, like luaL_argerror does.
+local function checked(fn)
+  return function(...)
+    local a, b = fn(...)
+    if a == signal then
+      return error(b, 2)
+    end
+    return a, b
+  end
+end
+
+for _, name in ipairs(P.checked) do
+  ngx[name] = checked(impl[name])
+end
+ngx.req.get_headers = checked(impl.get_headers)
+ngx.req.get_method = checked(impl.get_method)
+ngx.req.get_body_data = checked(impl.get_body_data)
+
+-- ngx.exit ends the running handler: the engine sees the signal and never resumes it.
+local exit_impl = impl.exit
+function ngx.exit(status)
+  local a, b = exit_impl(status)
+  if a == signal then
+    return error(b, 2)
+  end
+  return co_yield(signal, "exit")
+end
+
+local redirect_impl = impl.redirect
+function ngx.redirect(uri, status)
+  local a, b = redirect_impl(uri, status)
+  if a == signal then
+    return error(b, 2)
+  end
+  return co_yield(signal, "exit")
+end
+
+-- Fields of `ngx` that belong to the running request.
+local getters = { ctx = impl.get_ctx, status = impl.get_status, headers_sent = impl.headers_sent }
+local setters = { ctx = impl.set_ctx, status = impl.set_status }
+setmetatable(ngx, {
+  __index = function(_, key)
+    local get = getters[key]
+    if get then
+      return get()
+    end
+  end,
+  __newindex = function(t, key, value)
+    local set = setters[key]
+    if not set then
+      return rawset(t, key, value)
+    end
+    local a, b = set(value)
+    if a == signal then
+      return error(b, 2)
+    end
+  end,
+})
+
+local var_get = impl.var_get
+ngx.var = setmetatable({}, {
+  __index = function(_, name)
+    local a, b = var_get(name)
+    if a == signal then
+      return error(b, 2)
+    end
+    return a
+  end,
+  __newindex = checked(impl.var_set),
+})
+
+-- lua-resty-core's lookup rule for the tables get_headers returns: h["X-Token"], h.x_token.
+P.headers_mt.__index = function(t, key)
+  if type(key) == "string" then
+    return rawget(t, (gsub(lower(key), "_", "-")))
+  end
+end
+
+-- Engine signals (ngx.exit, and waits in later phases) must reach the engine even from inside
+-- user coroutines: a coroutine that yields a signal hands it to its own resumer, and the answer
+-- comes back down. Plain user yields behave as in stock Lua.
+local function pass_up(co, ok, ...)
+  if ok and (...) == signal and co_status(co) == "suspended" then
+    return pass_up(co, co_resume(co, co_yield(...)))
+  end
+  return ok, ...
+end
+
+local function resume(co, ...)
+  return pass_up(co, co_resume(co, ...))
+end
+
+local function unwrap(ok, ...)
+  if ok then
+    return ...
+  end
+  return error((...), 0)
+end
+
+local function wrap(fn)
+  local co = co_create(fn)
+  return function(...)
+    return unwrap(resume(co, ...))
+  end
+end
+
+local coroutine_lib = {
+  create = co_create,
+  resume = resume,
+  yield = co_yield,
+  status = co_status,
+  wrap = wrap,
+  running = coroutine.running,
+  isyieldable = coroutine.isyieldable,
+  close = coroutine.close,
+}
+
+-- `require` through the engine's code cache; modules share one environment per worker.
+local loaded, preload, module_env = P.loaded, P.preload, P.module_env
+local find_module, fallback_require = impl.find_module, P.fallback_require
+local LOADING = {}
+
+local function require(name)
+  if type(name) ~= "string" then
+    return error("bad argument #1 to 'require' (string expected, got " .. type(name) .. ")", 2)
+  end
+  local value = loaded[name]
+  if value == LOADING then
+    return error("loop or previous error loading module '" .. name .. "'", 2)
+  end
+  if value ~= nil then
+    return value
+  end
+  local loader, where = preload[name], ":preload:"
+  if not loader then
+    local chunk, path_or_err = find_module(name)
+    if chunk == false then
+      return error(path_or_err, 2)
+    end
+    if not chunk then
+      if fallback_require then
+        return fallback_require(name)
+      end
+      return error("module '" .. name .. "' not found:" .. path_or_err, 2)
+    end
+    where = path_or_err
+    loader = function(...)
+      return run_chunk(chunk, module_env, ...)
+    end
+  end
+  loaded[name] = LOADING
+  local ok, result = pcall(loader, name, where)
+  if not ok then
+    loaded[name] = nil
+    return error(result, 0)
+  end
+  if result == nil then
+    result = loaded[name] ~= LOADING and loaded[name] or true
+  end
+  loaded[name] = result
+  return result
+end
+
+-- Text-only `load` for the sandbox: binary chunks crash Lua. Chunks default to the globals of
+-- the request that loads them.
+local raw_load, current_env = load, impl.current_env
+local function text_load(chunk, name, _, env)
+  if type(chunk) == "string" and chunk:byte(1) == 27 then
+    return nil, "attempt to load a binary chunk"
+  end
+  if env == nil then
+    env = current_env() or module_env
+  end
+  return raw_load(chunk, name, "t", env)
+end
+
+return { run_chunk = run_chunk, load = text_load, coroutine = coroutine_lib, require = require, checked = checked }

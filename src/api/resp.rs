@@ -1,0 +1,208 @@
+//! Response output and control: `ngx.say`, `ngx.print`, `ngx.flush`, `ngx.exit`,
+//! `ngx.redirect`, `ngx.status`, `ngx.headers_sent`.
+
+use mlua::{Lua, MultiValue, Table, Value};
+
+use super::{append_scalar, fail, with_request};
+use crate::phase::{Phase, Phases};
+use crate::request::RequestState;
+
+const OUTPUT: Phases = Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content]);
+const EXIT: Phases = Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::Timer]);
+const SET_STATUS: Phases =
+    Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
+const READ: Phases = Phases::of(&[
+    Phase::Rewrite,
+    Phase::Access,
+    Phase::Content,
+    Phase::HeaderFilter,
+    Phase::BodyFilter,
+    Phase::Log,
+]);
+
+/// nginx allows these statuses in `ngx.redirect`.
+const REDIRECT_STATUSES: [i64; 5] = [301, 302, 303, 307, 308];
+
+/// Nested tables deeper than this are refused rather than overflowing the stack.
+const MAX_NESTING: usize = 100;
+
+pub(crate) fn register(lua: &Lua, impl_table: &Table) -> mlua::Result<()> {
+    impl_table.set("say", lua.create_function(|lua, args: MultiValue| output(lua, "say", &args, true))?)?;
+    impl_table.set("print", lua.create_function(|lua, args: MultiValue| output(lua, "print", &args, false))?)?;
+    impl_table.set(
+        "flush",
+        lua.create_function(|lua, _: MultiValue| {
+            respond(lua, with_request(lua, "ngx.flush", OUTPUT, |request| {
+                start_output(request);
+                Ok(Value::Integer(1))
+            }))
+        })?,
+    )?;
+    impl_table.set(
+        "exit",
+        lua.create_function(|lua, status: Value| {
+            respond(lua, with_request(lua, "ngx.exit", EXIT, |request| {
+                let code = integer_arg(&status, 1, "exit")?;
+                request.response.exit_code = Some(code);
+                Ok(Value::Nil)
+            }))
+        })?,
+    )?;
+    impl_table.set(
+        "redirect",
+        lua.create_function(|lua, (uri, status): (Value, Value)| {
+            respond(lua, with_request(lua, "ngx.redirect", OUTPUT, |request| redirect(request, &uri, &status)))
+        })?,
+    )?;
+    impl_table.set(
+        "get_status",
+        lua.create_function(|lua, ()| {
+            respond(lua, with_request(lua, "ngx.status", READ, |request| Ok(Value::Integer(request.response.status.into()))))
+        })?,
+    )?;
+    impl_table.set(
+        "set_status",
+        lua.create_function(|lua, status: Value| {
+            respond(lua, with_request(lua, "ngx.status", SET_STATUS, |request| {
+                let code = integer_arg(&status, 1, "status")?;
+                let code = u16::try_from(code).ok().filter(|code| (100..=999).contains(code));
+                let code = code.ok_or_else(|| "bad argument #1 to 'status' (invalid HTTP status)".to_string())?;
+                // As in nginx, a status set after the headers went out changes nothing.
+                if !request.response.headers_sent {
+                    request.response.status = code;
+                }
+                Ok(Value::Nil)
+            }))
+        })?,
+    )?;
+    impl_table.set(
+        "headers_sent",
+        lua.create_function(|lua, ()| {
+            respond(lua, with_request(lua, "ngx.headers_sent", READ, |request| Ok(Value::Boolean(request.response.headers_sent))))
+        })?,
+    )?;
+    Ok(())
+}
+
+/// Turns the outcome of a request function into its Lua results or an argument error.
+fn respond(lua: &Lua, result: Result<Result<Value, String>, String>) -> mlua::Result<(Value, Value)> {
+    match result.and_then(|inner| inner) {
+        Ok(value) => Ok((value, Value::Nil)),
+        Err(message) => fail(lua, message),
+    }
+}
+
+fn output(lua: &Lua, api: &str, args: &MultiValue, newline: bool) -> mlua::Result<(Value, Value)> {
+    respond(lua, with_request(lua, api, OUTPUT, |request| {
+        let body = &mut request.response.body;
+        let mark = body.len();
+        for (index, arg) in args.iter().enumerate() {
+            if let Err(reason) = append_output(body, arg, 0) {
+                body.truncate(mark);
+                return Err(format!("bad argument #{} to '{api}' ({reason})", index + 1));
+            }
+        }
+        if newline {
+            body.push(b'\n');
+        }
+        start_output(request);
+        Ok(Value::Integer(1))
+    }))
+}
+
+/// The first output sends the headers in nginx; the status becomes 200 if nothing set one.
+fn start_output(request: &mut RequestState) {
+    let response = &mut request.response;
+    if !response.headers_sent {
+        response.headers_sent = true;
+        if response.status == 0 {
+            response.status = 200;
+        }
+    }
+}
+
+/// Appends one argument of `ngx.say`/`ngx.print`: a scalar, or an array table of them
+/// (OpenResty's iolist), nested.
+fn append_output(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<(), String> {
+    match value {
+        Value::Table(table) => {
+            if depth >= MAX_NESTING {
+                return Err("table nested too deep".into());
+            }
+            let len = array_len(table).ok_or("non-array table found")?;
+            for index in 1..=len {
+                let element: Value = table.raw_get(index).map_err(|e| e.to_string())?;
+                match element {
+                    Value::Table(_) => append_output(out, &element, depth + 1)?,
+                    Value::LightUserData(ud) if !ud.0.is_null() => {}
+                    scalar if append_scalar(out, &scalar) => {}
+                    other => return Err(format!("bad data type {} found", other.type_name())),
+                }
+            }
+            Ok(())
+        }
+        // A light userdata other than ngx.null prints nothing, as in lua-nginx-module.
+        Value::LightUserData(ud) if !ud.0.is_null() => Ok(()),
+        other if append_scalar(out, other) => Ok(()),
+        other => Err(format!(
+            "string, number, boolean, nil, ngx.null, or array table expected, but got {}",
+            other.type_name()
+        )),
+    }
+}
+
+/// The length of a table whose keys are exactly 1..n, or None.
+fn array_len(table: &Table) -> Option<usize> {
+    let mut count = 0usize;
+    let mut max = 0usize;
+    for pair in table.pairs::<Value, Value>() {
+        let (key, _) = pair.ok()?;
+        let index = match key {
+            Value::Integer(i) if i >= 1 => usize::try_from(i).ok()?,
+            Value::Number(n) if n >= 1.0 && n.fract() == 0.0 => n as usize,
+            _ => return None,
+        };
+        count += 1;
+        max = max.max(index);
+    }
+    (count == max).then_some(max)
+}
+
+fn redirect(request: &mut RequestState, uri: &Value, status: &Value) -> Result<Value, String> {
+    let Value::String(uri) = uri else {
+        return Err(format!("bad argument #1 to 'redirect' (string expected, got {})", uri.type_name()));
+    };
+    let status = match status {
+        Value::Nil => 302,
+        other => integer_arg(other, 2, "redirect")?,
+    };
+    if !REDIRECT_STATUSES.contains(&status) {
+        return Err(format!(
+            "only ngx.HTTP_MOVED_TEMPORARILY, ngx.HTTP_MOVED_PERMANENTLY, ngx.HTTP_PERMANENT_REDIRECT, \
+             ngx.HTTP_SEE_OTHER, and ngx.HTTP_TEMPORARY_REDIRECT are allowed (got {status})"
+        ));
+    }
+    if request.response.headers_sent {
+        return Err("attempt to call ngx.redirect after sending out the headers".into());
+    }
+    let response = &mut request.response;
+    response.headers.retain(|(name, _)| !name.eq_ignore_ascii_case(b"location"));
+    response.headers.push((b"Location".to_vec(), uri.as_bytes().to_vec()));
+    response.exit_code = Some(status);
+    Ok(Value::Nil)
+}
+
+/// An integral number argument, with lauxlib's wording when it is not one.
+fn integer_arg(value: &Value, position: usize, api: &str) -> Result<i64, String> {
+    match value {
+        Value::Integer(i) => Ok(*i),
+        Value::Number(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Ok(*n as i64),
+        Value::Number(_) => Err(format!("bad argument #{position} to '{api}' (number has no integer representation)")),
+        Value::String(s) => s
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| format!("bad argument #{position} to '{api}' (number expected, got string)")),
+        other => Err(format!("bad argument #{position} to '{api}' (number expected, got {})", other.type_name())),
+    }
+}

@@ -1,0 +1,130 @@
+//! The engine: configuration, workers, the code cache and engine-wide counters. Shared by all
+//! host threads (`Send + Sync`).
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use crate::cache::{CacheStats, CodeCache, Script};
+use crate::config::EngineConfig;
+use crate::error::{Error, Result};
+use crate::log::Logger;
+use crate::request::{Request, RequestInit};
+use crate::worker::{Worker, WorkerStats};
+
+/// More workers than this is a configuration mistake, not a server.
+const MAX_WORKERS: usize = 1024;
+
+/// A Lua request engine. Cheap to clone: clones share workers, scripts and stats.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Arc<Shared>,
+}
+
+/// What requests and scripts share with the engine.
+pub(crate) struct Shared {
+    workers: Vec<Arc<Worker>>,
+    cache: Arc<CodeCache>,
+    pub logger: Logger,
+    next_request: AtomicU64,
+    next_worker: AtomicUsize,
+    phases_run: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn count_phase(&self) {
+        self.phases_run.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A snapshot of the engine's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub cache: CacheStats,
+    /// Phase runs and resumes, finished or not.
+    pub phases_run: u64,
+    /// Phase runs and resumes that ended in an error.
+    pub errors: u64,
+    pub workers: Vec<WorkerStats>,
+}
+
+impl Engine {
+    /// Creates the workers (one Lua state each) and the code cache.
+    pub fn new(config: EngineConfig) -> Result<Engine> {
+        Engine::validate(&config)?;
+        let logger = Logger::new(config.log.clone(), config.log_level);
+        let cache = Arc::new(CodeCache::new(config.file_check_interval, logger.clone()));
+        let workers = (0..config.worker_count())
+            .map(|index| Worker::new(index, &config, cache.clone(), logger.clone()).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        let shared = Shared {
+            workers,
+            cache,
+            logger,
+            next_request: AtomicU64::new(1),
+            next_worker: AtomicUsize::new(0),
+            phases_run: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        };
+        Ok(Engine { shared: Arc::new(shared) })
+    }
+
+    /// Compiles inline Lua source. Compiling the same (name, source) again while an earlier
+    /// script of it is alive is a cache hit and does not parse.
+    pub fn compile(&self, name: &str, source: impl AsRef<[u8]>) -> Result<Script> {
+        self.shared.cache.compile(name, source.as_ref())
+    }
+
+    /// Compiles a Lua file. The script follows the file: when its (mtime, size) changes, runs
+    /// starting after the next check use the new version.
+    pub fn compile_file(&self, path: impl AsRef<Path>) -> Result<Script> {
+        self.shared.cache.compile_file(path.as_ref())
+    }
+
+    /// Checks every file script now; returns how many changed. A file that fails to compile
+    /// keeps its previous version and its error is returned (after all files were checked).
+    pub fn reload(&self) -> Result<usize> {
+        self.shared.cache.reload()
+    }
+
+    /// Creates a request from the host's snapshot, bound to worker `worker % workers` or, with
+    /// `None`, to the next worker in round robin.
+    pub fn new_request<'h>(
+        &self,
+        init: &RequestInit<'_>,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        worker: Option<usize>,
+    ) -> Request {
+        let workers = &self.shared.workers;
+        let index = worker.unwrap_or_else(|| self.shared.next_worker.fetch_add(1, Ordering::Relaxed)) % workers.len();
+        let id = self.shared.next_request.fetch_add(1, Ordering::Relaxed);
+        Request::new(self.shared.clone(), workers[index].clone(), id, init, headers)
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.shared.workers.len()
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            cache: self.shared.cache.stats(),
+            phases_run: self.shared.phases_run.load(Ordering::Relaxed),
+            errors: self.shared.errors.load(Ordering::Relaxed),
+            workers: self.shared.workers.iter().map(|worker| worker.stats()).collect(),
+        }
+    }
+
+    /// Checks a config before building anything from it.
+    fn validate(config: &EngineConfig) -> Result<()> {
+        if config.workers > MAX_WORKERS {
+            let message = format!("{} workers is more than the {MAX_WORKERS} allowed", config.workers);
+            return Err(Error::invalid_argument(message));
+        }
+        Ok(())
+    }
+}

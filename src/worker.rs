@@ -1,0 +1,324 @@
+//! A worker: one Lua state behind its own lock, its pool of coroutines and the functions it
+//! loaded from shared bytecode. Requests bound to a worker run their phases on pooled
+//! coroutines here; a waiting request holds its coroutine but not the lock.
+
+use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+
+use mlua::thread::ThreadStatus;
+use mlua::{Function, Lua, MultiValue, Table, Thread};
+use parking_lot::ReentrantMutex;
+use rustc_hash::FxHashMap;
+
+use crate::api::{self, CurrentRequest};
+use crate::cache::{Bytecode, CodeCache};
+use crate::config::EngineConfig;
+use crate::engine::Shared;
+use crate::error::{Error, ErrorCode, Result};
+use crate::limits::{self, Budget};
+use crate::log::{LogLevel, LogRecord, Logger};
+use crate::phase::{exit_outcome, ExitOutcome, Phase, Status};
+use crate::request::{RequestState, Response, Suspended};
+use crate::sandbox;
+
+/// Counters a worker publishes without taking its lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Idle coroutines kept for reuse.
+    pub pooled_coroutines: usize,
+    /// Bytes of Lua memory after the last phase run.
+    pub lua_memory: usize,
+    /// Bytecode versions this worker turned into functions.
+    pub functions_loaded: u64,
+}
+
+pub(crate) struct Worker {
+    pub index: usize,
+    lua: ReentrantMutex<WorkerLua>,
+    pooled: AtomicUsize,
+    memory: AtomicUsize,
+    loaded: Arc<AtomicU64>,
+}
+
+struct WorkerLua {
+    lua: Lua,
+    run_chunk: Function,
+    /// Metatable of every request's globals: reads fall through to the base environment.
+    env_mt: Table,
+    pool: RefCell<Vec<Thread>>,
+    pool_max: usize,
+    /// Set while a script runs, so a host callback re-entering this worker gets an error
+    /// instead of a deadlock.
+    running: Cell<bool>,
+    budget: Option<Arc<Budget>>,
+}
+
+/// Functions this worker loaded, by bytecode id. Kept in the Lua state's app data so `require`
+/// can reach it while a script runs.
+pub(crate) struct FunctionCache {
+    functions: FxHashMap<u64, (Weak<Bytecode>, Function)>,
+    loaded: Arc<AtomicU64>,
+}
+
+/// The worker's function for `bytecode`, loading it on first use.
+pub(crate) fn load_function(lua: &Lua, bytecode: &Arc<Bytecode>) -> mlua::Result<Function> {
+    let mut cache = lua
+        .try_app_data_mut::<FunctionCache>()
+        .map_err(|_| mlua::Error::runtime("cannot load a module from a finalizer while loading another"))?
+        .expect("worker function cache");
+    if let Some((_, function)) = cache.functions.get(&bytecode.id) {
+        return Ok(function.clone());
+    }
+    // Our own bytecode, produced by the code cache: the one place binary chunks are loaded.
+    let function = lua
+        .load(bytecode.code.as_slice())
+        .set_name(bytecode.chunk_name.as_str())
+        .set_mode(mlua::chunk::ChunkMode::Binary)
+        .into_function()?;
+    if cache.functions.len() >= 64 && cache.functions.len().is_power_of_two() {
+        cache.functions.retain(|_, (weak, _)| weak.strong_count() > 0);
+    }
+    cache.functions.insert(bytecode.id, (Arc::downgrade(bytecode), function.clone()));
+    cache.loaded.fetch_add(1, Ordering::Relaxed);
+    Ok(function)
+}
+
+impl Worker {
+    pub(crate) fn new(index: usize, config: &EngineConfig, cache: Arc<CodeCache>, logger: Logger) -> Result<Worker> {
+        let lua_error = |e: mlua::Error| Error::new(ErrorCode::Internal, format!("worker {index}: {e}"));
+        let lua = sandbox::new_lua(config.trusted).map_err(lua_error)?;
+        let loaded = Arc::new(AtomicU64::new(0));
+        lua.set_app_data(FunctionCache { functions: FxHashMap::default(), loaded: loaded.clone() });
+        let base = sandbox::base_env(&lua, config.trusted).map_err(lua_error)?;
+        let setup = api::Setup { cache, logger, package_path: &config.package_path, trusted: config.trusted };
+        let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
+        let env_mt = lua.create_table().map_err(lua_error)?;
+        env_mt.raw_set("__index", &base).map_err(lua_error)?;
+        env_mt.raw_set("__metatable", false).map_err(lua_error)?;
+        let budget = match config.instruction_budget {
+            0 => None,
+            limit => Some(Budget::install(&lua, limit).map_err(lua_error)?),
+        };
+        limits::cap_memory(&lua, config.memory_limit).map_err(lua_error)?;
+        let memory = AtomicUsize::new(lua.used_memory());
+        let state = WorkerLua {
+            lua,
+            run_chunk: installed.run_chunk,
+            env_mt,
+            pool: RefCell::new(Vec::new()),
+            pool_max: config.coroutine_pool,
+            running: Cell::new(false),
+            budget,
+        };
+        Ok(Worker { index, lua: ReentrantMutex::new(state), pooled: AtomicUsize::new(0), memory, loaded })
+    }
+
+    pub(crate) fn stats(&self) -> WorkerStats {
+        WorkerStats {
+            pooled_coroutines: self.pooled.load(Ordering::Relaxed),
+            lua_memory: self.memory.load(Ordering::Relaxed),
+            functions_loaded: self.loaded.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Starts `phase` of a request with `bytecode`. The request state comes back in every case.
+    pub(crate) fn run(
+        &self,
+        shared: &Shared,
+        mut state: Box<RequestState>,
+        phase: Phase,
+        bytecode: Arc<Bytecode>,
+    ) -> (Box<RequestState>, Result<Status>) {
+        let guard = self.lua.lock();
+        let w = &*guard;
+        if w.running.get() {
+            return (state, Err(reentered()));
+        }
+        let prepared = (|| {
+            let function = load_function(&w.lua, &bytecode)?;
+            let env = w.request_env(&mut state)?;
+            Ok::<_, mlua::Error>((function, env, w.take_thread()?))
+        })();
+        let (function, env, thread) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return (state, Err(Error::from_lua(&e))),
+        };
+        let budget_left = w.budget.as_ref().map_or(0, |budget| budget.full());
+        self.drive(w, shared, state, phase, thread, budget_left, (function, env))
+    }
+
+    /// Continues a suspended phase.
+    pub(crate) fn resume(&self, shared: &Shared, mut state: Box<RequestState>) -> (Box<RequestState>, Result<Status>) {
+        let guard = self.lua.lock();
+        let w = &*guard;
+        if w.running.get() {
+            return (state, Err(reentered()));
+        }
+        let Some(Suspended { phase, thread, budget_left }) = state.suspended.take() else {
+            return (state, Err(Error::invalid_state("the request is not suspended")));
+        };
+        self.drive(w, shared, state, phase, thread, budget_left, ())
+    }
+
+    /// Resumes the request's coroutine with the request installed as the current one, then
+    /// turns what the coroutine did into a status.
+    #[allow(clippy::too_many_arguments)]
+    fn drive(
+        &self,
+        w: &WorkerLua,
+        shared: &Shared,
+        mut state: Box<RequestState>,
+        phase: Phase,
+        thread: Thread,
+        budget_left: i64,
+        args: impl mlua::IntoLuaMulti,
+    ) -> (Box<RequestState>, Result<Status>) {
+        state.phase = Some(phase);
+        if let Some(budget) = &w.budget {
+            budget.arm(budget_left);
+        }
+        let outcome = {
+            let _running = RunningFlag::set(&w.running);
+            install_request(&w.lua, Some(state));
+            let outcome = thread.resume::<MultiValue>(args);
+            state = install_request(&w.lua, None).expect("the running request stays installed");
+            outcome
+        };
+        state.phase = None;
+        shared.count_phase();
+        let budget_left = w.budget.as_ref().map_or(0, |budget| budget.left());
+        let result = match outcome {
+            Ok(values) if thread.status() == ThreadStatus::Resumable => {
+                if values.front().is_some_and(api::is_signal) {
+                    w.recycle(thread);
+                    exited(phase, &mut state.response)
+                } else {
+                    state.suspended = Some(Suspended { phase, thread, budget_left });
+                    Ok(Status::Yield)
+                }
+            }
+            Ok(_) => {
+                w.recycle(thread);
+                Ok(finished(phase, &state.response))
+            }
+            Err(lua_error) => {
+                w.recycle(thread);
+                let mut error = Error::from_lua(&lua_error);
+                if w.budget.as_ref().is_some_and(|budget| budget.exceeded()) {
+                    error.code = ErrorCode::Budget;
+                }
+                log_failure(&shared.logger, &error, phase, state.id);
+                Err(error)
+            }
+        };
+        if result.is_err() {
+            shared.count_error();
+        }
+        self.pooled.store(w.pool.borrow().len(), Ordering::Relaxed);
+        self.memory.store(w.lua.used_memory(), Ordering::Relaxed);
+        (state, result)
+    }
+}
+
+impl WorkerLua {
+    fn request_env(&self, state: &mut RequestState) -> mlua::Result<Table> {
+        if let Some(env) = &state.env {
+            return Ok(env.clone());
+        }
+        let env = self.lua.create_table()?;
+        env.set_metatable(Some(self.env_mt.clone()))?;
+        env.raw_set("_G", &env)?;
+        state.env = Some(env.clone());
+        Ok(env)
+    }
+
+    fn take_thread(&self) -> mlua::Result<Thread> {
+        match self.pool.borrow_mut().pop() {
+            Some(thread) => Ok(thread),
+            None => self.lua.create_thread(self.run_chunk.clone()),
+        }
+    }
+
+    /// Returns a coroutine to the pool when it can be reset. Lua 5.4 resets coroutines in any
+    /// state (an errored one reports its old error once, then is clean); LuaJIT only finished
+    /// ones, so others are dropped.
+    fn recycle(&self, thread: Thread) {
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() >= self.pool_max {
+            return;
+        }
+        if thread.reset(self.run_chunk.clone()).is_ok() || thread.reset(self.run_chunk.clone()).is_ok() {
+            pool.push(thread);
+        }
+    }
+}
+
+/// Puts a request into (or takes it out of) the worker state's app data.
+fn install_request(lua: &Lua, state: Option<Box<RequestState>>) -> Option<Box<RequestState>> {
+    let mut current = lua.app_data_mut::<CurrentRequest>().expect("request slot installed with the API");
+    std::mem::replace(&mut current.0, state)
+}
+
+/// Clears the running flag even if a callback's panic unwinds through `drive`.
+struct RunningFlag<'a>(&'a Cell<bool>);
+
+impl<'a> RunningFlag<'a> {
+    fn set(flag: &'a Cell<bool>) -> Self {
+        flag.set(true);
+        RunningFlag(flag)
+    }
+}
+
+impl Drop for RunningFlag<'_> {
+    fn drop(&mut self) {
+        self.0.set(false);
+    }
+}
+
+fn reentered() -> Error {
+    Error::invalid_state("this worker is already running a script on this thread (a callback re-entered the engine)")
+}
+
+/// The status of a phase whose script returned normally. Output in rewrite or access answers
+/// the request, as in lua-nginx-module (headers sent there end the request).
+fn finished(phase: Phase, response: &Response) -> Status {
+    match phase {
+        Phase::Content => Status::Done,
+        Phase::Rewrite | Phase::Access if response.headers_sent => Status::Done,
+        _ => Status::Ok,
+    }
+}
+
+/// The status after `ngx.exit(code)` (or `ngx.redirect`) ended the phase.
+fn exited(phase: Phase, response: &mut Response) -> Result<Status> {
+    let code = response.exit_code.unwrap_or(0);
+    match exit_outcome(phase, code) {
+        ExitOutcome::Continue => Ok(finished(phase, response)),
+        ExitOutcome::Finish => {
+            if code >= 200 && !response.headers_sent {
+                response.status = u16::try_from(code).unwrap_or(500);
+            }
+            Ok(Status::Done)
+        }
+        ExitOutcome::Abort => Err(Error::new(ErrorCode::Aborted, "the script called ngx.exit(ngx.ERROR)")),
+    }
+}
+
+/// Logs a failed phase as nginx does ("lua entry thread aborted: runtime error: ...").
+fn log_failure(logger: &Logger, error: &Error, phase: Phase, request_id: u64) {
+    if error.code == ErrorCode::Aborted || !logger.enabled(LogLevel::Err) {
+        return;
+    }
+    let location = match (&error.chunk, error.line) {
+        (Some(chunk), Some(line)) => format!("{chunk}:{line}"),
+        _ => String::new(),
+    };
+    let mut message = format!("lua entry thread aborted: {}", error.summary());
+    if let Some(traceback) = &error.traceback {
+        message.push('\n');
+        message.push_str(traceback);
+    }
+    logger.log(&LogRecord { level: LogLevel::Err, phase: Some(phase), location: &location, message: &message, request_id });
+}
+
