@@ -91,15 +91,21 @@ impl Worker {
         let loaded = Arc::new(AtomicU64::new(0));
         lua.set_app_data(FunctionCache { functions: FxHashMap::default(), loaded: loaded.clone() });
         let base = sandbox::base_env(&lua, config.trusted).map_err(lua_error)?;
-        let setup = api::Setup { cache, logger, package_path: &config.package_path, trusted: config.trusted };
-        let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
-        let env_mt = lua.create_table().map_err(lua_error)?;
-        env_mt.raw_set("__index", &base).map_err(lua_error)?;
-        env_mt.raw_set("__metatable", false).map_err(lua_error)?;
         let budget = match config.instruction_budget {
             0 => None,
             limit => Some(Budget::install(&lua, limit).map_err(lua_error)?),
         };
+        let setup = api::Setup {
+            cache,
+            logger,
+            package_path: &config.package_path,
+            trusted: config.trusted,
+            budget: budget.clone(),
+        };
+        let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
+        let env_mt = lua.create_table().map_err(lua_error)?;
+        env_mt.raw_set("__index", &base).map_err(lua_error)?;
+        env_mt.raw_set("__metatable", false).map_err(lua_error)?;
         limits::cap_memory(&lua, config.memory_limit).map_err(lua_error)?;
         let memory = AtomicUsize::new(lua.used_memory());
         let state = WorkerLua {

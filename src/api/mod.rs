@@ -16,6 +16,7 @@ use std::sync::Arc;
 use mlua::{Function, LightUserData, Lua, Table, Value};
 
 use crate::cache::CodeCache;
+use crate::limits::Budget;
 use crate::log::Logger;
 use crate::phase::Phases;
 use crate::request::RequestState;
@@ -36,6 +37,8 @@ pub(crate) struct Setup<'a> {
     pub logger: Logger,
     pub package_path: &'a [String],
     pub trusted: bool,
+    /// The worker's instruction budget, when one is configured.
+    pub budget: Option<Arc<Budget>>,
 }
 
 static SIGNAL_ANCHOR: u8 = 0;
@@ -114,6 +117,9 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     params.set("loaded", &loaded)?;
     params.set("preload", &preload)?;
     params.set("module_env", &module_env)?;
+    if let Some(budget) = setup.budget {
+        params.set("budget_spent", lua.create_function(move |_, ()| Ok(budget.exceeded()))?)?;
+    }
     if setup.trusted {
         params.set("fallback_require", globals.get::<Function>("require")?)?;
     }
@@ -125,6 +131,8 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     base.set("ngx", &ngx)?;
     base.set("coroutine", glue.get::<Table>("coroutine")?)?;
     base.set("require", glue.get::<Function>("require")?)?;
+    base.set("pcall", glue.get::<Function>("pcall")?)?;
+    base.set("xpcall", glue.get::<Function>("xpcall")?)?;
     let print: Function = glue.get::<Function>("checked")?.call(impl_table.get::<Function>("print_log")?)?;
     base.set("print", print)?;
     if !setup.trusted {

@@ -107,8 +107,26 @@ local function pass_up(co, ok, ...)
   return ok, ...
 end
 
+-- Once a phase has spent its instruction budget, protected calls re-raise the stop instead of
+-- swallowing it, so `while true do pcall(f) end` cannot outlive its budget.
+local budget_spent = P.budget_spent
+local function rethrow_if_spent(ok, ...)
+  if not ok and budget_spent and budget_spent() then
+    return error((...), 0)
+  end
+  return ok, ...
+end
+
 local function resume(co, ...)
-  return pass_up(co, co_resume(co, ...))
+  return rethrow_if_spent(pass_up(co, co_resume(co, ...)))
+end
+
+local raw_pcall, raw_xpcall = pcall, xpcall
+local function budget_pcall(...)
+  return rethrow_if_spent(raw_pcall(...))
+end
+local function budget_xpcall(...)
+  return rethrow_if_spent(raw_xpcall(...))
 end
 
 local function unwrap(ok, ...)
@@ -170,7 +188,7 @@ local function require(name)
     end
   end
   loaded[name] = LOADING
-  local ok, result = pcall(loader, name, where)
+  local ok, result = raw_pcall(loader, name, where)
   if not ok then
     loaded[name] = nil
     return error(result, 0)
@@ -195,4 +213,12 @@ local function text_load(chunk, name, _, env)
   return raw_load(chunk, name, "t", env)
 end
 
-return { run_chunk = run_chunk, load = text_load, coroutine = coroutine_lib, require = require, checked = checked }
+return {
+  run_chunk = run_chunk,
+  load = text_load,
+  pcall = budget_spent and budget_pcall or raw_pcall,
+  xpcall = budget_spent and budget_xpcall or raw_xpcall,
+  coroutine = coroutine_lib,
+  require = require,
+  checked = checked,
+}

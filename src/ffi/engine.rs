@@ -1,0 +1,286 @@
+//! Engine configuration, creation, stats and reload; the library version.
+
+use std::ffi::{c_char, c_void};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::error::{call, le_error, le_result};
+use super::{handle, le_str, require_out, write_out};
+use crate::config::EngineConfig;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::log::{LogLevel, LogRecord, LogSink};
+
+/// A log level, with nginx's numbers.
+pub type le_log_level = u32;
+pub const LE_LOG_STDERR: le_log_level = 0;
+pub const LE_LOG_EMERG: le_log_level = 1;
+pub const LE_LOG_ALERT: le_log_level = 2;
+pub const LE_LOG_CRIT: le_log_level = 3;
+pub const LE_LOG_ERR: le_log_level = 4;
+pub const LE_LOG_WARN: le_log_level = 5;
+pub const LE_LOG_NOTICE: le_log_level = 6;
+pub const LE_LOG_INFO: le_log_level = 7;
+pub const LE_LOG_DEBUG: le_log_level = 8;
+
+/// One log line, valid only during the callback.
+#[repr(C)]
+pub struct le_log_record {
+    pub level: le_log_level,
+    /// The `le_phase` that logged, or -1 when no script was running.
+    pub phase: i32,
+    /// `chunk:line` of the Lua code that logged, or empty.
+    pub location: le_str,
+    pub message: le_str,
+    /// The request that logged, or 0.
+    pub request_id: u64,
+}
+
+/// Receives log records. Called on whatever thread runs the script, so it must be thread-safe;
+/// it must not call back into the engine for the same worker, and must not throw.
+pub type le_log_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, record: *const le_log_record)>;
+
+/// How to build an engine. Start from `le_config_default()` and change fields.
+#[repr(C)]
+pub struct le_config {
+    /// Number of workers (Lua states); 0 means one per CPU.
+    pub workers: u32,
+    /// Give scripts the full standard library (io, os, debug, ffi, C modules). Default: sandbox.
+    pub trusted: bool,
+    /// `require` search templates such as `/srv/lua/?.lua`; `n_package_path` of them.
+    /// Copied by `le_engine_new`.
+    pub package_path: *const le_str,
+    pub n_package_path: usize,
+    /// Where log records go; NULL writes them to stderr.
+    pub log: le_log_fn,
+    /// Passed to `log`; the engine never frees it.
+    pub log_user_data: *mut c_void,
+    /// Records above this level (less severe) are dropped. Default `LE_LOG_DEBUG`.
+    pub log_level: le_log_level,
+    /// VM instructions one phase run may execute before failing with `LE_ERR_BUDGET`; 0 = none.
+    pub instruction_budget: u64,
+    /// Lua memory cap per worker in bytes; 0 = none.
+    pub memory_limit: usize,
+    /// Idle coroutines each worker keeps for reuse.
+    pub coroutine_pool: u32,
+    /// How often file scripts check their file for changes, in milliseconds.
+    pub file_check_interval_ms: u32,
+}
+
+/// An engine: workers, code cache and stats. Thread-safe: share one between host threads.
+pub struct le_engine {
+    pub(crate) engine: Engine,
+}
+
+/// Counters of an engine.
+#[repr(C)]
+#[derive(Default)]
+pub struct le_stats {
+    /// Sources parsed and compiled.
+    pub scripts_compiled: u64,
+    /// Compiles answered from the code cache.
+    pub cache_hits: u64,
+    /// Compiles that had to parse.
+    pub cache_misses: u64,
+    /// Phase runs and resumes.
+    pub phases_run: u64,
+    /// Phase runs and resumes that failed.
+    pub errors: u64,
+    pub workers: u32,
+}
+
+/// Counters of one worker.
+#[repr(C)]
+#[derive(Default)]
+pub struct le_worker_stats {
+    /// Idle coroutines kept for reuse.
+    pub pooled_coroutines: usize,
+    /// Bytes of Lua memory after the worker's last phase run.
+    pub lua_memory: usize,
+    /// Script versions this worker loaded into functions.
+    pub functions_loaded: u64,
+}
+
+/// The defaults: one worker per CPU, sandboxed, stderr logging, no budget, no memory cap.
+#[no_mangle]
+pub extern "C" fn le_config_default() -> le_config {
+    let defaults = EngineConfig::default();
+    le_config {
+        workers: 0,
+        trusted: false,
+        package_path: std::ptr::null(),
+        n_package_path: 0,
+        log: None,
+        log_user_data: std::ptr::null_mut(),
+        log_level: defaults.log_level as le_log_level,
+        instruction_budget: 0,
+        memory_limit: 0,
+        coroutine_pool: u32::try_from(defaults.coroutine_pool).unwrap_or(u32::MAX),
+        file_check_interval_ms: u32::try_from(defaults.file_check_interval.as_millis()).unwrap_or(u32::MAX),
+    }
+}
+
+/// The host's log callback with its user data, callable from any thread.
+struct HostLog {
+    callback: unsafe extern "C" fn(*mut c_void, *const le_log_record),
+    user_data: *mut c_void,
+}
+
+// SAFETY: le_log_fn's contract makes the callback and its user data usable from any thread.
+unsafe impl Send for HostLog {}
+unsafe impl Sync for HostLog {}
+
+impl HostLog {
+    fn sink(self) -> LogSink {
+        Arc::new(move |record: &LogRecord<'_>| self.emit(record))
+    }
+
+    fn emit(&self, record: &LogRecord<'_>) {
+        let c_record = le_log_record {
+            level: record.level as le_log_level,
+            phase: record.phase.map_or(-1, |phase| phase as i32),
+            location: le_str::of(record.location.as_bytes()),
+            message: le_str::of(record.message.as_bytes()),
+            request_id: record.request_id,
+        };
+        unsafe { (self.callback)(self.user_data, &c_record) };
+    }
+}
+
+/// # Safety
+/// `config` must be a valid `le_config` whose `package_path` holds `n_package_path` strings.
+unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
+    let paths: &[le_str] = match (config.package_path.is_null(), config.n_package_path) {
+        (_, 0) => &[],
+        (true, _) => return Err(Error::invalid_argument("config.package_path is NULL but n_package_path is not 0")),
+        (false, n) => unsafe { std::slice::from_raw_parts(config.package_path, n) },
+    };
+    let package_path = paths
+        .iter()
+        .map(|path| unsafe { path.text("config.package_path entry") }.map(str::to_string))
+        .collect::<Result<Vec<_>, _>>()?;
+    let log_level = LogLevel::from_number(i64::from(config.log_level))
+        .ok_or_else(|| Error::invalid_argument(format!("config.log_level {} is not a log level", config.log_level)))?;
+    let log = config.log.map(|callback| HostLog { callback, user_data: config.log_user_data }.sink());
+    Ok(EngineConfig {
+        workers: config.workers as usize,
+        trusted: config.trusted,
+        package_path,
+        log,
+        log_level,
+        instruction_budget: config.instruction_budget,
+        memory_limit: config.memory_limit,
+        coroutine_pool: config.coroutine_pool as usize,
+        file_check_interval: Duration::from_millis(u64::from(config.file_check_interval_ms)),
+    })
+}
+
+/// Creates an engine. `config` may be NULL for the defaults. On success `*out` owns the engine
+/// (free it with `le_engine_free`); on failure `*err` (if `err` is not NULL) says why.
+#[no_mangle]
+pub extern "C" fn le_engine_new(config: *const le_config, out: *mut *mut le_engine, err: *mut *mut le_error) -> le_result {
+    call(err, || {
+        require_out(out, "out")?;
+        let config = match unsafe { config.as_ref() } {
+            Some(config) => unsafe { engine_config(config)? },
+            None => EngineConfig::default(),
+        };
+        let engine = Engine::new(config)?;
+        unsafe { write_out(out, Box::into_raw(Box::new(le_engine { engine }))) };
+        Ok(())
+    })
+}
+
+/// Frees an engine. Scripts and requests still alive keep working and keep what they need
+/// until they are freed. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn le_engine_free(engine: *mut le_engine) {
+    super::guard((), || {
+        if !engine.is_null() {
+            drop(unsafe { Box::from_raw(engine) });
+        }
+    })
+}
+
+/// The number of workers; 0 for NULL.
+#[no_mangle]
+pub extern "C" fn le_engine_worker_count(engine: *const le_engine) -> u32 {
+    super::guard(0, || unsafe { engine.as_ref() }.map_or(0, |e| e.engine.worker_count() as u32))
+}
+
+/// Reads the engine's counters into `*out`.
+#[no_mangle]
+pub extern "C" fn le_engine_stats(engine: *const le_engine, out: *mut le_stats) -> le_result {
+    call(std::ptr::null_mut(), || {
+        let engine = unsafe { handle(engine, "engine")? };
+        require_out(out, "out")?;
+        let stats = engine.engine.stats();
+        let c_stats = le_stats {
+            scripts_compiled: stats.cache.compiled,
+            cache_hits: stats.cache.hits,
+            cache_misses: stats.cache.misses,
+            phases_run: stats.phases_run,
+            errors: stats.errors,
+            workers: stats.workers.len() as u32,
+        };
+        unsafe { write_out(out, c_stats) };
+        Ok(())
+    })
+}
+
+/// Reads one worker's counters into `*out`; `LE_ERR_INVALID_ARGUMENT` for a worker index out
+/// of range.
+#[no_mangle]
+pub extern "C" fn le_engine_worker_stats(engine: *const le_engine, worker: u32, out: *mut le_worker_stats) -> le_result {
+    call(std::ptr::null_mut(), || {
+        let engine = unsafe { handle(engine, "engine")? };
+        require_out(out, "out")?;
+        let stats = engine.engine.stats();
+        let worker = stats
+            .workers
+            .get(worker as usize)
+            .ok_or_else(|| Error::invalid_argument(format!("worker {worker} does not exist")))?;
+        let c_stats = le_worker_stats {
+            pooled_coroutines: worker.pooled_coroutines,
+            lua_memory: worker.lua_memory,
+            functions_loaded: worker.functions_loaded,
+        };
+        unsafe { write_out(out, c_stats) };
+        Ok(())
+    })
+}
+
+/// Checks every file script now. Changed files are recompiled: phases that start afterwards run
+/// the new version, phases already running finish on the old one. `*reloaded` (if not NULL)
+/// receives the number of changed scripts. A file that no longer compiles keeps its previous
+/// version and its error is reported.
+#[no_mangle]
+pub extern "C" fn le_engine_reload(engine: *const le_engine, reloaded: *mut usize, err: *mut *mut le_error) -> le_result {
+    call(err, || {
+        let engine = unsafe { handle(engine, "engine")? };
+        let count = engine.engine.reload()?;
+        if !reloaded.is_null() {
+            unsafe { write_out(reloaded, count) };
+        }
+        Ok(())
+    })
+}
+
+/// The library version, a static NUL-terminated string such as `"0.1.0"`.
+#[no_mangle]
+pub extern "C" fn le_version() -> *const c_char {
+    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+}
+
+/// The ABI version this library implements (compare with `LE_ABI_VERSION` from the header).
+#[no_mangle]
+pub extern "C" fn le_abi_version() -> u32 {
+    super::LE_ABI_VERSION
+}
+
+/// The Lua backend, a static NUL-terminated string: `"LuaJIT"` or `"Lua 5.4"`.
+#[no_mangle]
+pub extern "C" fn le_backend() -> *const c_char {
+    let name: &'static std::ffi::CStr = if cfg!(feature = "luajit") { c"LuaJIT" } else { c"Lua 5.4" };
+    name.as_ptr()
+}

@@ -1,0 +1,257 @@
+//! Requests: create from one snapshot, run phases, resume, read the response, free.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::engine::le_engine;
+use super::error::{call, le_error, le_result, report};
+use super::script::le_script;
+use super::{handle, le_header, le_str, require_out, write_out};
+use crate::error::Error;
+use crate::phase::{Phase, Status};
+use crate::request::{Request, RequestInit};
+
+/// A request phase.
+pub type le_phase = u32;
+pub const LE_PHASE_INIT: le_phase = 0;
+pub const LE_PHASE_INIT_WORKER: le_phase = 1;
+pub const LE_PHASE_REWRITE: le_phase = 2;
+pub const LE_PHASE_ACCESS: le_phase = 3;
+pub const LE_PHASE_CONTENT: le_phase = 4;
+pub const LE_PHASE_HEADER_FILTER: le_phase = 5;
+pub const LE_PHASE_BODY_FILTER: le_phase = 6;
+pub const LE_PHASE_LOG: le_phase = 7;
+pub const LE_PHASE_TIMER: le_phase = 8;
+
+/// `le_request_new`'s worker hint meaning "any worker" (round robin).
+pub const LE_WORKER_ANY: u32 = u32::MAX;
+
+/// What running or resuming a phase returns.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum le_status {
+    /// The phase finished: go on to the next phase.
+    LE_STATUS_OK = 0,
+    /// The request is answered (ngx.exit with a status, a redirect, or content): send the
+    /// response and skip the remaining request phases up to header_filter.
+    LE_STATUS_DONE = 1,
+    /// The script waits: call `le_request_resume` when the request is woken.
+    LE_STATUS_YIELD = 2,
+    /// The phase failed; `*err` says why. Hosts usually answer 500.
+    LE_STATUS_ERROR = 3,
+}
+
+/// Everything a request starts from, copied by `le_request_new` in one call.
+#[repr(C)]
+pub struct le_request_init {
+    pub method: le_str,
+    /// The URI path without the query string.
+    pub path: le_str,
+    /// The query string without `?`; empty when there is none.
+    pub query: le_str,
+    /// `HTTP/1.1` (the default when empty), `HTTP/2.0`, ...
+    pub http_version: le_str,
+    /// `http` (the default when empty) or `https`.
+    pub scheme: le_str,
+    pub remote_addr: le_str,
+    /// The request body, used when `has_body` is true.
+    pub body: le_str,
+    pub headers: *const le_header,
+    pub n_headers: usize,
+    pub has_body: bool,
+}
+
+/// What the scripts produced. Every pointer in it points into the request and stays valid
+/// until the next call that takes this request.
+#[repr(C)]
+pub struct le_response_view {
+    /// The status scripts set (ngx.status, ngx.exit, ngx.redirect, or 200 once output started);
+    /// 0 if none did.
+    pub status: u16,
+    /// Whether scripts produced output (nginx would have sent the headers).
+    pub headers_sent: bool,
+    /// Whether a script called ngx.exit or ngx.redirect; `exit_code` holds its argument.
+    pub exited: bool,
+    pub exit_code: i64,
+    /// Headers scripts set, in order (a redirect's `Location` among them).
+    pub headers: *const le_header,
+    pub n_headers: usize,
+    /// The body ngx.say/ngx.print wrote.
+    pub body: le_str,
+}
+
+const IDLE: u8 = 0;
+const BUSY: u8 = 1;
+const FREE_PENDING: u8 = 2;
+
+/// A request bound to one worker. Use it from one thread at a time (any thread). It may be
+/// freed at any point, even from a callback while one of its phases runs: it is then released
+/// when that phase returns.
+pub struct le_request {
+    request: UnsafeCell<Request>,
+    state: AtomicU8,
+    view: UnsafeCell<Vec<le_header>>,
+}
+
+/// Runs `f` with exclusive access to the request, or fails if another call is using it. If the
+/// request was freed during `f` (from a callback), it is released here.
+fn exclusive<T>(ptr: *mut le_request, f: impl FnOnce(&mut Request, &mut Vec<le_header>) -> T) -> Result<T, Error> {
+    let handle = unsafe { handle(ptr, "request")? };
+    if handle.state.compare_exchange(IDLE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_err() {
+        return Err(Error::invalid_state("the request is in use by another call (or was freed)"));
+    }
+    // SAFETY: the BUSY state makes this the only access to the cells until it is released.
+    let result = f(unsafe { &mut *handle.request.get() }, unsafe { &mut *handle.view.get() });
+    if handle.state.compare_exchange(BUSY, IDLE, Ordering::Release, Ordering::Acquire).is_err() {
+        // le_request_free ran meanwhile and left the release to us.
+        drop(unsafe { Box::from_raw(ptr) });
+    }
+    Ok(result)
+}
+
+/// Creates a request from the host's snapshot, bound to worker `worker_hint % workers`, or to
+/// the next worker in turn with `LE_WORKER_ANY`. Copies everything `init` points to. Free the
+/// request with `le_request_free`.
+#[no_mangle]
+pub extern "C" fn le_request_new(
+    engine: *const le_engine,
+    init: *const le_request_init,
+    worker_hint: u32,
+    out: *mut *mut le_request,
+    err: *mut *mut le_error,
+) -> le_result {
+    call(err, || {
+        let engine = unsafe { handle(engine, "engine")? };
+        let init = unsafe { handle(init, "init")? };
+        require_out(out, "out")?;
+        let headers: &[le_header] = match (init.headers.is_null(), init.n_headers) {
+            (_, 0) => &[],
+            (true, _) => return Err(Error::invalid_argument("init.headers is NULL but n_headers is not 0")),
+            (false, n) => unsafe { std::slice::from_raw_parts(init.headers, n) },
+        };
+        for header in headers {
+            unsafe {
+                header.name.bytes("header name")?;
+                header.value.bytes("header value")?;
+            }
+        }
+        let rust_init = unsafe {
+            RequestInit {
+                method: init.method.bytes("init.method")?,
+                path: init.path.bytes("init.path")?,
+                query: init.query.bytes("init.query")?,
+                http_version: init.http_version.bytes("init.http_version")?,
+                scheme: init.scheme.bytes("init.scheme")?,
+                remote_addr: init.remote_addr.bytes("init.remote_addr")?,
+                body: if init.has_body { Some(init.body.bytes("init.body")?) } else { None },
+            }
+        };
+        // Checked above: every header's pointers are valid.
+        let pairs = headers.iter().map(|h| unsafe { (h.name.bytes("").unwrap_or(&[]), h.value.bytes("").unwrap_or(&[])) });
+        let hint = (worker_hint != LE_WORKER_ANY).then_some(worker_hint as usize);
+        let request = engine.engine.new_request(&rust_init, pairs, hint);
+        let handle = le_request { request: UnsafeCell::new(request), state: AtomicU8::new(IDLE), view: UnsafeCell::default() };
+        unsafe { write_out(out, Box::into_raw(Box::new(handle))) };
+        Ok(())
+    })
+}
+
+fn status_of(result: Result<Result<Status, Error>, Error>, err: *mut *mut le_error) -> le_status {
+    match result.and_then(|inner| inner) {
+        Ok(Status::Ok) => le_status::LE_STATUS_OK,
+        Ok(Status::Done) => le_status::LE_STATUS_DONE,
+        Ok(Status::Yield) => le_status::LE_STATUS_YIELD,
+        Err(error) => {
+            unsafe { report(err, error) };
+            le_status::LE_STATUS_ERROR
+        }
+    }
+}
+
+fn run_guarded(err: *mut *mut le_error, body: impl FnOnce() -> Result<Result<Status, Error>, Error>) -> le_status {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|_| Err(super::internal_panic()));
+    status_of(result, err)
+}
+
+/// Runs one phase's script on the request: `LE_PHASE_REWRITE` through `LE_PHASE_LOG`.
+/// Returns `LE_STATUS_ERROR` with `*err` for script errors and for bad arguments (NULL
+/// handles, unknown phases, a request that waits in another phase).
+#[no_mangle]
+pub extern "C" fn le_request_run(
+    request: *mut le_request,
+    phase: le_phase,
+    script: *const le_script,
+    err: *mut *mut le_error,
+) -> le_status {
+    run_guarded(err, || {
+        let script = unsafe { handle(script, "script")? };
+        let phase = Phase::from_number(phase).ok_or_else(|| Error::invalid_argument(format!("unknown phase {phase}")))?;
+        exclusive(request, |request, _| request.run(phase, &script.script))
+    })
+}
+
+/// Continues a phase that returned `LE_STATUS_YIELD`. May be called from any thread.
+#[no_mangle]
+pub extern "C" fn le_request_resume(request: *mut le_request, err: *mut *mut le_error) -> le_status {
+    run_guarded(err, || {
+        exclusive(request, |request, _| request.resume())
+    })
+}
+
+/// Reads the response in one call. The view points into the request and stays valid until the
+/// next call that takes this request (including `le_request_free`).
+#[no_mangle]
+pub extern "C" fn le_request_response(request: *mut le_request, out: *mut le_response_view) -> le_result {
+    call(std::ptr::null_mut(), || {
+        require_out(out, "out")?;
+        let view = exclusive(request, |request, headers| {
+            let response = request.response();
+            headers.clear();
+            headers.extend(response.headers.iter().map(|(name, value)| le_header { name: le_str::of(name), value: le_str::of(value) }));
+            le_response_view {
+                status: response.status,
+                headers_sent: response.headers_sent,
+                exited: response.exit_code.is_some(),
+                exit_code: response.exit_code.unwrap_or(0),
+                headers: headers.as_ptr(),
+                n_headers: headers.len(),
+                body: le_str::of(&response.body),
+            }
+        })?;
+        unsafe { write_out(out, view) };
+        Ok(())
+    })
+}
+
+/// The request's engine-wide id (as in log records); 0 for NULL.
+#[no_mangle]
+pub extern "C" fn le_request_id(request: *const le_request) -> u64 {
+    super::guard(0, || unsafe { request.as_ref() }.map_or(0, |r| unsafe { &*r.request.get() }.id()))
+}
+
+/// Whether the request waits for `le_request_resume`.
+#[no_mangle]
+pub extern "C" fn le_request_is_suspended(request: *const le_request) -> bool {
+    super::guard(false, || unsafe { request.as_ref() }.is_some_and(|r| unsafe { &*r.request.get() }.is_suspended()))
+}
+
+/// Frees a request, cancelling a phase that waits. Called while one of the request's phases runs
+/// (from a callback), it takes effect when that phase returns. NULL is ignored.
+#[no_mangle]
+pub extern "C" fn le_request_free(request: *mut le_request) {
+    super::guard((), || {
+        let Some(handle) = (unsafe { request.as_ref() }) else { return };
+        loop {
+            match handle.state.compare_exchange(IDLE, FREE_PENDING, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return drop(unsafe { Box::from_raw(request) }),
+                // A call is running it: leave the release to that call, unless it just ended.
+                Err(BUSY) => {
+                    if handle.state.compare_exchange(BUSY, FREE_PENDING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                        return;
+                    }
+                }
+                Err(_) => return, // already being freed
+            }
+        }
+    })
+}
