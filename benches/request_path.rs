@@ -1,1 +1,145 @@
-fn main() {}
+//! ns per request through the C ABI, as a C host drives it: create a request with 8 headers,
+//! run its phases, read the response, free it. Two cases from the core issue:
+//!   hello: content `ngx.say("hello")`
+//!   auth:  access (get_headers + ngx.exit on a bad token + ngx.ctx) and content (ngx.say with
+//!          ngx.ctx and ngx.var.uri)
+//! Run: `cargo bench --bench request_path` (add `--no-default-features --features lua54` for
+//! Lua 5.4). Prints the median of several timed rounds, and the Rust-API path as an anchor.
+
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use luaengine::ffi::*;
+use luaengine::{Engine, EngineConfig, Phase, RequestInit};
+
+const HELLO: &str = r#"ngx.say("hello")"#;
+const AUTH_ACCESS: &str =
+    r#"local h = ngx.req.get_headers(); if h["x-token"] ~= "secret" then return ngx.exit(403) end; ngx.ctx.user = "u1""#;
+const AUTH_CONTENT: &str = r#"ngx.say("hello ", ngx.ctx.user, " ", ngx.var.uri)"#;
+
+const HEADERS: [(&str, &str); 8] = [
+    ("Host", "example.com"),
+    ("User-Agent", "bench/1.0"),
+    ("Accept", "*/*"),
+    ("Accept-Encoding", "gzip, deflate"),
+    ("Connection", "keep-alive"),
+    ("X-Token", "secret"),
+    ("X-Request-Id", "0123456789abcdef"),
+    ("Cookie", "sid=abc; theme=dark"),
+];
+
+fn s(text: &str) -> le_str {
+    le_str { ptr: text.as_ptr(), len: text.len() }
+}
+
+struct CEngine {
+    engine: *mut le_engine,
+}
+
+impl CEngine {
+    fn new() -> CEngine {
+        let mut config = le_config_default();
+        config.workers = 1;
+        let mut engine = ptr::null_mut();
+        assert_eq!(le_engine_new(&config, &mut engine, ptr::null_mut()), le_result::LE_OK);
+        CEngine { engine }
+    }
+
+    fn compile(&self, name: &str, source: &str) -> *mut le_script {
+        let mut script = ptr::null_mut();
+        assert_eq!(le_script_compile(self.engine, s(name), s(source), &mut script, ptr::null_mut()), le_result::LE_OK);
+        script
+    }
+
+    /// One request: new → run each phase → response → free. Returns the body length.
+    fn request(&self, headers: &[le_header], phases: &[(le_phase, *mut le_script)]) -> usize {
+        let init = le_request_init {
+            method: s("GET"),
+            path: s("/t"),
+            query: s("a=1"),
+            http_version: s("HTTP/1.1"),
+            scheme: s("http"),
+            remote_addr: s("127.0.0.1"),
+            body: le_str { ptr: ptr::null(), len: 0 },
+            headers: headers.as_ptr(),
+            n_headers: headers.len(),
+            has_body: false,
+        };
+        let mut request = ptr::null_mut();
+        assert_eq!(le_request_new(self.engine, &init, LE_WORKER_ANY, &mut request, ptr::null_mut()), le_result::LE_OK);
+        for &(phase, script) in phases {
+            if le_request_run(request, phase, script, ptr::null_mut()) != le_status::LE_STATUS_OK {
+                break;
+            }
+        }
+        let mut view = std::mem::MaybeUninit::<le_response_view>::uninit();
+        assert_eq!(le_request_response(request, view.as_mut_ptr()), le_result::LE_OK);
+        let body_len = unsafe { view.assume_init() }.body.len;
+        le_request_free(request);
+        body_len
+    }
+}
+
+impl Drop for CEngine {
+    fn drop(&mut self) {
+        le_engine_free(self.engine);
+    }
+}
+
+/// Median ns per iteration over `rounds` rounds of `per_round` iterations, after a warm-up.
+fn measure(rounds: usize, per_round: usize, mut once: impl FnMut()) -> f64 {
+    for _ in 0..per_round {
+        once();
+    }
+    let mut samples: Vec<Duration> = (0..rounds)
+        .map(|_| {
+            let start = Instant::now();
+            for _ in 0..per_round {
+                once();
+            }
+            start.elapsed()
+        })
+        .collect();
+    samples.sort();
+    samples[rounds / 2].as_nanos() as f64 / per_round as f64
+}
+
+fn main() {
+    // LE_BENCH_QUICK=1 runs a few iterations only, for callgrind (`valgrind --tool=callgrind`).
+    let quick = std::env::var_os("LE_BENCH_QUICK").is_some();
+    let (rounds, per_round) = if quick { (1, 2_000) } else { (15, 20_000) };
+    let engine = CEngine::new();
+    let hello = engine.compile("content", HELLO);
+    let access = engine.compile("access", AUTH_ACCESS);
+    let content = engine.compile("content", AUTH_CONTENT);
+    let headers: Vec<le_header> = HEADERS.iter().map(|(n, v)| le_header { name: s(n), value: s(v) }).collect();
+
+    assert_eq!(engine.request(&headers, &[(LE_PHASE_CONTENT, hello)]), "hello\n".len());
+    assert_eq!(engine.request(&headers, &[(LE_PHASE_ACCESS, access), (LE_PHASE_CONTENT, content)]), "hello u1 /t\n".len());
+
+    let hello_ns = measure(rounds, per_round, || {
+        engine.request(&headers, &[(LE_PHASE_CONTENT, hello)]);
+    });
+    let auth_ns = measure(rounds, per_round, || {
+        engine.request(&headers, &[(LE_PHASE_ACCESS, access), (LE_PHASE_CONTENT, content)]);
+    });
+
+    // Anchor measured in the same run: the same hello request through the safe Rust API.
+    let rust_engine = Engine::new(EngineConfig { workers: 1, ..Default::default() }).unwrap();
+    let rust_hello = rust_engine.compile("content", HELLO).unwrap();
+    let init = RequestInit { method: b"GET", path: b"/t", query: b"a=1", remote_addr: b"127.0.0.1", ..Default::default() };
+    let anchor_ns = measure(rounds, per_round, || {
+        let mut request = rust_engine.new_request(&init, HEADERS.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), None);
+        request.run(Phase::Content, &rust_hello).unwrap();
+        std::hint::black_box(request.response().body.len());
+    });
+
+    println!("backend: {}", luaengine::BACKEND);
+    println!("C ABI request path (new with 8 headers -> phases -> response -> free), median of {rounds} x {per_round}:");
+    println!("  (a) hello  content ngx.say            {hello_ns:>8.0} ns/request   target < 1500");
+    println!("  (b) auth   access + content           {auth_ns:>8.0} ns/request   target < 4000");
+    println!("  anchor: hello through the Rust API    {anchor_ns:>8.0} ns/request   (C ABI / Rust = {:.2})", hello_ns / anchor_ns);
+    for script in [hello, access, content] {
+        le_script_free(script);
+    }
+}

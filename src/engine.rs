@@ -94,12 +94,11 @@ impl Engine {
 
     /// Creates a request from the host's snapshot, bound to worker `worker % workers` or, with
     /// `None`, to the next worker in round robin.
-    pub fn new_request<'h>(
-        &self,
-        init: &RequestInit<'_>,
-        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
-        worker: Option<usize>,
-    ) -> Request {
+    pub fn new_request<'h, I>(&self, init: &RequestInit<'_>, headers: I, worker: Option<usize>) -> Request
+    where
+        I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        I::IntoIter: Clone,
+    {
         let workers = &self.shared.workers;
         let index = worker.unwrap_or_else(|| self.shared.next_worker.fetch_add(1, Ordering::Relaxed)) % workers.len();
         let id = self.shared.next_request.fetch_add(1, Ordering::Relaxed);

@@ -10,7 +10,7 @@ use mlua::{Lua, Table, Value};
 use parking_lot::Mutex;
 
 use crate::cache::{CodeCache, Script};
-use crate::worker::load_function;
+use crate::worker::FunctionCache;
 
 /// Module names are dotted identifiers; anything else (slashes, `..`) could walk out of the
 /// search path.
@@ -24,7 +24,13 @@ fn valid_module_name(name: &str) -> bool {
 
 /// Registers `find_module(name)`: returns (function, path), or (nil, "no file ..." lines) when
 /// nothing matches, or (false, message) when the file exists but does not compile.
-pub(crate) fn register(lua: &Lua, impl_table: &Table, cache: Arc<CodeCache>, templates: &[String]) -> mlua::Result<()> {
+pub(crate) fn register(
+    lua: &Lua,
+    impl_table: &Table,
+    cache: Arc<CodeCache>,
+    functions: FunctionCache,
+    templates: &[String],
+) -> mlua::Result<()> {
     let templates = templates.to_vec();
     // Keeps this worker's module scripts alive, so other workers find them compiled.
     let scripts: Mutex<HashMap<String, Script>> = Mutex::default();
@@ -45,7 +51,7 @@ pub(crate) fn register(lua: &Lua, impl_table: &Table, cache: Arc<CodeCache>, tem
                 Ok(script) => script,
                 Err(error) => return Ok((Value::Boolean(false), format!("error loading module '{name}': {}", error.message))),
             };
-            let function = load_function(lua, &script.current())?;
+            let function = functions.get(lua, &script.current())?;
             scripts.lock().insert(path.clone(), script);
             return Ok((Value::Function(function), path));
         }

@@ -45,9 +45,17 @@ pub(crate) struct Snapshot {
 }
 
 impl Snapshot {
-    fn new<'h>(init: &RequestInit<'_>, headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>) -> Snapshot {
+    fn new<'h, I>(init: &RequestInit<'_>, headers: I) -> Snapshot
+    where
+        I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        I::IntoIter: Clone,
+    {
         let headers = headers.into_iter();
-        let mut buf = Vec::with_capacity(256);
+        let scalars = [init.method, init.path, init.query, init.http_version, init.scheme, init.remote_addr];
+        let size = scalars.iter().map(|s| s.len().max(8)).sum::<usize>()
+            + init.body.map_or(0, <[u8]>::len)
+            + headers.clone().map(|(name, value)| name.len() + value.len()).sum::<usize>();
+        let mut buf = Vec::with_capacity(size);
         let mut push = |bytes: &[u8]| {
             let start = buf.len();
             buf.extend_from_slice(bytes);
@@ -164,13 +172,11 @@ pub struct Request {
 }
 
 impl Request {
-    pub(crate) fn new<'h>(
-        shared: Arc<Shared>,
-        worker: Arc<Worker>,
-        id: u64,
-        init: &RequestInit<'_>,
-        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
-    ) -> Request {
+    pub(crate) fn new<'h, I>(shared: Arc<Shared>, worker: Arc<Worker>, id: u64, init: &RequestInit<'_>, headers: I) -> Request
+    where
+        I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        I::IntoIter: Clone,
+    {
         let state = RequestState {
             id,
             input: Snapshot::new(init, headers),

@@ -6,9 +6,9 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use mlua::thread::ThreadStatus;
 use mlua::{Function, Lua, MultiValue, Table, Thread};
-use parking_lot::ReentrantMutex;
+use mlua::chunk::ChunkMode;
+use parking_lot::{Mutex, ReentrantMutex};
 use rustc_hash::FxHashMap;
 
 use crate::api::{self, CurrentRequest};
@@ -27,7 +27,7 @@ use crate::sandbox;
 pub struct WorkerStats {
     /// Idle coroutines kept for reuse.
     pub pooled_coroutines: usize,
-    /// Bytes of Lua memory after the last phase run.
+    /// Bytes of Lua memory (read when the worker was last free).
     pub lua_memory: usize,
     /// Bytecode versions this worker turned into functions.
     pub functions_loaded: u64,
@@ -38,12 +38,14 @@ pub(crate) struct Worker {
     lua: ReentrantMutex<WorkerLua>,
     pooled: AtomicUsize,
     memory: AtomicUsize,
-    loaded: Arc<AtomicU64>,
+    /// The same cache the Lua side uses, read here for stats without the worker lock.
+    functions: FunctionCache,
 }
 
 struct WorkerLua {
     lua: Lua,
     run_chunk: Function,
+    current: CurrentRequest,
     /// Metatable of every request's globals: reads fall through to the base environment.
     env_mt: Table,
     pool: RefCell<Vec<Thread>>,
@@ -52,44 +54,44 @@ struct WorkerLua {
     /// instead of a deadlock.
     running: Cell<bool>,
     budget: Option<Arc<Budget>>,
+    functions: FunctionCache,
 }
 
-/// Functions this worker loaded, by bytecode id. Kept in the Lua state's app data so `require`
-/// can reach it while a script runs.
+/// Functions this worker loaded, by bytecode id; shared with `require`'s loader.
+#[derive(Clone, Default)]
 pub(crate) struct FunctionCache {
-    functions: FxHashMap<u64, (Weak<Bytecode>, Function)>,
+    functions: Arc<Mutex<FxHashMap<u64, (Weak<Bytecode>, Function)>>>,
     loaded: Arc<AtomicU64>,
 }
 
-/// The worker's function for `bytecode`, loading it on first use.
-pub(crate) fn load_function(lua: &Lua, bytecode: &Arc<Bytecode>) -> mlua::Result<Function> {
-    let mut cache = lua
-        .try_app_data_mut::<FunctionCache>()
-        .map_err(|_| mlua::Error::runtime("cannot load a module from a finalizer while loading another"))?
-        .expect("worker function cache");
-    if let Some((_, function)) = cache.functions.get(&bytecode.id) {
-        return Ok(function.clone());
+impl FunctionCache {
+    /// The worker's function for `bytecode`, loading it on first use.
+    pub(crate) fn get(&self, lua: &Lua, bytecode: &Arc<Bytecode>) -> mlua::Result<Function> {
+        if let Some((_, function)) = self.functions.lock().get(&bytecode.id) {
+            return Ok(function.clone());
+        }
+        // Loaded without the lock held: a finalizer running during the load may `require`.
+        // Our own bytecode, produced by the code cache: the one place binary chunks are loaded.
+        let function = lua
+            .load(bytecode.code.as_slice())
+            .set_name(bytecode.chunk_name.as_str())
+            .set_mode(ChunkMode::Binary)
+            .into_function()?;
+        let mut functions = self.functions.lock();
+        if functions.len() >= 64 && functions.len().is_power_of_two() {
+            functions.retain(|_, (weak, _)| weak.strong_count() > 0);
+        }
+        functions.insert(bytecode.id, (Arc::downgrade(bytecode), function.clone()));
+        self.loaded.fetch_add(1, Ordering::Relaxed);
+        Ok(function)
     }
-    // Our own bytecode, produced by the code cache: the one place binary chunks are loaded.
-    let function = lua
-        .load(bytecode.code.as_slice())
-        .set_name(bytecode.chunk_name.as_str())
-        .set_mode(mlua::chunk::ChunkMode::Binary)
-        .into_function()?;
-    if cache.functions.len() >= 64 && cache.functions.len().is_power_of_two() {
-        cache.functions.retain(|_, (weak, _)| weak.strong_count() > 0);
-    }
-    cache.functions.insert(bytecode.id, (Arc::downgrade(bytecode), function.clone()));
-    cache.loaded.fetch_add(1, Ordering::Relaxed);
-    Ok(function)
 }
 
 impl Worker {
     pub(crate) fn new(index: usize, config: &EngineConfig, cache: Arc<CodeCache>, logger: Logger) -> Result<Worker> {
         let lua_error = |e: mlua::Error| Error::new(ErrorCode::Internal, format!("worker {index}: {e}"));
         let lua = sandbox::new_lua(config.trusted).map_err(lua_error)?;
-        let loaded = Arc::new(AtomicU64::new(0));
-        lua.set_app_data(FunctionCache { functions: FxHashMap::default(), loaded: loaded.clone() });
+        let functions = FunctionCache::default();
         let base = sandbox::base_env(&lua, config.trusted).map_err(lua_error)?;
         let budget = match config.instruction_budget {
             0 => None,
@@ -101,6 +103,7 @@ impl Worker {
             package_path: &config.package_path,
             trusted: config.trusted,
             budget: budget.clone(),
+            functions: functions.clone(),
         };
         let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
         let env_mt = lua.create_table().map_err(lua_error)?;
@@ -111,20 +114,26 @@ impl Worker {
         let state = WorkerLua {
             lua,
             run_chunk: installed.run_chunk,
+            current: installed.current,
             env_mt,
             pool: RefCell::new(Vec::new()),
             pool_max: config.coroutine_pool,
             running: Cell::new(false),
             budget,
+            functions: functions.clone(),
         };
-        Ok(Worker { index, lua: ReentrantMutex::new(state), pooled: AtomicUsize::new(0), memory, loaded })
+        Ok(Worker { index, lua: ReentrantMutex::new(state), pooled: AtomicUsize::new(0), memory, functions })
     }
 
     pub(crate) fn stats(&self) -> WorkerStats {
+        // Lua memory is read when the worker is free; a busy worker reports its last reading.
+        if let Some(state) = self.lua.try_lock() {
+            self.memory.store(state.lua.used_memory(), Ordering::Relaxed);
+        }
         WorkerStats {
             pooled_coroutines: self.pooled.load(Ordering::Relaxed),
             lua_memory: self.memory.load(Ordering::Relaxed),
-            functions_loaded: self.loaded.load(Ordering::Relaxed),
+            functions_loaded: self.functions.loaded.load(Ordering::Relaxed),
         }
     }
 
@@ -142,7 +151,7 @@ impl Worker {
             return (state, Err(reentered()));
         }
         let prepared = (|| {
-            let function = load_function(&w.lua, &bytecode)?;
+            let function = w.functions.get(&w.lua, &bytecode)?;
             let env = w.request_env(&mut state)?;
             Ok::<_, mlua::Error>((function, env, w.take_thread()?))
         })();
@@ -186,27 +195,29 @@ impl Worker {
         }
         let outcome = {
             let _running = RunningFlag::set(&w.running);
-            install_request(&w.lua, Some(state));
+            w.current.replace(Some(state));
             let outcome = thread.resume::<MultiValue>(args);
-            state = install_request(&w.lua, None).expect("the running request stays installed");
+            state = w.current.replace(None).expect("the running request stays installed");
             outcome
         };
         state.phase = None;
         shared.count_phase();
         let budget_left = w.budget.as_ref().map_or(0, |budget| budget.left());
         let result = match outcome {
-            Ok(values) if thread.status() == ThreadStatus::Resumable => {
-                if values.front().is_some_and(api::is_signal) {
-                    w.recycle(thread);
-                    exited(phase, &mut state.response)
-                } else {
-                    state.suspended = Some(Suspended { phase, thread, budget_left });
-                    Ok(Status::Yield)
-                }
-            }
-            Ok(_) => {
+            // `run_chunk` returns the signal alone when the script finished.
+            Ok(values) if values.len() == 1 && values.front().is_some_and(api::is_signal) => {
                 w.recycle(thread);
                 Ok(finished(phase, &state.response))
+            }
+            // Engine yields: (signal, "exit") from ngx.exit and ngx.redirect.
+            Ok(values) if values.front().is_some_and(api::is_signal) => {
+                w.recycle(thread);
+                exited(phase, &mut state.response)
+            }
+            // Anything else is a plain yield of the entry coroutine: wait for resume.
+            Ok(_) => {
+                state.suspended = Some(Suspended { phase, thread, budget_left });
+                Ok(Status::Yield)
             }
             Err(lua_error) => {
                 w.recycle(thread);
@@ -222,7 +233,6 @@ impl Worker {
             shared.count_error();
         }
         self.pooled.store(w.pool.borrow().len(), Ordering::Relaxed);
-        self.memory.store(w.lua.used_memory(), Ordering::Relaxed);
         (state, result)
     }
 }
@@ -258,12 +268,6 @@ impl WorkerLua {
             pool.push(thread);
         }
     }
-}
-
-/// Puts a request into (or takes it out of) the worker state's app data.
-fn install_request(lua: &Lua, state: Option<Box<RequestState>>) -> Option<Box<RequestState>> {
-    let mut current = lua.app_data_mut::<CurrentRequest>().expect("request slot installed with the API");
-    std::mem::replace(&mut current.0, state)
 }
 
 /// Clears the running flag even if a callback's panic unwinds through `drive`.

@@ -3,7 +3,7 @@
 
 use mlua::{Lua, Table, Value};
 
-use super::{fail, with_request};
+use super::{CurrentRequest, fail};
 use crate::phase::{Phase, Phases};
 
 const CTX: Phases = Phases::of(&[
@@ -16,34 +16,39 @@ const CTX: Phases = Phases::of(&[
     Phase::Timer,
 ]);
 
-pub(crate) fn register(lua: &Lua, impl_table: &Table) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) -> mlua::Result<()> {
+    let slot = current.clone();
     impl_table.set(
         "get_ctx",
-        lua.create_function(|lua, ()| {
-            let created = lua.create_table()?;
-            match with_request(lua, "ngx.ctx", CTX, |request| request.ctx.get_or_insert(created).clone()) {
-                Ok(ctx) => Ok((Value::Table(ctx), Value::Nil)),
+        lua.create_function(move |lua, ()| {
+            let ctx = slot.with("ngx.ctx", CTX, |request| match &request.ctx {
+                Some(ctx) => Ok(ctx.clone()),
+                None => lua.create_table().inspect(|ctx| request.ctx = Some(ctx.clone())),
+            });
+            match ctx {
+                Ok(ctx) => Ok((Value::Table(ctx?), Value::Nil)),
                 Err(message) => fail(lua, message),
             }
         })?,
     )?;
+    let slot = current.clone();
     impl_table.set(
         "set_ctx",
-        lua.create_function(|lua, value: Value| {
+        lua.create_function(move |lua, value: Value| {
             let Value::Table(table) = value else {
                 return fail(lua, format!("ctx should be a table while getting a {}", value.type_name()));
             };
-            match with_request(lua, "ngx.ctx", CTX, |request| request.ctx = Some(table)) {
+            match slot.with("ngx.ctx", CTX, |request| request.ctx = Some(table)) {
                 Ok(()) => Ok((Value::Nil, Value::Nil)),
                 Err(message) => fail(lua, message),
             }
         })?,
     )?;
+    let slot = current.clone();
     impl_table.set(
         "current_env",
-        lua.create_function(|lua, ()| {
-            let current = lua.try_app_data_ref::<super::CurrentRequest>().ok().flatten();
-            Ok(current.and_then(|current| current.0.as_ref().and_then(|request| request.env.clone())))
+        lua.create_function(move |_, ()| {
+            Ok(slot.peek(|request| request.and_then(|request| request.env.clone())))
         })?,
     )?;
     Ok(())

@@ -6,8 +6,9 @@ use mlua::{Function, Lua, MultiValue, Table, Value};
 use super::{append_scalar, fail, CurrentRequest};
 use crate::log::{LogLevel, LogRecord, Logger};
 
-pub(crate) fn register(lua: &Lua, impl_table: &Table, logger: Logger) -> mlua::Result<()> {
-    let for_print = logger.clone();
+pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table, logger: Logger) -> mlua::Result<()> {
+    let (print_logger, print_current) = (logger.clone(), current.clone());
+    let current = current.clone();
     impl_table.set(
         "log",
         lua.create_function(move |lua, mut args: MultiValue| {
@@ -17,18 +18,20 @@ pub(crate) fn register(lua: &Lua, impl_table: &Table, logger: Logger) -> mlua::R
                 _ => None,
             };
             match level {
-                Some(level) => log(lua, &logger, level, "log", &args),
+                Some(level) => log(lua, &current, &logger, level, "log", &args),
                 None => fail(lua, "bad argument #1 to 'log' (bad log level)"),
             }
         })?,
     )?;
     impl_table.set(
         "print_log",
-        lua.create_function(move |lua, args: MultiValue| log(lua, &for_print, LogLevel::Notice, "print", &args))?,
+        lua.create_function(move |lua, args: MultiValue| {
+            log(lua, &print_current, &print_logger, LogLevel::Notice, "print", &args)
+        })?,
     )
 }
 
-fn log(lua: &Lua, logger: &Logger, level: LogLevel, api: &str, args: &MultiValue) -> mlua::Result<(Value, Value)> {
+fn log(lua: &Lua, current: &CurrentRequest, logger: &Logger, level: LogLevel, api: &str, args: &MultiValue) -> mlua::Result<(Value, Value)> {
     if !logger.enabled(level) {
         return Ok((Value::Nil, Value::Nil));
     }
@@ -52,16 +55,9 @@ fn log(lua: &Lua, logger: &Logger, level: LogLevel, api: &str, args: &MultiValue
             format!("{}:{line}", debug.source().short_src.as_deref().unwrap_or("?"))
         })
         .unwrap_or_default();
-    let current = lua.try_app_data_ref::<CurrentRequest>().ok().flatten();
-    let request = current.as_ref().and_then(|current| current.0.as_deref());
+    let (phase, request_id) = current.peek(|request| (request.and_then(|r| r.phase), request.map_or(0, |r| r.id)));
     let message = String::from_utf8_lossy(&message);
-    logger.log(&LogRecord {
-        level,
-        phase: request.and_then(|r| r.phase),
-        location: &location,
-        message: &message,
-        request_id: request.map_or(0, |r| r.id),
-    });
+    logger.log(&LogRecord { level, phase, location: &location, message: &message, request_id });
     Ok((Value::Nil, Value::Nil))
 }
 

@@ -14,21 +14,57 @@ use std::ffi::c_void;
 use std::sync::Arc;
 
 use mlua::{Function, LightUserData, Lua, Table, Value};
+use parking_lot::Mutex;
 
 use crate::cache::CodeCache;
 use crate::limits::Budget;
+use crate::worker::FunctionCache;
 use crate::log::Logger;
 use crate::phase::Phases;
 use crate::request::RequestState;
 
-/// The request whose coroutine is running on this worker, if any. Installed in the Lua state's
-/// app data for the duration of a run or resume.
-pub(crate) struct CurrentRequest(pub Option<Box<RequestState>>);
+/// The request whose coroutine is running on this worker, if any: the worker installs it for
+/// the duration of a run or resume, and the `ngx.*` functions (which share this slot) reach it
+/// here. The lock is uncontended (the worker lock is held around it); `try_lock` turns a
+/// re-entrant use, such as a `__gc` finalizer calling ngx.* inside an ngx.* call, into an error.
+#[derive(Clone, Default)]
+pub(crate) struct CurrentRequest(Arc<Mutex<Option<Box<RequestState>>>>);
+
+impl CurrentRequest {
+    /// Installs `state` as the running request, returning the one that was there.
+    pub(crate) fn replace(&self, state: Option<Box<RequestState>>) -> Option<Box<RequestState>> {
+        std::mem::replace(&mut *self.0.lock(), state)
+    }
+
+    /// Runs `f` on the running request after checking that `api` may run in its phase; the error
+    /// is the message lua-nginx-module gives.
+    pub(crate) fn with<R>(&self, api: &str, phases: Phases, f: impl FnOnce(&mut RequestState) -> R) -> Result<R, String> {
+        let mut current = self
+            .0
+            .try_lock()
+            .ok_or_else(|| format!("{api} cannot run inside another ngx.* call (from a __gc metamethod?)"))?;
+        let request = current.as_deref_mut().ok_or_else(|| format!("no request found (calling {api} outside a request)"))?;
+        match request.phase {
+            Some(phase) if phases.contains(phase) => Ok(f(request)),
+            Some(phase) => Err(format!("API disabled in the context of {}", phase.name())),
+            None => Err(format!("no request found (calling {api} outside a phase)")),
+        }
+    }
+
+    /// Reads the running request, if there is one and it is free.
+    pub(crate) fn peek<R>(&self, f: impl FnOnce(Option<&RequestState>) -> R) -> R {
+        match self.0.try_lock() {
+            Some(current) => f(current.as_deref()),
+            None => f(None),
+        }
+    }
+}
 
 /// What a worker keeps from the installed API.
 pub(crate) struct Installed {
     /// `run_chunk(chunk, env, ...)`: the body of every pooled coroutine.
     pub run_chunk: Function,
+    pub current: CurrentRequest,
 }
 
 /// Everything `install` needs from the engine.
@@ -39,6 +75,7 @@ pub(crate) struct Setup<'a> {
     pub trusted: bool,
     /// The worker's instruction budget, when one is configured.
     pub budget: Option<Arc<Budget>>,
+    pub functions: FunctionCache,
 }
 
 static SIGNAL_ANCHOR: u8 = 0;
@@ -58,42 +95,21 @@ pub(crate) fn fail(lua: &Lua, message: impl AsRef<[u8]>) -> mlua::Result<(Value,
     Ok((Value::LightUserData(signal()), Value::String(lua.create_string(message)?)))
 }
 
-/// Runs `f` on the current request after checking that `api` may run in its phase; the error
-/// is the message lua-nginx-module gives.
-pub(crate) fn with_request<R>(
-    lua: &Lua,
-    api: &str,
-    phases: Phases,
-    f: impl FnOnce(&mut RequestState) -> R,
-) -> Result<R, String> {
-    // A finalizer running inside an ngx.* call may call ngx.* again: refuse, never panic.
-    let mut current = lua
-        .try_app_data_mut::<CurrentRequest>()
-        .map_err(|_| format!("{api} cannot run inside another ngx.* call (from a __gc metamethod?)"))?
-        .ok_or("no request API in this Lua state")?;
-    let request = current.0.as_deref_mut().ok_or_else(|| format!("no request found (calling {api} outside a request)"))?;
-    match request.phase {
-        Some(phase) if phases.contains(phase) => Ok(f(request)),
-        Some(phase) => Err(format!("API disabled in the context of {}", phase.name())),
-        None => Err(format!("no request found (calling {api} outside a phase)")),
-    }
-}
-
 /// Builds `ngx` and the engine glue in a fresh worker state, and completes the base
 /// environment scripts see (`ngx`, `coroutine`, `require`, `print`, `package`, `load`).
 pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result<Installed> {
-    lua.set_app_data(CurrentRequest(None));
+    let current = CurrentRequest::default();
     let ngx = lua.create_table()?;
     let impl_table = lua.create_table()?;
     ngx.set("req", lua.create_table()?)?;
     consts::register(&ngx)?;
-    resp::register(lua, &impl_table)?;
-    ctx::register(lua, &impl_table)?;
-    var::register(lua, &impl_table)?;
+    resp::register(lua, &current, &impl_table)?;
+    ctx::register(lua, &current, &impl_table)?;
+    var::register(lua, &current, &impl_table)?;
     let headers_mt = lua.create_table()?;
-    req::register(lua, &impl_table, &headers_mt)?;
-    log::register(lua, &impl_table, setup.logger.clone())?;
-    crate::modules::register(lua, &impl_table, setup.cache.clone(), setup.package_path)?;
+    req::register(lua, &current, &impl_table, &headers_mt)?;
+    log::register(lua, &current, &impl_table, setup.logger.clone())?;
+    crate::modules::register(lua, &impl_table, setup.cache.clone(), setup.functions.clone(), setup.package_path)?;
 
     let globals = lua.globals();
     let (loaded, preload) = if setup.trusted {
@@ -153,7 +169,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     module_mt.set("__metatable", false)?;
     module_env.set_metatable(Some(module_mt))?;
     module_env.raw_set("_G", &module_env)?;
-    Ok(Installed { run_chunk: glue.get("run_chunk")? })
+    Ok(Installed { run_chunk: glue.get("run_chunk")?, current })
 }
 
 /// Appends what `ngx.say` prints for a scalar: strings as they are, numbers as

@@ -9,13 +9,15 @@ local error, type, rawget, rawset, setmetatable = error, type, rawget, rawset, s
 local lower, gsub = string.lower, string.gsub
 
 -- Every phase run is one call of this on a pooled coroutine. `chunk` returns a fresh closure of
--- the script (see cache.rs), so its globals are the request's own `env`.
+-- the script (see cache.rs), so its globals are the request's own `env`. Returning the signal
+-- alone tells the engine the script finished (engine yields carry a second value).
 local function run_chunk(chunk, env, ...)
   local f = chunk()
   if setfenv then
     setfenv(f, env)
   end
-  return f(env, ...)
+  f(env, ...)
+  return signal
 end
 
 -- Rust reports argument errors as (signal, message); raising them here, at the caller's level,
@@ -184,7 +186,11 @@ local function require(name)
     end
     where = path_or_err
     loader = function(...)
-      return run_chunk(chunk, module_env, ...)
+      local f = chunk()
+      if setfenv then
+        setfenv(f, module_env)
+      end
+      return f(module_env, ...)
     end
   end
   loaded[name] = LOADING

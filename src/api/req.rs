@@ -3,7 +3,7 @@
 
 use mlua::{Lua, Table, Value};
 
-use super::{fail, with_request};
+use super::{CurrentRequest, fail};
 use crate::phase::{Phase, Phases};
 
 const REQUEST: Phases = Phases::of(&[
@@ -18,8 +18,9 @@ const REQUEST: Phases = Phases::of(&[
 /// lua-nginx-module's default cap on returned headers.
 const DEFAULT_MAX_HEADERS: i64 = 100;
 
-pub(crate) fn register(lua: &Lua, impl_table: &Table, headers_mt: &Table) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table, headers_mt: &Table) -> mlua::Result<()> {
     let headers_mt = headers_mt.clone();
+    let slot = current.clone();
     impl_table.set(
         "get_headers",
         lua.create_function(move |lua, (max, raw): (Option<i64>, Option<bool>)| {
@@ -29,23 +30,11 @@ pub(crate) fn register(lua: &Lua, impl_table: &Table, headers_mt: &Table) -> mlu
                 n => n,
             };
             let raw = raw.unwrap_or(false);
-            let result = with_request(lua, "ngx.req.get_headers", REQUEST, |request| {
+            let result = slot.with("ngx.req.get_headers", REQUEST, |request| {
+                let limit = usize::try_from(max).unwrap_or(usize::MAX);
                 let headers = request.input.headers();
-                let table = lua.create_table_with_capacity(0, headers.len())?;
-                let mut truncated = false;
-                for (count, (name, value)) in headers.enumerate() {
-                    if count as i64 >= max {
-                        truncated = true;
-                        break;
-                    }
-                    let key = if raw { lua.create_string(name)? } else { lua.create_string(name.to_ascii_lowercase())? };
-                    let value = lua.create_string(value)?;
-                    match table.raw_get::<Value>(&key)? {
-                        Value::Nil => table.raw_set(key, value)?,
-                        Value::Table(values) => values.raw_push(value)?,
-                        first => table.raw_set(key, lua.create_sequence_from([first, Value::String(value)])?)?,
-                    }
-                }
+                let truncated = headers.len() > limit;
+                let table = headers_table(lua, headers.take(limit), raw)?;
                 if !raw {
                     table.set_metatable(Some(headers_mt.clone()))?;
                 }
@@ -59,10 +48,11 @@ pub(crate) fn register(lua: &Lua, impl_table: &Table, headers_mt: &Table) -> mlu
             }
         })?,
     )?;
+    let slot = current.clone();
     impl_table.set(
         "get_body_data",
-        lua.create_function(|lua, ()| {
-            let body = with_request(lua, "ngx.req.get_body_data", REQUEST, |request| {
+        lua.create_function(move |lua, ()| {
+            let body = slot.with("ngx.req.get_body_data", REQUEST, |request| {
                 request.input.body().map(|body| lua.create_string(body)).transpose()
             });
             match body {
@@ -71,13 +61,49 @@ pub(crate) fn register(lua: &Lua, impl_table: &Table, headers_mt: &Table) -> mlu
             }
         })?,
     )?;
+    let slot = current.clone();
     impl_table.set(
         "get_method",
-        lua.create_function(|lua, ()| {
-            match with_request(lua, "ngx.req.get_method", REQUEST, |request| lua.create_string(request.input.method())) {
+        lua.create_function(move |lua, ()| {
+            match slot.with("ngx.req.get_method", REQUEST, |request| lua.create_string(request.input.method())) {
                 Ok(method) => Ok((Value::String(method?), Value::Nil)),
                 Err(message) => fail(lua, message),
             }
         })?,
     )
+}
+
+/// The table `get_headers` returns: names lowercased (unless `raw`), repeated headers as arrays
+/// of their values in order.
+fn headers_table<'a>(lua: &Lua, headers: impl Iterator<Item = (&'a [u8], &'a [u8])>, raw: bool) -> mlua::Result<Table> {
+    // All names, lowercased, in one buffer; values stay borrowed from the snapshot.
+    let mut names = Vec::with_capacity(256);
+    let mut fields = Vec::with_capacity(16);
+    for (name, value) in headers {
+        let start = names.len();
+        names.extend(name.iter().map(|b| if raw { *b } else { b.to_ascii_lowercase() }));
+        fields.push((start, names.len(), value));
+    }
+    let name = |i: usize| &names[fields[i].0..fields[i].1];
+    let repeated = (1..fields.len()).any(|i| (0..i).any(|j| name(i) == name(j)));
+    if !repeated {
+        // The common case, in one call into Lua: distinct UTF-8 names and values.
+        let text = std::str::from_utf8(&names).ok();
+        let utf8: Option<Vec<(&str, &str)>> =
+            fields.iter().map(|&(start, end, value)| Some((text?.get(start..end)?, std::str::from_utf8(value).ok()?))).collect();
+        if let Some(utf8) = utf8 {
+            return lua.create_table_from(utf8);
+        }
+    }
+    let table = lua.create_table_with_capacity(0, fields.len())?;
+    for (i, &(_, _, value)) in fields.iter().enumerate() {
+        let key = lua.create_string(name(i))?;
+        let value = lua.create_string(value)?;
+        match table.raw_get::<Value>(&key)? {
+            Value::Nil => table.raw_set(key, value)?,
+            Value::Table(values) => values.raw_push(value)?,
+            first => table.raw_set(key, lua.create_sequence_from([first, Value::String(value)])?)?,
+        }
+    }
+    Ok(table)
 }

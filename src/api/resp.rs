@@ -3,7 +3,7 @@
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-use super::{append_scalar, fail, with_request};
+use super::{CurrentRequest, append_scalar, fail};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 
@@ -26,44 +26,51 @@ const REDIRECT_STATUSES: [i64; 5] = [301, 302, 303, 307, 308];
 /// Nested tables deeper than this are refused rather than overflowing the stack.
 const MAX_NESTING: usize = 100;
 
-pub(crate) fn register(lua: &Lua, impl_table: &Table) -> mlua::Result<()> {
-    impl_table.set("say", lua.create_function(|lua, args: MultiValue| output(lua, "say", &args, true))?)?;
-    impl_table.set("print", lua.create_function(|lua, args: MultiValue| output(lua, "print", &args, false))?)?;
+pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) -> mlua::Result<()> {
+    let slot = current.clone();
+    impl_table.set("say", lua.create_function(move |lua, args: MultiValue| output(lua, &slot, "say", &args, true))?)?;
+    let slot = current.clone();
+    impl_table.set("print", lua.create_function(move |lua, args: MultiValue| output(lua, &slot, "print", &args, false))?)?;
+    let slot = current.clone();
     impl_table.set(
         "flush",
-        lua.create_function(|lua, _: MultiValue| {
-            respond(lua, with_request(lua, "ngx.flush", OUTPUT, |request| {
+        lua.create_function(move |lua, _: MultiValue| {
+            respond(lua, slot.with("ngx.flush", OUTPUT, |request| {
                 start_output(request);
                 Ok(Value::Integer(1))
             }))
         })?,
     )?;
+    let slot = current.clone();
     impl_table.set(
         "exit",
-        lua.create_function(|lua, status: Value| {
-            respond(lua, with_request(lua, "ngx.exit", EXIT, |request| {
+        lua.create_function(move |lua, status: Value| {
+            respond(lua, slot.with("ngx.exit", EXIT, |request| {
                 let code = integer_arg(&status, 1, "exit")?;
                 request.response.exit_code = Some(code);
                 Ok(Value::Nil)
             }))
         })?,
     )?;
+    let slot = current.clone();
     impl_table.set(
         "redirect",
-        lua.create_function(|lua, (uri, status): (Value, Value)| {
-            respond(lua, with_request(lua, "ngx.redirect", OUTPUT, |request| redirect(request, &uri, &status)))
+        lua.create_function(move |lua, (uri, status): (Value, Value)| {
+            respond(lua, slot.with("ngx.redirect", OUTPUT, |request| redirect(request, &uri, &status)))
         })?,
     )?;
+    let slot = current.clone();
     impl_table.set(
         "get_status",
-        lua.create_function(|lua, ()| {
-            respond(lua, with_request(lua, "ngx.status", READ, |request| Ok(Value::Integer(request.response.status.into()))))
+        lua.create_function(move |lua, ()| {
+            respond(lua, slot.with("ngx.status", READ, |request| Ok(Value::Integer(request.response.status.into()))))
         })?,
     )?;
+    let slot = current.clone();
     impl_table.set(
         "set_status",
-        lua.create_function(|lua, status: Value| {
-            respond(lua, with_request(lua, "ngx.status", SET_STATUS, |request| {
+        lua.create_function(move |lua, status: Value| {
+            respond(lua, slot.with("ngx.status", SET_STATUS, |request| {
                 let code = integer_arg(&status, 1, "status")?;
                 let code = u16::try_from(code).ok().filter(|code| (100..=999).contains(code));
                 let code = code.ok_or_else(|| "bad argument #1 to 'status' (invalid HTTP status)".to_string())?;
@@ -75,10 +82,11 @@ pub(crate) fn register(lua: &Lua, impl_table: &Table) -> mlua::Result<()> {
             }))
         })?,
     )?;
+    let slot = current.clone();
     impl_table.set(
         "headers_sent",
-        lua.create_function(|lua, ()| {
-            respond(lua, with_request(lua, "ngx.headers_sent", READ, |request| Ok(Value::Boolean(request.response.headers_sent))))
+        lua.create_function(move |lua, ()| {
+            respond(lua, slot.with("ngx.headers_sent", READ, |request| Ok(Value::Boolean(request.response.headers_sent))))
         })?,
     )?;
     Ok(())
@@ -92,8 +100,8 @@ fn respond(lua: &Lua, result: Result<Result<Value, String>, String>) -> mlua::Re
     }
 }
 
-fn output(lua: &Lua, api: &str, args: &MultiValue, newline: bool) -> mlua::Result<(Value, Value)> {
-    respond(lua, with_request(lua, api, OUTPUT, |request| {
+fn output(lua: &Lua, slot: &CurrentRequest, api: &str, args: &MultiValue, newline: bool) -> mlua::Result<(Value, Value)> {
+    respond(lua, slot.with(api, OUTPUT, |request| {
         let body = &mut request.response.body;
         let mark = body.len();
         for (index, arg) in args.iter().enumerate() {

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use mlua::{Lua, Table, Value};
 
-use super::{fail, with_request};
+use super::{CurrentRequest, fail};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 
@@ -17,23 +17,25 @@ const VAR: Phases = Phases::of(&[
     Phase::Log,
 ]);
 
-pub(crate) fn register(lua: &Lua, impl_table: &Table) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) -> mlua::Result<()> {
+    let slot = current.clone();
     impl_table.set(
         "var_get",
-        lua.create_function(|lua, name: mlua::LuaString| {
+        lua.create_function(move |lua, name: mlua::LuaString| {
             let name = name.as_bytes();
-            match with_request(lua, "ngx.var", VAR, |request| variable(request, &name).map(|v| lua.create_string(v))) {
+            match slot.with("ngx.var", VAR, |request| variable(request, &name).map(|v| lua.create_string(v))) {
                 Ok(Some(value)) => Ok((Value::String(value?), Value::Nil)),
                 Ok(None) => Ok((Value::Nil, Value::Nil)),
                 Err(message) => fail(lua, message),
             }
         })?,
     )?;
+    let slot = current.clone();
     impl_table.set(
         "var_set",
-        lua.create_function(|lua, (_, name, _): (Value, mlua::LuaString, Value)| {
+        lua.create_function(move |lua, (_, name, _): (Value, mlua::LuaString, Value)| {
             let name = name.to_string_lossy();
-            let result = with_request(lua, "ngx.var", VAR, |_| ());
+            let result = slot.with("ngx.var", VAR, |_| ());
             let message = match result {
                 Err(message) => message,
                 Ok(()) => format!(
