@@ -219,8 +219,10 @@ impl Worker {
                 state.suspended = Some(Suspended { phase, thread, budget_left });
                 Ok(Status::Yield)
             }
+            // An errored coroutine is dropped, not pooled: on Lua 5.4 an error raised from a hook
+            // (the budget) leaves the coroutine with hooks disabled for good.
             Err(lua_error) => {
-                w.recycle(thread);
+                drop(thread);
                 let mut error = Error::from_lua(&lua_error);
                 if w.budget.as_ref().is_some_and(|budget| budget.exceeded()) {
                     error.code = ErrorCode::Budget;
@@ -256,15 +258,11 @@ impl WorkerLua {
         }
     }
 
-    /// Returns a coroutine to the pool when it can be reset. Lua 5.4 resets coroutines in any
-    /// state (an errored one reports its old error once, then is clean); LuaJIT only finished
-    /// ones, so others are dropped.
+    /// Returns a finished (or exited) coroutine to the pool when it can be reset: LuaJIT resets
+    /// only finished ones, Lua 5.4 also those suspended in ngx.exit; others are dropped.
     fn recycle(&self, thread: Thread) {
         let mut pool = self.pool.borrow_mut();
-        if pool.len() >= self.pool_max {
-            return;
-        }
-        if thread.reset(self.run_chunk.clone()).is_ok() || thread.reset(self.run_chunk.clone()).is_ok() {
+        if pool.len() < self.pool_max && thread.reset(self.run_chunk.clone()).is_ok() {
             pool.push(thread);
         }
     }
