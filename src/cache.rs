@@ -112,7 +112,7 @@ pub struct CacheStats {
 pub(crate) struct CodeCache {
     /// A Lua state used only to compile and dump; it never runs user code.
     compiler: Mutex<Lua>,
-    inline: Mutex<HashMap<(String, Vec<u8>), Weak<Bytecode>, FxBuildHasher>>,
+    inline: Mutex<HashMap<(String, Vec<u8>), Arc<Bytecode>, FxBuildHasher>>,
     files: Mutex<HashMap<PathBuf, Weak<ScriptSlot>, FxBuildHasher>>,
     next_id: AtomicU64,
     compiled: AtomicU64,
@@ -121,6 +121,9 @@ pub(crate) struct CodeCache {
     file_check_interval: Duration,
     logger: Logger,
 }
+
+/// Inline scripts kept compiled after their last handle is gone, before the cache forgets them.
+const MAX_UNUSED_INLINE: usize = 1024;
 
 /// Signatures of binary chunks (PUC Lua and LuaJIT): user code is text only.
 const BINARY_SIGNATURES: [&[u8]; 2] = [b"\x1bLua", b"\x1bLJ"];
@@ -149,25 +152,26 @@ impl CodeCache {
     }
 
     /// Compiles inline source, or finds the bytecode of an identical (name, source) compiled
-    /// before and still in use.
+    /// before.
     pub(crate) fn compile(&self, name: &str, source: &[u8]) -> Result<Script> {
         if name.is_empty() {
             return Err(Error::invalid_argument("a script needs a name"));
         }
         let mut inline = self.inline.lock();
         let key = (name.to_string(), source.to_vec());
-        let bytecode = match inline.get(&key).and_then(Weak::upgrade) {
+        let bytecode = match inline.get(&key) {
             Some(bytecode) => {
                 self.hits.fetch_add(1, Ordering::Relaxed);
-                bytecode
+                bytecode.clone()
             }
             None => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
                 let bytecode = Arc::new(self.compile_source(format!("={name}"), source)?);
-                if inline.len() >= 64 && inline.len().is_power_of_two() {
-                    inline.retain(|_, weak| weak.strong_count() > 0);
+                if inline.len() >= MAX_UNUSED_INLINE {
+                    // Bound the cache for hosts that generate scripts: forget those no script uses.
+                    inline.retain(|_, bytecode| Arc::strong_count(bytecode) > 1);
                 }
-                inline.insert(key, Arc::downgrade(&bytecode));
+                inline.insert(key, bytecode.clone());
                 bytecode
             }
         };

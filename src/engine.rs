@@ -74,8 +74,8 @@ impl Engine {
         Ok(Engine { shared: Arc::new(shared) })
     }
 
-    /// Compiles inline Lua source. Compiling the same (name, source) again while an earlier
-    /// script of it is alive is a cache hit and does not parse.
+    /// Compiles inline Lua source. Compiling the same (name, source) again is a cache hit and
+    /// does not parse (the cache forgets unused scripts only when it holds over a thousand).
     pub fn compile(&self, name: &str, source: impl AsRef<[u8]>) -> Result<Script> {
         self.shared.cache.compile(name, source.as_ref())
     }

@@ -16,7 +16,7 @@ fn hand_out(out: *mut *mut le_script, script: Script) {
 }
 
 /// Compiles Lua source. `name` (UTF-8) names the chunk in errors and logs (`content:3: ...`).
-/// Compiling the same name and source again while a script of it is alive reuses its bytecode
+/// Compiling the same name and source again reuses its bytecode
 /// without parsing. Binary chunks are refused with `LE_ERR_SYNTAX`; so is bad Lua, with the
 /// chunk and line in `*err`.
 #[no_mangle]
