@@ -3,7 +3,7 @@
 
 use mlua::{Lua, Table, Value};
 
-use super::{CurrentRequest, fail};
+use super::{type_name, CurrentRequest, fail};
 use crate::phase::{Phase, Phases};
 
 const CTX: Phases = Phases::of(&[
@@ -36,7 +36,7 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
         "set_ctx",
         lua.create_function(move |lua, value: Value| {
             let Value::Table(table) = value else {
-                return fail(lua, format!("ctx should be a table while getting a {}", value.type_name()));
+                return fail(lua, format!("ctx should be a table while getting a {}", type_name(&value)));
             };
             match slot.with("ngx.ctx", CTX, |request| request.ctx = Some(table)) {
                 Ok(()) => Ok((Value::Nil, Value::Nil)),

@@ -90,6 +90,15 @@ pub(crate) fn is_signal(value: &Value) -> bool {
     matches!(value, Value::LightUserData(ud) if *ud == signal())
 }
 
+/// The name Lua's `type()` gives a value (mlua tells integers and light userdata apart).
+pub(crate) fn type_name(value: &Value) -> &'static str {
+    match value {
+        Value::Integer(_) | Value::Number(_) => "number",
+        Value::LightUserData(_) => "userdata",
+        other => other.type_name(),
+    }
+}
+
 /// An argument error for the Lua glue to raise at the caller's level.
 pub(crate) fn fail(lua: &Lua, message: impl AsRef<[u8]>) -> mlua::Result<(Value, Value)> {
     Ok((Value::LightUserData(signal()), Value::String(lua.create_string(message)?)))

@@ -26,7 +26,10 @@ local function checked(fn)
   return function(...)
     local a, b = fn(...)
     if a == signal then
-      return error(b, 2)
+      error(b, 2)
+    end
+    if b == nil then
+      return a
     end
     return a, b
   end
@@ -44,7 +47,7 @@ local exit_impl = impl.exit
 function ngx.exit(status)
   local a, b = exit_impl(status)
   if a == signal then
-    return error(b, 2)
+    error(b, 2)
   end
   return co_yield(signal, "exit")
 end
@@ -53,7 +56,7 @@ local redirect_impl = impl.redirect
 function ngx.redirect(uri, status)
   local a, b = redirect_impl(uri, status)
   if a == signal then
-    return error(b, 2)
+    error(b, 2)
   end
   return co_yield(signal, "exit")
 end
@@ -75,7 +78,7 @@ setmetatable(ngx, {
     end
     local a, b = set(value)
     if a == signal then
-      return error(b, 2)
+      error(b, 2)
     end
   end,
 })
@@ -85,7 +88,7 @@ ngx.var = setmetatable({}, {
   __index = function(_, name)
     local a, b = var_get(name)
     if a == signal then
-      return error(b, 2)
+      error(b, 2)
     end
     return a
   end,

@@ -3,7 +3,7 @@
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-use super::{CurrentRequest, append_scalar, fail};
+use super::{type_name, CurrentRequest, append_scalar, fail};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 
@@ -144,7 +144,7 @@ fn append_output(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<(), S
                     Value::Table(_) => append_output(out, &element, depth + 1)?,
                     Value::LightUserData(ud) if !ud.0.is_null() => {}
                     scalar if append_scalar(out, &scalar) => {}
-                    other => return Err(format!("bad data type {} found", other.type_name())),
+                    other => return Err(format!("bad data type {} found", type_name(&other))),
                 }
             }
             Ok(())
@@ -154,7 +154,7 @@ fn append_output(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<(), S
         other if append_scalar(out, other) => Ok(()),
         other => Err(format!(
             "string, number, boolean, nil, ngx.null, or array table expected, but got {}",
-            other.type_name()
+            type_name(other)
         )),
     }
 }
@@ -178,7 +178,7 @@ fn array_len(table: &Table) -> Option<usize> {
 
 fn redirect(request: &mut RequestState, uri: &Value, status: &Value) -> Result<Value, String> {
     let Value::String(uri) = uri else {
-        return Err(format!("bad argument #1 to 'redirect' (string expected, got {})", uri.type_name()));
+        return Err(format!("bad argument #1 to 'redirect' (string expected, got {})", type_name(uri)));
     };
     let status = match status {
         Value::Nil => 302,
@@ -211,6 +211,6 @@ fn integer_arg(value: &Value, position: usize, api: &str) -> Result<i64, String>
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| format!("bad argument #{position} to '{api}' (number expected, got string)")),
-        other => Err(format!("bad argument #{position} to '{api}' (number expected, got {})", other.type_name())),
+        other => Err(format!("bad argument #{position} to '{api}' (number expected, got {})", type_name(other))),
     }
 }
