@@ -13,8 +13,7 @@ use luaengine::ffi::*;
 use luaengine::{Engine, EngineConfig, Phase, RequestInit};
 
 const HELLO: &str = r#"ngx.say("hello")"#;
-const AUTH_ACCESS: &str =
-    r#"local h = ngx.req.get_headers(); if h["x-token"] ~= "secret" then return ngx.exit(403) end; ngx.ctx.user = "u1""#;
+const AUTH_ACCESS: &str = r#"local h = ngx.req.get_headers(); if h["x-token"] ~= "secret" then return ngx.exit(403) end; ngx.ctx.user = "u1""#;
 const AUTH_CONTENT: &str = r#"ngx.say("hello ", ngx.ctx.user, " ", ngx.var.uri)"#;
 
 const HEADERS: [(&str, &str); 8] = [
@@ -115,7 +114,10 @@ fn main() {
     let headers: Vec<le_header> = HEADERS.iter().map(|(n, v)| le_header { name: s(n), value: s(v) }).collect();
 
     assert_eq!(engine.request(&headers, &[(LE_PHASE_CONTENT, hello)]), "hello\n".len());
-    assert_eq!(engine.request(&headers, &[(LE_PHASE_ACCESS, access), (LE_PHASE_CONTENT, content)]), "hello u1 /t\n".len());
+    assert_eq!(
+        engine.request(&headers, &[(LE_PHASE_ACCESS, access), (LE_PHASE_CONTENT, content)]),
+        "hello u1 /t\n".len()
+    );
 
     let hello_ns = measure(rounds, per_round, || {
         engine.request(&headers, &[(LE_PHASE_CONTENT, hello)]);
@@ -127,18 +129,25 @@ fn main() {
     // Anchor measured in the same run: the same hello request through the safe Rust API.
     let rust_engine = Engine::new(EngineConfig { workers: 1, ..Default::default() }).unwrap();
     let rust_hello = rust_engine.compile("content", HELLO).unwrap();
-    let init = RequestInit { method: b"GET", path: b"/t", query: b"a=1", remote_addr: b"127.0.0.1", ..Default::default() };
+    let init =
+        RequestInit { method: b"GET", path: b"/t", query: b"a=1", remote_addr: b"127.0.0.1", ..Default::default() };
     let anchor_ns = measure(rounds, per_round, || {
-        let mut request = rust_engine.new_request(&init, HEADERS.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), None);
+        let mut request =
+            rust_engine.new_request(&init, HEADERS.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), None);
         request.run(Phase::Content, &rust_hello).unwrap();
         std::hint::black_box(request.response().body.len());
     });
 
     println!("backend: {}", luaengine::BACKEND);
-    println!("C ABI request path (new with 8 headers -> phases -> response -> free), median of {rounds} x {per_round}:");
+    println!(
+        "C ABI request path (new with 8 headers -> phases -> response -> free), median of {rounds} x {per_round}:"
+    );
     println!("  (a) hello  content ngx.say            {hello_ns:>8.0} ns/request   target < 1500");
     println!("  (b) auth   access + content           {auth_ns:>8.0} ns/request   target < 4000");
-    println!("  anchor: hello through the Rust API    {anchor_ns:>8.0} ns/request   (C ABI / Rust = {:.2})", hello_ns / anchor_ns);
+    println!(
+        "  anchor: hello through the Rust API    {anchor_ns:>8.0} ns/request   (C ABI / Rust = {:.2})",
+        hello_ns / anchor_ns
+    );
     for script in [hello, access, content] {
         le_script_free(script);
     }

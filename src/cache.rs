@@ -82,7 +82,9 @@ impl Script {
                 let mut state = state.lock();
                 if state.checked.elapsed() >= cache.file_check_interval {
                     if let Err(error) = cache.revalidate(path, &mut state) {
-                        cache.logger.log_engine(LogLevel::Err, &format!("keeping the previous version: {}", error.summary()));
+                        cache
+                            .logger
+                            .log_engine(LogLevel::Err, &format!("keeping the previous version: {}", error.summary()));
                     }
                 }
                 state.bytecode.clone()
@@ -109,10 +111,13 @@ pub struct CacheStats {
     pub misses: u64,
 }
 
+/// (chunk name, source) of an inline script.
+type InlineKey = (String, Vec<u8>);
+
 pub(crate) struct CodeCache {
     /// A Lua state used only to compile and dump; it never runs user code.
     compiler: Mutex<Lua>,
-    inline: Mutex<HashMap<(String, Vec<u8>), Arc<Bytecode>, FxBuildHasher>>,
+    inline: Mutex<HashMap<InlineKey, Arc<Bytecode>, FxBuildHasher>>,
     files: Mutex<HashMap<PathBuf, Weak<ScriptSlot>, FxBuildHasher>>,
     next_id: AtomicU64,
     compiled: AtomicU64,
@@ -243,7 +248,8 @@ impl CodeCache {
             ));
         }
         let compiler = self.compiler.lock();
-        let load = |text: &[u8]| compiler.load(text).set_name(chunk_name.as_str()).set_mode(ChunkMode::Text).into_function();
+        let load =
+            |text: &[u8]| compiler.load(text).set_name(chunk_name.as_str()).set_mode(ChunkMode::Text).into_function();
         load(source).map_err(|e| Error::from_lua(&e))?;
         let mut wrapped = Vec::with_capacity(source.len() + 40);
         wrapped.extend_from_slice(b"return function(_ENV, ...) ");
@@ -256,13 +262,15 @@ impl CodeCache {
 }
 
 fn stat(path: &Path) -> Result<FileStamp> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::new(ErrorCode::Io, format!("cannot stat {}: {e}", path.display())))?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Error::new(ErrorCode::Io, format!("cannot stat {}: {e}", path.display())))?;
     let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
     Ok(FileStamp { modified, len: meta.len() })
 }
 
 fn read_file(path: &Path) -> Result<(FileStamp, Vec<u8>)> {
     let stamp = stat(path)?;
-    let source = std::fs::read(path).map_err(|e| Error::new(ErrorCode::Io, format!("cannot read {}: {e}", path.display())))?;
+    let source =
+        std::fs::read(path).map_err(|e| Error::new(ErrorCode::Io, format!("cannot read {}: {e}", path.display())))?;
     Ok((stamp, source))
 }

@@ -54,5 +54,4 @@ impl EngineConfig {
             n => n,
         }
     }
-
 }

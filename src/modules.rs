@@ -49,7 +49,9 @@ pub(crate) fn register(
             }
             let script = match cache.compile_file(Path::new(&path)) {
                 Ok(script) => script,
-                Err(error) => return Ok((Value::Boolean(false), format!("error loading module '{name}': {}", error.message))),
+                Err(error) => {
+                    return Ok((Value::Boolean(false), format!("error loading module '{name}': {}", error.message)))
+                }
             };
             let function = functions.get(lua, &script.current())?;
             scripts.lock().insert(path.clone(), script);

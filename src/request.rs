@@ -172,7 +172,13 @@ pub struct Request {
 }
 
 impl Request {
-    pub(crate) fn new<'h, I>(shared: Arc<Shared>, worker: Arc<Worker>, id: u64, init: &RequestInit<'_>, headers: I) -> Request
+    pub(crate) fn new<'h, I>(
+        shared: Arc<Shared>,
+        worker: Arc<Worker>,
+        id: u64,
+        init: &RequestInit<'_>,
+        headers: I,
+    ) -> Request
     where
         I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
         I::IntoIter: Clone,
@@ -242,8 +248,6 @@ impl Request {
     }
 
     fn take_state(&mut self) -> Result<Box<RequestState>> {
-        self.state
-            .take()
-            .ok_or_else(|| Error::invalid_state("the request was lost by an earlier failure; free it"))
+        self.state.take().ok_or_else(|| Error::invalid_state("the request was lost by an earlier failure; free it"))
     }
 }

@@ -7,8 +7,25 @@ use mlua::{Lua, LuaOptions, StdLib, Table, Value};
 /// Functions of the base library a sandboxed script keeps. `load` is replaced by a text-only
 /// version; `dofile`, `loadfile`, `collectgarbage` and the module loaders are gone.
 const BASE_FUNCTIONS: &[&str] = &[
-    "assert", "error", "getmetatable", "ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "rawlen", "rawset",
-    "select", "setmetatable", "tonumber", "tostring", "type", "unpack", "xpcall", "_VERSION",
+    "assert",
+    "error",
+    "getmetatable",
+    "ipairs",
+    "next",
+    "pairs",
+    "pcall",
+    "rawequal",
+    "rawget",
+    "rawlen",
+    "rawset",
+    "select",
+    "setmetatable",
+    "tonumber",
+    "tostring",
+    "type",
+    "unpack",
+    "xpcall",
+    "_VERSION",
 ];
 
 /// Libraries copied whole (a missing one, like `utf8` on LuaJIT, is skipped).

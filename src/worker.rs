@@ -6,8 +6,8 @@ use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
-use mlua::{Function, Lua, MultiValue, Table, Thread};
 use mlua::chunk::ChunkMode;
+use mlua::{Function, Lua, MultiValue, Table, Thread};
 use parking_lot::{Mutex, ReentrantMutex};
 use rustc_hash::FxHashMap;
 
@@ -57,10 +57,13 @@ struct WorkerLua {
     functions: FunctionCache,
 }
 
+/// A function loaded from bytecode, forgotten once the bytecode is gone.
+type LoadedFunction = (Weak<Bytecode>, Function);
+
 /// Functions this worker loaded, by bytecode id; shared with `require`'s loader.
 #[derive(Clone, Default)]
 pub(crate) struct FunctionCache {
-    functions: Arc<Mutex<FxHashMap<u64, (Weak<Bytecode>, Function)>>>,
+    functions: Arc<Mutex<FxHashMap<u64, LoadedFunction>>>,
     loaded: Arc<AtomicU64>,
 }
 
@@ -327,6 +330,11 @@ fn log_failure(logger: &Logger, error: &Error, phase: Phase, request_id: u64) {
         message.push('\n');
         message.push_str(traceback);
     }
-    logger.log(&LogRecord { level: LogLevel::Err, phase: Some(phase), location: &location, message: &message, request_id });
+    logger.log(&LogRecord {
+        level: LogLevel::Err,
+        phase: Some(phase),
+        location: &location,
+        message: &message,
+        request_id,
+    });
 }
-

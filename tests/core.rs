@@ -61,7 +61,8 @@ fn exit_ok_in_access_only_ends_the_phase() {
 
 #[test]
 fn output_in_access_answers_the_request() {
-    let outcome = serve(&engine(), "/t", &[], &[(Phase::Access, "ngx.say('early')"), (Phase::Content, "ngx.say('late')")]);
+    let outcome =
+        serve(&engine(), "/t", &[], &[(Phase::Access, "ngx.say('early')"), (Phase::Content, "ngx.say('late')")]);
     assert_eq!(outcome.statuses, [Status::Done]);
     assert_eq!(outcome.body(), "early\n");
 }
@@ -206,7 +207,12 @@ ngx.say(name, " ", counter, " ", tostring(mine == name))"#,
 
 #[test]
 fn globals_persist_across_the_phases_of_one_request() {
-    let outcome = serve(&engine(), "/", &[], &[(Phase::Access, "seen_in_access = 42"), (Phase::Content, "ngx.say(seen_in_access)")]);
+    let outcome = serve(
+        &engine(),
+        "/",
+        &[],
+        &[(Phase::Access, "seen_in_access = 42"), (Phase::Content, "ngx.say(seen_in_access)")],
+    );
     assert_eq!(outcome.body(), "42\n");
 }
 
@@ -216,7 +222,8 @@ fn ctx_belongs_to_one_request() {
     let first = serve(&engine, "/", &[], &[(Phase::Access, "ngx.ctx.v = 1"), (Phase::Content, "ngx.say(ngx.ctx.v)")]);
     let second = serve(&engine, "/", &[], &[(Phase::Content, "ngx.say(ngx.ctx.v)")]);
     assert_eq!((first.body().as_str(), second.body().as_str()), ("1\n", "nil\n"));
-    let replaced = serve(&engine, "/", &[], &[(Phase::Access, "ngx.ctx = { v = 'new' }"), (Phase::Content, "ngx.say(ngx.ctx.v)")]);
+    let replaced =
+        serve(&engine, "/", &[], &[(Phase::Access, "ngx.ctx = { v = 'new' }"), (Phase::Content, "ngx.say(ngx.ctx.v)")]);
     assert_eq!(replaced.body(), "new\n");
 }
 
@@ -272,7 +279,8 @@ fn instruction_budget_stops_runaway_loops() {
     let outcome = serve(&engine, "/", &[], &[(Phase::Content, "local n = 0\nwhile true do n = n + 1 end")]);
     assert_eq!(outcome.error().code, ErrorCode::Budget, "{:?}", outcome.error);
     assert!(outcome.error().message.contains("instruction budget of 100000 exceeded"));
-    let swallowed = serve(&engine, "/", &[], &[(Phase::Content, "while true do pcall(function() while true do end end) end")]);
+    let swallowed =
+        serve(&engine, "/", &[], &[(Phase::Content, "while true do pcall(function() while true do end end) end")]);
     assert_eq!(swallowed.error().code, ErrorCode::Budget, "{:?}", swallowed.error);
     assert_eq!(serve(&engine, "/", &[], &[(Phase::Content, "for i = 1, 1000 do end ngx.say('ok')")]).body(), "ok\n");
 }
@@ -294,7 +302,13 @@ fn errors_are_logged_with_phase_location_and_request() {
     let config = EngineConfig {
         workers: 1,
         log: Some(Arc::new(move |r: &luaengine::LogRecord<'_>| {
-            sink_lines.lock().unwrap().push((r.level, r.phase, r.location.to_string(), r.message.to_string(), r.request_id))
+            sink_lines.lock().unwrap().push((
+                r.level,
+                r.phase,
+                r.location.to_string(),
+                r.message.to_string(),
+                r.request_id,
+            ))
         })),
         ..Default::default()
     };
@@ -304,6 +318,9 @@ fn errors_are_logged_with_phase_location_and_request() {
     serve_request(&engine, &mut req, &[(Phase::Access, "\nerror('denied')")]);
     let lines = lines.lock().unwrap();
     let (level, phase, location, message, request_id) = lines.last().expect("logged").clone();
-    assert_eq!((level, phase, location.as_str(), request_id), (luaengine::LogLevel::Err, Some(Phase::Access), "access:2", id));
+    assert_eq!(
+        (level, phase, location.as_str(), request_id),
+        (luaengine::LogLevel::Err, Some(Phase::Access), "access:2", id)
+    );
     assert!(message.starts_with("lua entry thread aborted: runtime error: access:2: denied"), "{message}");
 }

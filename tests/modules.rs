@@ -60,7 +60,12 @@ fn module_syntax_errors_name_the_file_and_line() {
 #[test]
 fn names_that_escape_the_search_path_are_refused() {
     let (engine, _) = site("escape", &[]);
-    let outcome = serve(&engine, "/", &[], &[(Phase::Content, "local ok, err = pcall(require, '../../etc/passwd') ngx.say(err)")]);
+    let outcome = serve(
+        &engine,
+        "/",
+        &[],
+        &[(Phase::Content, "local ok, err = pcall(require, '../../etc/passwd') ngx.say(err)")],
+    );
     assert!(outcome.body().contains("bad module name"), "{}", outcome.body());
 }
 

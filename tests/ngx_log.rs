@@ -27,9 +27,16 @@ fn logging_engine(level: LogLevel) -> (Engine, Lines) {
 fn ngx_log_sends_level_phase_location_message_and_request() {
     let (engine, lines) = logging_engine(LogLevel::Debug);
     let mut req = request(&engine, "/", &[]);
-    serve_request(&engine, &mut req, &[(Phase::Access, "local x = 1\nngx.log(ngx.WARN, 'count: ', 3, ' ok=', true, ' ', nil)")]);
+    serve_request(
+        &engine,
+        &mut req,
+        &[(Phase::Access, "local x = 1\nngx.log(ngx.WARN, 'count: ', 3, ' ok=', true, ' ', nil)")],
+    );
     let lines = lines.lock().unwrap();
-    assert_eq!(lines.as_slice(), [(LogLevel::Warn, Some(Phase::Access), "access:2".to_string(), "count: 3 ok=true nil".to_string(), req.id())]);
+    assert_eq!(
+        lines.as_slice(),
+        [(LogLevel::Warn, Some(Phase::Access), "access:2".to_string(), "count: 3 ok=true nil".to_string(), req.id())]
+    );
 }
 
 #[test]

@@ -58,7 +58,11 @@ fn get_method_and_body() {
     let engine = engine();
     let init = RequestInit { method: b"POST", path: b"/form", body: Some(b"a=1&b=2"), ..Default::default() };
     let mut request = engine.new_request(&init, [], None);
-    let outcome = serve_request(&engine, &mut request, &[(Phase::Content, "ngx.say(ngx.req.get_method(), ' ', ngx.req.get_body_data())")]);
+    let outcome = serve_request(
+        &engine,
+        &mut request,
+        &[(Phase::Content, "ngx.say(ngx.req.get_method(), ' ', ngx.req.get_body_data())")],
+    );
     assert_eq!(outcome.body(), "POST a=1&b=2\n");
     assert_eq!(content("ngx.say(ngx.req.get_method(), ' ', tostring(ngx.req.get_body_data()))"), "GET nil\n");
 }

@@ -39,7 +39,12 @@ fn say_refuses_other_types_with_lua_nginx_module_messages() {
 
 #[test]
 fn output_sets_status_200_and_headers_sent() {
-    let outcome = serve(&engine(), "/", &[], &[(Phase::Content, "ngx.say(ngx.headers_sent) ngx.say(ngx.headers_sent, ' ', ngx.status)")]);
+    let outcome = serve(
+        &engine(),
+        "/",
+        &[],
+        &[(Phase::Content, "ngx.say(ngx.headers_sent) ngx.say(ngx.headers_sent, ' ', ngx.status)")],
+    );
     assert_eq!(outcome.body(), "false\ntrue 200\n");
     assert!(outcome.response.headers_sent);
 }
@@ -56,7 +61,8 @@ fn status_is_read_and_written() {
 
 #[test]
 fn flush_sends_the_headers() {
-    let outcome = serve(&engine(), "/", &[], &[(Phase::Access, "ngx.flush()"), (Phase::Content, "ngx.say('unreached')")]);
+    let outcome =
+        serve(&engine(), "/", &[], &[(Phase::Access, "ngx.flush()"), (Phase::Content, "ngx.say('unreached')")]);
     assert_eq!(outcome.statuses, [Status::Done]);
     assert!(outcome.response.headers_sent);
 }
@@ -75,7 +81,12 @@ fn exit_after_output_keeps_the_status() {
 
 #[test]
 fn exit_in_rewrite_with_200_finishes_the_request() {
-    let outcome = serve(&engine(), "/", &[], &[(Phase::Rewrite, "ngx.say('done early') return ngx.exit(ngx.HTTP_OK)"), (Phase::Content, "error('no')")]);
+    let outcome = serve(
+        &engine(),
+        "/",
+        &[],
+        &[(Phase::Rewrite, "ngx.say('done early') return ngx.exit(ngx.HTTP_OK)"), (Phase::Content, "error('no')")],
+    );
     assert_eq!((outcome.statuses.as_slice(), outcome.body().as_str()), ([Status::Done].as_slice(), "done early\n"));
 }
 
@@ -90,7 +101,11 @@ fn exit_is_disabled_in_body_filter_and_log() {
     for phase in [Phase::BodyFilter, Phase::Log] {
         let outcome = serve(&engine(), "/", &[], &[(phase, "ngx.exit(200)")]);
         assert_eq!(outcome.error().code, ErrorCode::Runtime);
-        assert!(outcome.error().message.ends_with(&format!("API disabled in the context of {}", phase.name())), "{:?}", outcome.error);
+        assert!(
+            outcome.error().message.ends_with(&format!("API disabled in the context of {}", phase.name())),
+            "{:?}",
+            outcome.error
+        );
     }
 }
 
@@ -99,7 +114,12 @@ fn redirect_sets_location_and_status() {
     let outcome = serve(&engine(), "/", &[], &[(Phase::Access, "return ngx.redirect('/login?next=/t')")]);
     assert_eq!((outcome.last(), outcome.response.status), (Status::Done, 302));
     assert_eq!(outcome.response.header("location"), Some(&b"/login?next=/t"[..]));
-    let permanent = serve(&engine(), "/", &[], &[(Phase::Content, "ngx.redirect('https://example.com/', ngx.HTTP_MOVED_PERMANENTLY)")]);
+    let permanent = serve(
+        &engine(),
+        "/",
+        &[],
+        &[(Phase::Content, "ngx.redirect('https://example.com/', ngx.HTTP_MOVED_PERMANENTLY)")],
+    );
     assert_eq!(permanent.response.status, 301);
 }
 

@@ -26,7 +26,8 @@ fn var(name: &str) -> String {
         (b"Content-Length", b"12"),
     ];
     let mut request = engine.new_request(&init, headers, None);
-    let outcome = serve_request(&engine, &mut request, &[(Phase::Content, &format!("ngx.say(tostring(ngx.var.{name}))"))]);
+    let outcome =
+        serve_request(&engine, &mut request, &[(Phase::Content, &format!("ngx.say(tostring(ngx.var.{name}))"))]);
     outcome.body().trim_end().to_string()
 }
 
@@ -63,12 +64,17 @@ fn request_variables() {
 
 #[test]
 fn variables_without_a_query() {
-    assert_eq!(content("ngx.say(tostring(ngx.var.args), ' [', ngx.var.is_args, '] ', ngx.var.request_uri)"), "nil [] /t\n");
+    assert_eq!(
+        content("ngx.say(tostring(ngx.var.args), ' [', ngx.var.is_args, '] ', ngx.var.request_uri)"),
+        "nil [] /t\n"
+    );
 }
 
 #[test]
 fn status_and_request_time() {
-    let body = content("ngx.say(ngx.var.status) ngx.status = 204 ngx.say(ngx.var.status, ' ', tonumber(ngx.var.request_time) >= 0)");
+    let body = content(
+        "ngx.say(ngx.var.status) ngx.status = 204 ngx.say(ngx.var.status, ' ', tonumber(ngx.var.request_time) >= 0)",
+    );
     assert_eq!(body, "000\n200 true\n");
 }
 

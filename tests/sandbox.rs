@@ -33,7 +33,12 @@ fn loaded_chunks_see_the_request_globals() {
 #[test]
 fn trusted_mode_opens_the_standard_library() {
     let engine = engine_with(EngineConfig { workers: 1, trusted: true, ..Default::default() });
-    let outcome = serve(&engine, "/", &[], &[(Phase::Content, "ngx.say(type(io.open), ' ', type(os.getenv), ' ', type(debug.getinfo))")]);
+    let outcome = serve(
+        &engine,
+        "/",
+        &[],
+        &[(Phase::Content, "ngx.say(type(io.open), ' ', type(os.getenv), ' ', type(debug.getinfo))")],
+    );
     assert_eq!(outcome.body(), "function function function\n");
 }
 

@@ -66,7 +66,8 @@ fn reload_switches_new_requests_while_requests_in_flight_finish_on_the_old_versi
     let dir = temp_dir("file-reload");
     let path = dir.join("content.lua");
     std::fs::write(&path, "local v = 'v1' coroutine.yield() ngx.say(v)").unwrap();
-    let engine = engine_with(EngineConfig { workers: 1, file_check_interval: Duration::from_secs(3600), ..Default::default() });
+    let engine =
+        engine_with(EngineConfig { workers: 1, file_check_interval: Duration::from_secs(3600), ..Default::default() });
     let script = engine.compile_file(&path).unwrap();
     let mut in_flight = request(&engine, "/", &[]);
     assert_eq!(in_flight.run(Phase::Content, &script).unwrap(), Status::Yield);
@@ -97,7 +98,8 @@ fn a_file_that_stops_compiling_keeps_its_last_good_version() {
     let dir = temp_dir("file-broken");
     let path = dir.join("content.lua");
     std::fs::write(&path, "ngx.say('good')").unwrap();
-    let engine = engine_with(EngineConfig { workers: 1, file_check_interval: Duration::from_secs(3600), ..Default::default() });
+    let engine =
+        engine_with(EngineConfig { workers: 1, file_check_interval: Duration::from_secs(3600), ..Default::default() });
     let script = engine.compile_file(&path).unwrap();
     rewrite(&path, "ngx.say('bad'");
     let error = engine.reload().unwrap_err();

@@ -3,7 +3,7 @@
 
 use mlua::{Lua, Table, Value};
 
-use super::{type_name, CurrentRequest, fail};
+use super::{fail, type_name, CurrentRequest};
 use crate::phase::{Phase, Phases};
 
 const CTX: Phases = Phases::of(&[
@@ -47,9 +47,7 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
     let slot = current.clone();
     impl_table.set(
         "current_env",
-        lua.create_function(move |_, ()| {
-            Ok(slot.peek(|request| request.and_then(|request| request.env.clone())))
-        })?,
+        lua.create_function(move |_, ()| Ok(slot.peek(|request| request.and_then(|request| request.env.clone()))))?,
     )?;
     Ok(())
 }

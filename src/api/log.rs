@@ -31,7 +31,14 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table, 
     )
 }
 
-fn log(lua: &Lua, current: &CurrentRequest, logger: &Logger, level: LogLevel, api: &str, args: &MultiValue) -> mlua::Result<(Value, Value)> {
+fn log(
+    lua: &Lua,
+    current: &CurrentRequest,
+    logger: &Logger,
+    level: LogLevel,
+    api: &str,
+    args: &MultiValue,
+) -> mlua::Result<(Value, Value)> {
     if !logger.enabled(level) {
         return Ok((Value::Nil, Value::Nil));
     }
@@ -44,7 +51,10 @@ fn log(lua: &Lua, current: &CurrentRequest, logger: &Logger, level: LogLevel, ap
             Some(tostring) => message.extend_from_slice(&tostring.call::<mlua::LuaString>(arg)?.as_bytes()),
             None => {
                 let position = index + if api == "log" { 2 } else { 1 };
-                return fail(lua, format!("bad argument #{position} to '{api}' (expected table to have __tostring metamethod)"));
+                return fail(
+                    lua,
+                    format!("bad argument #{position} to '{api}' (expected table to have __tostring metamethod)"),
+                );
             }
         }
     }

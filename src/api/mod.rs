@@ -18,10 +18,10 @@ use parking_lot::Mutex;
 
 use crate::cache::CodeCache;
 use crate::limits::Budget;
-use crate::worker::FunctionCache;
 use crate::log::Logger;
 use crate::phase::Phases;
 use crate::request::RequestState;
+use crate::worker::FunctionCache;
 
 /// The request whose coroutine is running on this worker, if any: the worker installs it for
 /// the duration of a run or resume, and the `ngx.*` functions (which share this slot) reach it
@@ -38,12 +38,18 @@ impl CurrentRequest {
 
     /// Runs `f` on the running request after checking that `api` may run in its phase; the error
     /// is the message lua-nginx-module gives.
-    pub(crate) fn with<R>(&self, api: &str, phases: Phases, f: impl FnOnce(&mut RequestState) -> R) -> Result<R, String> {
+    pub(crate) fn with<R>(
+        &self,
+        api: &str,
+        phases: Phases,
+        f: impl FnOnce(&mut RequestState) -> R,
+    ) -> Result<R, String> {
         let mut current = self
             .0
             .try_lock()
             .ok_or_else(|| format!("{api} cannot run inside another ngx.* call (from a __gc metamethod?)"))?;
-        let request = current.as_deref_mut().ok_or_else(|| format!("no request found (calling {api} outside a request)"))?;
+        let request =
+            current.as_deref_mut().ok_or_else(|| format!("no request found (calling {api} outside a request)"))?;
         match request.phase {
             Some(phase) if phases.contains(phase) => Ok(f(request)),
             Some(phase) => Err(format!("API disabled in the context of {}", phase.name())),
@@ -148,10 +154,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     if setup.trusted {
         params.set("fallback_require", globals.get::<Function>("require")?)?;
     }
-    let glue: Table = lua
-        .load(include_str!("prelude.lua"))
-        .set_name("=[luaengine prelude]")
-        .call(params)?;
+    let glue: Table = lua.load(include_str!("prelude.lua")).set_name("=[luaengine prelude]").call(params)?;
 
     base.set("ngx", &ngx)?;
     base.set("coroutine", glue.get::<Table>("coroutine")?)?;
@@ -236,7 +239,7 @@ mod tests {
     fn numbers_print_like_printf_g14() {
         assert_eq!(format_number(3.0), "3");
         assert_eq!(format_number(-0.5), "-0.5");
-        assert_eq!(format_number(3.14159), "3.14159");
+        assert_eq!(format_number(1.23456), "1.23456");
         assert_eq!(format_number(0.1 + 0.2), "0.3");
         assert_eq!(format_number(1e20), "1e+20");
         assert_eq!(format_number(1.5e-7), "1.5e-07");

@@ -3,22 +3,21 @@
 
 use mlua::{Lua, Table, Value};
 
-use super::{CurrentRequest, fail};
+use super::{fail, CurrentRequest};
 use crate::phase::{Phase, Phases};
 
-const REQUEST: Phases = Phases::of(&[
-    Phase::Rewrite,
-    Phase::Access,
-    Phase::Content,
-    Phase::HeaderFilter,
-    Phase::BodyFilter,
-    Phase::Log,
-]);
+const REQUEST: Phases =
+    Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
 
 /// lua-nginx-module's default cap on returned headers.
 const DEFAULT_MAX_HEADERS: i64 = 100;
 
-pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table, headers_mt: &Table) -> mlua::Result<()> {
+pub(crate) fn register(
+    lua: &Lua,
+    current: &CurrentRequest,
+    impl_table: &Table,
+    headers_mt: &Table,
+) -> mlua::Result<()> {
     let headers_mt = headers_mt.clone();
     let slot = current.clone();
     impl_table.set(
@@ -89,8 +88,10 @@ fn headers_table<'a>(lua: &Lua, headers: impl Iterator<Item = (&'a [u8], &'a [u8
     if !repeated {
         // The common case, in one call into Lua: distinct UTF-8 names and values.
         let text = std::str::from_utf8(&names).ok();
-        let utf8: Option<Vec<(&str, &str)>> =
-            fields.iter().map(|&(start, end, value)| Some((text?.get(start..end)?, std::str::from_utf8(value).ok()?))).collect();
+        let utf8: Option<Vec<(&str, &str)>> = fields
+            .iter()
+            .map(|&(start, end, value)| Some((text?.get(start..end)?, std::str::from_utf8(value).ok()?)))
+            .collect();
         if let Some(utf8) = utf8 {
             return lua.create_table_from(utf8);
         }

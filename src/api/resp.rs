@@ -3,7 +3,7 @@
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-use super::{type_name, CurrentRequest, append_scalar, fail};
+use super::{append_scalar, fail, type_name, CurrentRequest};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 
@@ -11,14 +11,8 @@ const OUTPUT: Phases = Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Conten
 const EXIT: Phases = Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::Timer]);
 const SET_STATUS: Phases =
     Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
-const READ: Phases = Phases::of(&[
-    Phase::Rewrite,
-    Phase::Access,
-    Phase::Content,
-    Phase::HeaderFilter,
-    Phase::BodyFilter,
-    Phase::Log,
-]);
+const READ: Phases =
+    Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
 
 /// nginx allows these statuses in `ngx.redirect`.
 const REDIRECT_STATUSES: [i64; 5] = [301, 302, 303, 307, 308];
@@ -30,26 +24,33 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
     let slot = current.clone();
     impl_table.set("say", lua.create_function(move |lua, args: MultiValue| output(lua, &slot, "say", &args, true))?)?;
     let slot = current.clone();
-    impl_table.set("print", lua.create_function(move |lua, args: MultiValue| output(lua, &slot, "print", &args, false))?)?;
+    impl_table
+        .set("print", lua.create_function(move |lua, args: MultiValue| output(lua, &slot, "print", &args, false))?)?;
     let slot = current.clone();
     impl_table.set(
         "flush",
         lua.create_function(move |lua, _: MultiValue| {
-            respond(lua, slot.with("ngx.flush", OUTPUT, |request| {
-                start_output(request);
-                Ok(Value::Integer(1))
-            }))
+            respond(
+                lua,
+                slot.with("ngx.flush", OUTPUT, |request| {
+                    start_output(request);
+                    Ok(Value::Integer(1))
+                }),
+            )
         })?,
     )?;
     let slot = current.clone();
     impl_table.set(
         "exit",
         lua.create_function(move |lua, status: Value| {
-            respond(lua, slot.with("ngx.exit", EXIT, |request| {
-                let code = integer_arg(&status, 1, "exit")?;
-                request.response.exit_code = Some(code);
-                Ok(Value::Nil)
-            }))
+            respond(
+                lua,
+                slot.with("ngx.exit", EXIT, |request| {
+                    let code = integer_arg(&status, 1, "exit")?;
+                    request.response.exit_code = Some(code);
+                    Ok(Value::Nil)
+                }),
+            )
         })?,
     )?;
     let slot = current.clone();
@@ -70,23 +71,29 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
     impl_table.set(
         "set_status",
         lua.create_function(move |lua, status: Value| {
-            respond(lua, slot.with("ngx.status", SET_STATUS, |request| {
-                let code = integer_arg(&status, 1, "status")?;
-                let code = u16::try_from(code).ok().filter(|code| (100..=999).contains(code));
-                let code = code.ok_or_else(|| "bad argument #1 to 'status' (invalid HTTP status)".to_string())?;
-                // As in nginx, a status set after the headers went out changes nothing.
-                if !request.response.headers_sent {
-                    request.response.status = code;
-                }
-                Ok(Value::Nil)
-            }))
+            respond(
+                lua,
+                slot.with("ngx.status", SET_STATUS, |request| {
+                    let code = integer_arg(&status, 1, "status")?;
+                    let code = u16::try_from(code).ok().filter(|code| (100..=999).contains(code));
+                    let code = code.ok_or_else(|| "bad argument #1 to 'status' (invalid HTTP status)".to_string())?;
+                    // As in nginx, a status set after the headers went out changes nothing.
+                    if !request.response.headers_sent {
+                        request.response.status = code;
+                    }
+                    Ok(Value::Nil)
+                }),
+            )
         })?,
     )?;
     let slot = current.clone();
     impl_table.set(
         "headers_sent",
         lua.create_function(move |lua, ()| {
-            respond(lua, slot.with("ngx.headers_sent", READ, |request| Ok(Value::Boolean(request.response.headers_sent))))
+            respond(
+                lua,
+                slot.with("ngx.headers_sent", READ, |request| Ok(Value::Boolean(request.response.headers_sent))),
+            )
         })?,
     )?;
     Ok(())
@@ -100,22 +107,31 @@ fn respond(lua: &Lua, result: Result<Result<Value, String>, String>) -> mlua::Re
     }
 }
 
-fn output(lua: &Lua, slot: &CurrentRequest, api: &str, args: &MultiValue, newline: bool) -> mlua::Result<(Value, Value)> {
-    respond(lua, slot.with(api, OUTPUT, |request| {
-        let body = &mut request.response.body;
-        let mark = body.len();
-        for (index, arg) in args.iter().enumerate() {
-            if let Err(reason) = append_output(body, arg, 0) {
-                body.truncate(mark);
-                return Err(format!("bad argument #{} to '{api}' ({reason})", index + 1));
+fn output(
+    lua: &Lua,
+    slot: &CurrentRequest,
+    api: &str,
+    args: &MultiValue,
+    newline: bool,
+) -> mlua::Result<(Value, Value)> {
+    respond(
+        lua,
+        slot.with(api, OUTPUT, |request| {
+            let body = &mut request.response.body;
+            let mark = body.len();
+            for (index, arg) in args.iter().enumerate() {
+                if let Err(reason) = append_output(body, arg, 0) {
+                    body.truncate(mark);
+                    return Err(format!("bad argument #{} to '{api}' ({reason})", index + 1));
+                }
             }
-        }
-        if newline {
-            body.push(b'\n');
-        }
-        start_output(request);
-        Ok(Value::Integer(1))
-    }))
+            if newline {
+                body.push(b'\n');
+            }
+            start_output(request);
+            Ok(Value::Integer(1))
+        }),
+    )
 }
 
 /// The first output sends the headers in nginx; the status becomes 200 if nothing set one.

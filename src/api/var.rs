@@ -4,18 +4,12 @@ use std::borrow::Cow;
 
 use mlua::{Lua, Table, Value};
 
-use super::{CurrentRequest, fail};
+use super::{fail, CurrentRequest};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 
-const VAR: Phases = Phases::of(&[
-    Phase::Rewrite,
-    Phase::Access,
-    Phase::Content,
-    Phase::HeaderFilter,
-    Phase::BodyFilter,
-    Phase::Log,
-]);
+const VAR: Phases =
+    Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
 
 pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) -> mlua::Result<()> {
     let slot = current.clone();
@@ -77,7 +71,11 @@ fn variable<'a>(request: &'a RequestState, name: &[u8]) -> Option<Cow<'a, [u8]>>
             } else if let Some(arg) = name.strip_prefix(b"arg_") {
                 query_arg(query, arg).map(Cow::Borrowed)
             } else if let Some(cookie) = name.strip_prefix(b"cookie_") {
-                input.headers().filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie")).find_map(|(_, v)| cookie_value(v, cookie)).map(Cow::Borrowed)
+                input
+                    .headers()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(b"cookie"))
+                    .find_map(|(_, v)| cookie_value(v, cookie))
+                    .map(Cow::Borrowed)
             } else {
                 None
             }
@@ -99,7 +97,10 @@ fn host(header: &[u8]) -> Vec<u8> {
 fn joined_header<'a>(request: &'a RequestState, var_name: &[u8]) -> Option<Cow<'a, [u8]>> {
     let matches = |name: &[u8]| {
         name.len() == var_name.len()
-            && name.iter().zip(var_name).all(|(&n, &v)| n.to_ascii_lowercase() == if v == b'_' { b'-' } else { v.to_ascii_lowercase() })
+            && name
+                .iter()
+                .zip(var_name)
+                .all(|(&n, &v)| n.to_ascii_lowercase() == if v == b'_' { b'-' } else { v.to_ascii_lowercase() })
     };
     let mut values = request.input.headers().filter(|(name, _)| matches(name)).map(|(_, value)| value);
     let first = values.next()?;

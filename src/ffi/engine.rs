@@ -178,7 +178,11 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
 /// Creates an engine. `config` may be NULL for the defaults. On success `*out` owns the engine
 /// (free it with `le_engine_free`); on failure `*err` (if `err` is not NULL) says why.
 #[no_mangle]
-pub extern "C" fn le_engine_new(config: *const le_config, out: *mut *mut le_engine, err: *mut *mut le_error) -> le_result {
+pub extern "C" fn le_engine_new(
+    config: *const le_config,
+    out: *mut *mut le_engine,
+    err: *mut *mut le_error,
+) -> le_result {
     call(err, || {
         require_out(out, "out")?;
         let config = match unsafe { config.as_ref() } {
@@ -231,7 +235,11 @@ pub extern "C" fn le_engine_stats(engine: *const le_engine, out: *mut le_stats) 
 /// Reads one worker's counters into `*out`; `LE_ERR_INVALID_ARGUMENT` for a worker index out
 /// of range.
 #[no_mangle]
-pub extern "C" fn le_engine_worker_stats(engine: *const le_engine, worker: u32, out: *mut le_worker_stats) -> le_result {
+pub extern "C" fn le_engine_worker_stats(
+    engine: *const le_engine,
+    worker: u32,
+    out: *mut le_worker_stats,
+) -> le_result {
     call(std::ptr::null_mut(), || {
         let engine = unsafe { handle(engine, "engine")? };
         require_out(out, "out")?;
@@ -255,7 +263,11 @@ pub extern "C" fn le_engine_worker_stats(engine: *const le_engine, worker: u32, 
 /// receives the number of changed scripts. A file that no longer compiles keeps its previous
 /// version and its error is reported.
 #[no_mangle]
-pub extern "C" fn le_engine_reload(engine: *const le_engine, reloaded: *mut usize, err: *mut *mut le_error) -> le_result {
+pub extern "C" fn le_engine_reload(
+    engine: *const le_engine,
+    reloaded: *mut usize,
+    err: *mut *mut le_error,
+) -> le_result {
     call(err, || {
         let engine = unsafe { handle(engine, "engine")? };
         let count = engine.engine.reload()?;

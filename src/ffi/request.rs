@@ -147,10 +147,12 @@ pub extern "C" fn le_request_new(
             }
         };
         // Checked above: every header's pointers are valid.
-        let pairs = headers.iter().map(|h| unsafe { (h.name.bytes("").unwrap_or(&[]), h.value.bytes("").unwrap_or(&[])) });
+        let pairs =
+            headers.iter().map(|h| unsafe { (h.name.bytes("").unwrap_or(&[]), h.value.bytes("").unwrap_or(&[])) });
         let hint = (worker_hint != LE_WORKER_ANY).then_some(worker_hint as usize);
         let request = engine.engine.new_request(&rust_init, pairs, hint);
-        let handle = le_request { request: UnsafeCell::new(request), state: AtomicU8::new(IDLE), view: UnsafeCell::default() };
+        let handle =
+            le_request { request: UnsafeCell::new(request), state: AtomicU8::new(IDLE), view: UnsafeCell::default() };
         unsafe { write_out(out, Box::into_raw(Box::new(handle))) };
         Ok(())
     })
@@ -169,7 +171,8 @@ fn status_of(result: Result<Result<Status, Error>, Error>, err: *mut *mut le_err
 }
 
 fn run_guarded(err: *mut *mut le_error, body: impl FnOnce() -> Result<Result<Status, Error>, Error>) -> le_status {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|_| Err(super::internal_panic()));
+    let result =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or_else(|_| Err(super::internal_panic()));
     status_of(result, err)
 }
 
@@ -185,7 +188,8 @@ pub extern "C" fn le_request_run(
 ) -> le_status {
     run_guarded(err, || {
         let script = unsafe { handle(script, "script")? };
-        let phase = Phase::from_number(phase).ok_or_else(|| Error::invalid_argument(format!("unknown phase {phase}")))?;
+        let phase =
+            Phase::from_number(phase).ok_or_else(|| Error::invalid_argument(format!("unknown phase {phase}")))?;
         exclusive(request, |request, _| request.run(phase, &script.script))
     })
 }
@@ -193,9 +197,7 @@ pub extern "C" fn le_request_run(
 /// Continues a phase that returned `LE_STATUS_YIELD`. May be called from any thread.
 #[no_mangle]
 pub extern "C" fn le_request_resume(request: *mut le_request, err: *mut *mut le_error) -> le_status {
-    run_guarded(err, || {
-        exclusive(request, |request, _| request.resume())
-    })
+    run_guarded(err, || exclusive(request, |request, _| request.resume()))
 }
 
 /// Reads the response in one call. The view points into the request and stays valid until the
@@ -207,7 +209,12 @@ pub extern "C" fn le_request_response(request: *mut le_request, out: *mut le_res
         let view = exclusive(request, |request, headers| {
             let response = request.response();
             headers.clear();
-            headers.extend(response.headers.iter().map(|(name, value)| le_header { name: le_str::of(name), value: le_str::of(value) }));
+            headers.extend(
+                response
+                    .headers
+                    .iter()
+                    .map(|(name, value)| le_header { name: le_str::of(name), value: le_str::of(value) }),
+            );
             le_response_view {
                 status: response.status,
                 headers_sent: response.headers_sent,

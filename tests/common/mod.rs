@@ -15,7 +15,13 @@ pub fn engine_with(config: EngineConfig) -> Engine {
 /// A GET request for `uri` (`/path?query`) with the given headers.
 pub fn request(engine: &Engine, uri: &str, headers: &[(&str, &str)]) -> Request {
     let (path, query) = uri.split_once('?').unwrap_or((uri, ""));
-    let init = RequestInit { method: b"GET", path: path.as_bytes(), query: query.as_bytes(), remote_addr: b"127.0.0.1", ..Default::default() };
+    let init = RequestInit {
+        method: b"GET",
+        path: path.as_bytes(),
+        query: query.as_bytes(),
+        remote_addr: b"127.0.0.1",
+        ..Default::default()
+    };
     engine.new_request(&init, headers.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), None)
 }
 
