@@ -324,3 +324,49 @@ fn errors_are_logged_with_phase_location_and_request() {
     );
     assert!(message.starts_with("lua entry thread aborted: runtime error: access:2: denied"), "{message}");
 }
+
+#[test]
+fn engines_and_scripts_are_shared_between_threads_and_requests_move() {
+    fn shared<T: Send + Sync>() {}
+    fn movable<T: Send>() {}
+    shared::<Engine>();
+    shared::<luaengine::Script>();
+    movable::<luaengine::Request>();
+
+    let engine = engine_with(EngineConfig { workers: 2, ..Default::default() });
+    let script = engine
+        .compile("content", "local n = tonumber(ngx.var.arg_n) counter = n ngx.say(n * 2, ' ', counter == n)")
+        .unwrap();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let (engine, script) = (engine.clone(), script.clone());
+            std::thread::spawn(move || {
+                for i in 0..500 {
+                    let n = t * 1000 + i;
+                    let mut request = request(&engine, &format!("/?n={n}"), &[]);
+                    assert_eq!(request.run(Phase::Content, &script).unwrap(), Status::Done);
+                    assert_eq!(request.response().body, format!("{} true\n", n * 2).into_bytes());
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(engine.stats().phases_run, 2000);
+}
+
+#[test]
+fn a_request_suspended_on_one_thread_resumes_on_another() {
+    let engine = engine();
+    let script = engine.compile("content", "local a = 'before' coroutine.yield() ngx.say(a, ' after')").unwrap();
+    let mut waiting = request(&engine, "/", &[]);
+    assert_eq!(waiting.run(Phase::Content, &script).unwrap(), Status::Yield);
+    let body = std::thread::spawn(move || {
+        assert_eq!(waiting.resume().unwrap(), Status::Done);
+        waiting.response().body.clone()
+    })
+    .join()
+    .unwrap();
+    assert_eq!(body, b"before after\n");
+}
