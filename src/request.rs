@@ -166,6 +166,7 @@ pub(crate) struct RequestState {
 /// One HTTP request, bound to one worker for its whole life. Not `Sync`: drive it from one
 /// thread at a time (any thread: it is `Send`).
 pub struct Request {
+    id: u64,
     state: Option<Box<RequestState>>,
     worker: Arc<Worker>,
     shared: Arc<Shared>,
@@ -193,12 +194,12 @@ impl Request {
             env: None,
             suspended: None,
         };
-        Request { state: Some(Box::new(state)), worker, shared }
+        Request { id, state: Some(Box::new(state)), worker, shared }
     }
 
     /// The engine-wide id of this request (in logs as `request_id`).
     pub fn id(&self) -> u64 {
-        self.state.as_ref().map_or(0, |state| state.id)
+        self.id
     }
 
     /// The worker this request runs on.

@@ -230,6 +230,11 @@ impl Worker {
                 if w.budget.as_ref().is_some_and(|budget| budget.exceeded()) {
                     error.code = ErrorCode::Budget;
                 }
+                if error.code == ErrorCode::Memory {
+                    // LuaJIT has no emergency collection: without a full one here its next cycle
+                    // starts above the cap and every later run on this worker fails too.
+                    let _ = w.lua.gc_collect();
+                }
                 log_failure(&shared.logger, &error, phase, state.id);
                 Err(error)
             }

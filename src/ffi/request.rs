@@ -1,7 +1,7 @@
 //! Requests: create from one snapshot, run phases, resume, read the response, free.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::engine::le_engine;
 use super::error::{call, le_error, le_result, report};
@@ -91,6 +91,9 @@ pub struct le_request {
     request: UnsafeCell<Request>,
     state: AtomicU8,
     view: UnsafeCell<Vec<le_header>>,
+    /// Readable while a phase runs (from callbacks), so kept outside the exclusive cell.
+    id: u64,
+    suspended: AtomicBool,
 }
 
 /// Runs `f` with exclusive access to the request, or fails if another call is using it. If the
@@ -101,7 +104,9 @@ fn exclusive<T>(ptr: *mut le_request, f: impl FnOnce(&mut Request, &mut Vec<le_h
         return Err(Error::invalid_state("the request is in use by another call (or was freed)"));
     }
     // SAFETY: the BUSY state makes this the only access to the cells until it is released.
-    let result = f(unsafe { &mut *handle.request.get() }, unsafe { &mut *handle.view.get() });
+    let request = unsafe { &mut *handle.request.get() };
+    let result = f(request, unsafe { &mut *handle.view.get() });
+    handle.suspended.store(request.is_suspended(), Ordering::Release);
     if handle.state.compare_exchange(BUSY, IDLE, Ordering::Release, Ordering::Acquire).is_err() {
         // le_request_free ran meanwhile and left the release to us.
         drop(unsafe { Box::from_raw(ptr) });
@@ -151,8 +156,13 @@ pub extern "C" fn le_request_new(
             headers.iter().map(|h| unsafe { (h.name.bytes("").unwrap_or(&[]), h.value.bytes("").unwrap_or(&[])) });
         let hint = (worker_hint != LE_WORKER_ANY).then_some(worker_hint as usize);
         let request = engine.engine.new_request(&rust_init, pairs, hint);
-        let handle =
-            le_request { request: UnsafeCell::new(request), state: AtomicU8::new(IDLE), view: UnsafeCell::default() };
+        let handle = le_request {
+            id: request.id(),
+            request: UnsafeCell::new(request),
+            state: AtomicU8::new(IDLE),
+            view: UnsafeCell::default(),
+            suspended: AtomicBool::new(false),
+        };
         unsafe { write_out(out, Box::into_raw(Box::new(handle))) };
         Ok(())
     })
@@ -233,13 +243,13 @@ pub extern "C" fn le_request_response(request: *mut le_request, out: *mut le_res
 /// The request's engine-wide id (as in log records); 0 for NULL.
 #[no_mangle]
 pub extern "C" fn le_request_id(request: *const le_request) -> u64 {
-    super::guard(0, || unsafe { request.as_ref() }.map_or(0, |r| unsafe { &*r.request.get() }.id()))
+    super::guard(0, || unsafe { request.as_ref() }.map_or(0, |r| r.id))
 }
 
 /// Whether the request waits for `le_request_resume`.
 #[no_mangle]
 pub extern "C" fn le_request_is_suspended(request: *const le_request) -> bool {
-    super::guard(false, || unsafe { request.as_ref() }.is_some_and(|r| unsafe { &*r.request.get() }.is_suspended()))
+    super::guard(false, || unsafe { request.as_ref() }.is_some_and(|r| r.suspended.load(Ordering::Acquire)))
 }
 
 /// Frees a request, cancelling a phase that waits. Called while one of the request's phases runs
