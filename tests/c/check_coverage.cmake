@@ -1,0 +1,35 @@
+# Fails unless every function declared in the header is called by at least one C test.
+#   cmake -DHEADER=include/luaengine.h -DTEST_DIR=tests/c -P check_coverage.cmake
+cmake_minimum_required(VERSION 3.20) # policies of this century in script mode (CMP0054)
+file(READ "${HEADER}" header)
+# Declarations look like `le_result le_engine_new(const le_config *config,` at a line start.
+string(REGEX MATCHALL "\n[a-z_ ]+[ *]+(le_[a-z0-9_]+)\\(" declarations "${header}")
+set(functions "")
+foreach(declaration IN LISTS declarations)
+  string(REGEX REPLACE ".*[ *](le_[a-z0-9_]+)\\($" "\\1" function "${declaration}")
+  list(APPEND functions "${function}")
+endforeach()
+list(REMOVE_DUPLICATES functions)
+list(LENGTH functions count)
+if(count LESS 10)
+  message(FATAL_ERROR "found only ${count} functions in ${HEADER}: the parser needs fixing")
+endif()
+
+file(GLOB sources "${TEST_DIR}/*.c" "${TEST_DIR}/*.cpp")
+set(all "")
+foreach(source IN LISTS sources)
+  file(READ "${source}" text)
+  string(APPEND all "${text}")
+endforeach()
+
+set(missing "")
+foreach(function IN LISTS functions)
+  # Called directly, or passed to a CHECK_OK/EXPECT_ERROR macro that calls it.
+  if(NOT all MATCHES "[^a-z0-9_]${function}[ ]*[(,]")
+    list(APPEND missing "${function}")
+  endif()
+endforeach()
+if(missing)
+  message(FATAL_ERROR "functions of ${HEADER} no C test calls: ${missing}")
+endif()
+message(STATUS "all ${count} functions of the header are called by the C tests")
