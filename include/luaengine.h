@@ -157,8 +157,10 @@ typedef struct {
 } le_log_record;
 
 /**
- * Receives log records. Called on whatever thread runs the script, so it must be thread-safe;
- * it must not call back into the engine for the same worker, and must not throw.
+ * Receives log records. Called on whatever thread runs the script, so it must be thread-safe,
+ * and must not throw. From inside it, running or resuming a request on the same worker fails
+ * with `LE_ERR_INVALID_STATE`; reading the logging request's id, and freeing it (released when
+ * its phase returns), are allowed.
  */
 typedef void (*le_log_fn)(void *user_data, const le_log_record *record);
 
@@ -193,7 +195,8 @@ typedef struct {
    */
   le_log_level log_level;
   /**
-   * VM instructions one phase run may execute before failing with `LE_ERR_BUDGET`; 0 = none.
+   * VM instructions one phase may execute before failing with `LE_ERR_BUDGET`; 0 = none
+   * (the default). A phase that yields keeps what it has left when it is resumed.
    */
   uint64_t instruction_budget;
   /**
@@ -201,11 +204,11 @@ typedef struct {
    */
   size_t memory_limit;
   /**
-   * Idle coroutines each worker keeps for reuse.
+   * Idle coroutines each worker keeps for reuse. Default 1024.
    */
   uint32_t coroutine_pool;
   /**
-   * How often file scripts check their file for changes, in milliseconds.
+   * How often file scripts check their file for changes, in milliseconds. Default 1000.
    */
   uint32_t file_check_interval_ms;
 } le_config;

@@ -36,8 +36,10 @@ pub struct le_log_record {
     pub request_id: u64,
 }
 
-/// Receives log records. Called on whatever thread runs the script, so it must be thread-safe;
-/// it must not call back into the engine for the same worker, and must not throw.
+/// Receives log records. Called on whatever thread runs the script, so it must be thread-safe,
+/// and must not throw. From inside it, running or resuming a request on the same worker fails
+/// with `LE_ERR_INVALID_STATE`; reading the logging request's id, and freeing it (released when
+/// its phase returns), are allowed.
 pub type le_log_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, record: *const le_log_record)>;
 
 /// How to build an engine. Start from `le_config_default()` and change fields.
@@ -57,13 +59,14 @@ pub struct le_config {
     pub log_user_data: *mut c_void,
     /// Records above this level (less severe) are dropped. Default `LE_LOG_DEBUG`.
     pub log_level: le_log_level,
-    /// VM instructions one phase run may execute before failing with `LE_ERR_BUDGET`; 0 = none.
+    /// VM instructions one phase may execute before failing with `LE_ERR_BUDGET`; 0 = none
+    /// (the default). A phase that yields keeps what it has left when it is resumed.
     pub instruction_budget: u64,
     /// Lua memory cap per worker in bytes; 0 = none.
     pub memory_limit: usize,
-    /// Idle coroutines each worker keeps for reuse.
+    /// Idle coroutines each worker keeps for reuse. Default 1024.
     pub coroutine_pool: u32,
-    /// How often file scripts check their file for changes, in milliseconds.
+    /// How often file scripts check their file for changes, in milliseconds. Default 1000.
     pub file_check_interval_ms: u32,
 }
 
