@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use mlua::chunk::ChunkMode;
-use mlua::{Function, Lua, MultiValue, Table, Thread};
+use mlua::{Function, Lua, Table, Thread, Value};
 use parking_lot::{Mutex, ReentrantMutex};
 use rustc_hash::FxHashMap;
 
@@ -199,7 +199,7 @@ impl Worker {
         let outcome = {
             let _running = RunningFlag::set(&w.running);
             w.current.replace(Some(state));
-            let outcome = thread.resume::<MultiValue>(args);
+            let outcome = thread.resume::<(Value, Value)>(args);
             state = w.current.replace(None).expect("the running request stays installed");
             outcome
         };
@@ -208,12 +208,12 @@ impl Worker {
         let budget_left = w.budget.as_ref().map_or(0, |budget| budget.left());
         let result = match outcome {
             // `run_chunk` returns the signal alone when the script finished.
-            Ok(values) if values.len() == 1 && values.front().is_some_and(api::is_signal) => {
+            Ok((first, Value::Nil)) if api::is_signal(&first) => {
                 w.recycle(thread);
                 Ok(finished(phase, &state.response))
             }
             // Engine yields: (signal, "exit") from ngx.exit and ngx.redirect.
-            Ok(values) if values.front().is_some_and(api::is_signal) => {
+            Ok((first, _)) if api::is_signal(&first) => {
                 w.recycle(thread);
                 exited(phase, &mut state.response)
             }
