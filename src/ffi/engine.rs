@@ -202,11 +202,7 @@ pub extern "C" fn le_engine_new(
 /// until they are freed. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn le_engine_free(engine: *mut le_engine) {
-    super::guard((), || {
-        if !engine.is_null() {
-            drop(unsafe { Box::from_raw(engine) });
-        }
-    })
+    super::free_handle(engine)
 }
 
 /// The number of workers; 0 for NULL.

@@ -120,11 +120,7 @@ pub extern "C" fn le_error_traceback(error: *const le_error) -> le_str {
 /// Frees an error. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn le_error_free(error: *mut le_error) {
-    super::guard((), || {
-        if !error.is_null() {
-            drop(unsafe { Box::from_raw(error) });
-        }
-    })
+    super::free_handle(error)
 }
 
 /// A static, NUL-terminated name for a result code (`"LE_ERR_SYNTAX"`), or `"LE_UNKNOWN"`.

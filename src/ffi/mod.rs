@@ -87,6 +87,16 @@ pub(crate) unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, E
     unsafe { ptr.as_ref() }.ok_or_else(|| Error::invalid_argument(format!("{what} is NULL")))
 }
 
+/// Releases a handle this library handed out (NULL is ignored), for the `le_*_free` functions.
+pub(crate) fn free_handle<T>(ptr: *mut T) {
+    guard((), || {
+        if !ptr.is_null() {
+            // SAFETY: non-NULL handles come from Box::into_raw in this library, freed once.
+            drop(unsafe { Box::from_raw(ptr) });
+        }
+    })
+}
+
 /// Hands `value` to the caller through a required out-parameter.
 ///
 /// # Safety

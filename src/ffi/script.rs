@@ -59,9 +59,5 @@ pub extern "C" fn le_script_compile_file(
 /// Frees a script. NULL is ignored.
 #[no_mangle]
 pub extern "C" fn le_script_free(script: *mut le_script) {
-    super::guard((), || {
-        if !script.is_null() {
-            drop(unsafe { Box::from_raw(script) });
-        }
-    })
+    super::free_handle(script)
 }
