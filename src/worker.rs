@@ -38,7 +38,7 @@ pub(crate) struct Worker {
     lua: ReentrantMutex<WorkerLua>,
     pooled: AtomicUsize,
     memory: AtomicUsize,
-    /// The same cache the Lua side uses, read here for stats without the worker lock.
+    /// Functions loaded in this worker's state (shared with `require`); used under the lock.
     functions: FunctionCache,
 }
 
@@ -54,7 +54,6 @@ struct WorkerLua {
     /// instead of a deadlock.
     running: Cell<bool>,
     budget: Option<Arc<Budget>>,
-    functions: FunctionCache,
 }
 
 /// A function loaded from bytecode, forgotten once the bytecode is gone.
@@ -123,7 +122,6 @@ impl Worker {
             pool_max: config.coroutine_pool,
             running: Cell::new(false),
             budget,
-            functions: functions.clone(),
         };
         Ok(Worker { index, lua: ReentrantMutex::new(state), pooled: AtomicUsize::new(0), memory, functions })
     }
@@ -154,7 +152,7 @@ impl Worker {
             return (state, Err(reentered()));
         }
         let prepared = (|| {
-            let function = w.functions.get(&w.lua, &bytecode)?;
+            let function = self.functions.get(&w.lua, &bytecode)?;
             let env = w.request_env(&mut state)?;
             Ok::<_, mlua::Error>((function, env, w.take_thread()?))
         })();

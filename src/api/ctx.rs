@@ -3,7 +3,7 @@
 
 use mlua::{Lua, Table, Value};
 
-use super::{fail, type_name, CurrentRequest};
+use super::{fail, lua_failure, reply, type_name, CurrentRequest};
 use crate::phase::{Phase, Phases};
 
 const CTX: Phases = Phases::of(&[
@@ -25,10 +25,7 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
                 Some(ctx) => Ok(ctx.clone()),
                 None => lua.create_table().inspect(|ctx| request.ctx = Some(ctx.clone())),
             });
-            match ctx {
-                Ok(ctx) => Ok((Value::Table(ctx?), Value::Nil)),
-                Err(message) => fail(lua, message),
-            }
+            reply(lua, lua_failure(ctx)?)
         })?,
     )?;
     let slot = current.clone();
@@ -38,10 +35,7 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
             let Value::Table(table) = value else {
                 return fail(lua, format!("ctx should be a table while getting a {}", type_name(&value)));
             };
-            match slot.with("ngx.ctx", CTX, |request| request.ctx = Some(table)) {
-                Ok(()) => Ok((Value::Nil, Value::Nil)),
-                Err(message) => fail(lua, message),
-            }
+            reply(lua, slot.with("ngx.ctx", CTX, |request| request.ctx = Some(table)).map(|()| Value::Nil))
         })?,
     )?;
     let slot = current.clone();

@@ -13,7 +13,7 @@ mod var;
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use mlua::{Function, LightUserData, Lua, Table, Value};
+use mlua::{Function, IntoLua, LightUserData, Lua, Table, Value};
 use parking_lot::Mutex;
 
 use crate::cache::CodeCache;
@@ -55,6 +55,16 @@ impl CurrentRequest {
             Some(phase) => Err(format!("API disabled in the context of {}", phase.name())),
             None => Err(format!("no request found (calling {api} outside a phase)")),
         }
+    }
+
+    /// Like `with`, for functions that can fail with an argument error of their own.
+    pub(crate) fn try_with<R>(
+        &self,
+        api: &str,
+        phases: Phases,
+        f: impl FnOnce(&mut RequestState) -> Result<R, String>,
+    ) -> Result<R, String> {
+        self.with(api, phases, f)?
     }
 
     /// Reads the running request, if there is one and it is free.
@@ -102,6 +112,23 @@ pub(crate) fn type_name(value: &Value) -> &'static str {
         Value::Integer(_) | Value::Number(_) => "number",
         Value::LightUserData(_) => "userdata",
         other => other.type_name(),
+    }
+}
+
+/// A request function's Lua results: its value, or an argument error for the glue to raise.
+pub(crate) fn reply<V: IntoLua>(lua: &Lua, result: Result<V, String>) -> mlua::Result<(Value, Value)> {
+    match result {
+        Ok(value) => Ok((value.into_lua(lua)?, Value::Nil)),
+        Err(message) => fail(lua, message),
+    }
+}
+
+/// Separates a Lua failure (out of memory while building a value: raised as is) from an
+/// argument error (handed to the glue).
+pub(crate) fn lua_failure<T>(result: Result<mlua::Result<T>, String>) -> mlua::Result<Result<T, String>> {
+    match result {
+        Ok(inner) => inner.map(Ok),
+        Err(message) => Ok(Err(message)),
     }
 }
 

@@ -8,15 +8,20 @@ local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.re
 local error, type, rawget, rawset, setmetatable = error, type, rawget, rawset, setmetatable
 local lower, gsub = string.lower, string.gsub
 
--- Every phase run is one call of this on a pooled coroutine. `chunk` returns a fresh closure of
--- the script (see cache.rs), so its globals are the request's own `env`. Returning the signal
--- alone tells the engine the script finished (engine yields carry a second value).
-local function run_chunk(chunk, env, ...)
+-- `chunk` returns a fresh closure of the script (see cache.rs) whose globals are `env`.
+local function instantiate(chunk, env)
   local f = chunk()
   if setfenv then
     setfenv(f, env)
   end
-  f(env, ...)
+  return f
+end
+
+-- Every phase run is one call of this on a pooled coroutine, with the request's globals as
+-- `env`. Returning the signal alone tells the engine the script finished (engine yields carry a
+-- second value).
+local function run_chunk(chunk, env, ...)
+  instantiate(chunk, env)(env, ...)
   return signal
 end
 
@@ -42,24 +47,20 @@ ngx.req.get_headers = checked(impl.get_headers)
 ngx.req.get_method = checked(impl.get_method)
 ngx.req.get_body_data = checked(impl.get_body_data)
 
--- ngx.exit ends the running handler: the engine sees the signal and never resumes it.
-local exit_impl = impl.exit
-function ngx.exit(status)
-  local a, b = exit_impl(status)
-  if a == signal then
-    error(b, 2)
+-- ngx.exit and ngx.redirect end the running handler: the engine sees the signal and never
+-- resumes it.
+local function exiting(fn)
+  return function(...)
+    local a, b = fn(...)
+    if a == signal then
+      error(b, 2)
+    end
+    return co_yield(signal, "exit")
   end
-  return co_yield(signal, "exit")
 end
 
-local redirect_impl = impl.redirect
-function ngx.redirect(uri, status)
-  local a, b = redirect_impl(uri, status)
-  if a == signal then
-    error(b, 2)
-  end
-  return co_yield(signal, "exit")
-end
+ngx.exit = exiting(impl.exit)
+ngx.redirect = exiting(impl.redirect)
 
 -- Fields of `ngx` that belong to the running request.
 local getters = { ctx = impl.get_ctx, status = impl.get_status, headers_sent = impl.headers_sent }
@@ -189,11 +190,7 @@ local function require(name)
     end
     where = path_or_err
     loader = function(...)
-      local f = chunk()
-      if setfenv then
-        setfenv(f, module_env)
-      end
-      return f(module_env, ...)
+      return instantiate(chunk, module_env)(module_env, ...)
     end
   end
   loaded[name] = LOADING

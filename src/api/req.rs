@@ -3,7 +3,7 @@
 
 use mlua::{Lua, Table, Value};
 
-use super::{fail, CurrentRequest};
+use super::{fail, lua_failure, reply, CurrentRequest};
 use crate::phase::{Phase, Phases};
 
 const REQUEST: Phases =
@@ -39,10 +39,9 @@ pub(crate) fn register(
                 }
                 Ok::<_, mlua::Error>((table, truncated))
             });
-            match result {
-                Ok(Ok((table, true))) => Ok((Value::Table(table), Value::String(lua.create_string("truncated")?))),
-                Ok(Ok((table, false))) => Ok((Value::Table(table), Value::Nil)),
-                Ok(Err(error)) => Err(error),
+            match lua_failure(result)? {
+                Ok((table, true)) => Ok((Value::Table(table), Value::String(lua.create_string("truncated")?))),
+                Ok((table, false)) => Ok((Value::Table(table), Value::Nil)),
                 Err(message) => fail(lua, message),
             }
         })?,
@@ -54,20 +53,15 @@ pub(crate) fn register(
             let body = slot.with("ngx.req.get_body_data", REQUEST, |request| {
                 request.input.body().map(|body| lua.create_string(body)).transpose()
             });
-            match body {
-                Ok(body) => Ok((body?.map_or(Value::Nil, Value::String), Value::Nil)),
-                Err(message) => fail(lua, message),
-            }
+            reply(lua, lua_failure(body)?)
         })?,
     )?;
     let slot = current.clone();
     impl_table.set(
         "get_method",
         lua.create_function(move |lua, ()| {
-            match slot.with("ngx.req.get_method", REQUEST, |request| lua.create_string(request.input.method())) {
-                Ok(method) => Ok((Value::String(method?), Value::Nil)),
-                Err(message) => fail(lua, message),
-            }
+            let method = slot.with("ngx.req.get_method", REQUEST, |request| lua.create_string(request.input.method()));
+            reply(lua, lua_failure(method)?)
         })?,
     )
 }

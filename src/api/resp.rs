@@ -3,7 +3,7 @@
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-use super::{append_scalar, fail, type_name, CurrentRequest};
+use super::{append_scalar, reply, type_name, CurrentRequest};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 
@@ -30,9 +30,9 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
     impl_table.set(
         "flush",
         lua.create_function(move |lua, _: MultiValue| {
-            respond(
+            reply(
                 lua,
-                slot.with("ngx.flush", OUTPUT, |request| {
+                slot.try_with("ngx.flush", OUTPUT, |request| {
                     start_output(request);
                     Ok(Value::Integer(1))
                 }),
@@ -43,9 +43,9 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
     impl_table.set(
         "exit",
         lua.create_function(move |lua, status: Value| {
-            respond(
+            reply(
                 lua,
-                slot.with("ngx.exit", EXIT, |request| {
+                slot.try_with("ngx.exit", EXIT, |request| {
                     let code = integer_arg(&status, 1, "exit")?;
                     request.response.exit_code = Some(code);
                     Ok(Value::Nil)
@@ -57,23 +57,23 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
     impl_table.set(
         "redirect",
         lua.create_function(move |lua, (uri, status): (Value, Value)| {
-            respond(lua, slot.with("ngx.redirect", OUTPUT, |request| redirect(request, &uri, &status)))
+            reply(lua, slot.try_with("ngx.redirect", OUTPUT, |request| redirect(request, &uri, &status)))
         })?,
     )?;
     let slot = current.clone();
     impl_table.set(
         "get_status",
         lua.create_function(move |lua, ()| {
-            respond(lua, slot.with("ngx.status", READ, |request| Ok(Value::Integer(request.response.status.into()))))
+            reply(lua, slot.try_with("ngx.status", READ, |request| Ok(Value::Integer(request.response.status.into()))))
         })?,
     )?;
     let slot = current.clone();
     impl_table.set(
         "set_status",
         lua.create_function(move |lua, status: Value| {
-            respond(
+            reply(
                 lua,
-                slot.with("ngx.status", SET_STATUS, |request| {
+                slot.try_with("ngx.status", SET_STATUS, |request| {
                     let code = integer_arg(&status, 1, "status")?;
                     let code = u16::try_from(code).ok().filter(|code| (100..=999).contains(code));
                     let code = code.ok_or_else(|| "bad argument #1 to 'status' (invalid HTTP status)".to_string())?;
@@ -90,21 +90,13 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
     impl_table.set(
         "headers_sent",
         lua.create_function(move |lua, ()| {
-            respond(
+            reply(
                 lua,
-                slot.with("ngx.headers_sent", READ, |request| Ok(Value::Boolean(request.response.headers_sent))),
+                slot.try_with("ngx.headers_sent", READ, |request| Ok(Value::Boolean(request.response.headers_sent))),
             )
         })?,
     )?;
     Ok(())
-}
-
-/// Turns the outcome of a request function into its Lua results or an argument error.
-fn respond(lua: &Lua, result: Result<Result<Value, String>, String>) -> mlua::Result<(Value, Value)> {
-    match result.and_then(|inner| inner) {
-        Ok(value) => Ok((value, Value::Nil)),
-        Err(message) => fail(lua, message),
-    }
 }
 
 fn output(
@@ -114,9 +106,9 @@ fn output(
     args: &MultiValue,
     newline: bool,
 ) -> mlua::Result<(Value, Value)> {
-    respond(
+    reply(
         lua,
-        slot.with(api, OUTPUT, |request| {
+        slot.try_with(api, OUTPUT, |request| {
             let body = &mut request.response.body;
             let mark = body.len();
             for (index, arg) in args.iter().enumerate() {

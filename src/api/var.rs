@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use mlua::{Lua, Table, Value};
 
-use super::{fail, CurrentRequest};
+use super::{fail, lua_failure, reply, CurrentRequest};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 
@@ -17,11 +17,9 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
         "var_get",
         lua.create_function(move |lua, name: mlua::LuaString| {
             let name = name.as_bytes();
-            match slot.with("ngx.var", VAR, |request| variable(request, &name).map(|v| lua.create_string(v))) {
-                Ok(Some(value)) => Ok((Value::String(value?), Value::Nil)),
-                Ok(None) => Ok((Value::Nil, Value::Nil)),
-                Err(message) => fail(lua, message),
-            }
+            let value =
+                slot.with("ngx.var", VAR, |request| variable(request, &name).map(|v| lua.create_string(v)).transpose());
+            reply(lua, lua_failure(value)?)
         })?,
     )?;
     let slot = current.clone();
