@@ -26,16 +26,27 @@
 #define LE_ABI_VERSION 1
 
 /**
+ * How deeply arrays and maps may nest.
+ */
+#define LE_MAX_VALUE_DEPTH MAX_VALUE_DEPTH
+
+/**
  * `le_request_new`'s worker hint meaning "any worker" (round robin).
  */
 #define LE_WORKER_ANY UINT32_MAX
+
+/**
+ * Tables nested deeper than this are refused both ways, so a cyclic table or a hostile host
+ * value cannot exhaust the stack.
+ */
+#define MAX_VALUE_DEPTH 100
 
 /**
  * What a fallible function returns. `LE_OK` is success; every other value names the failure,
  * and the `le_error` written through the function's `err` parameter (when it is not NULL)
  * says more.
  */
-typedef enum {
+typedef enum le_result {
   LE_OK = 0,
   /**
    * A NULL handle or out-parameter, bad UTF-8, an unknown phase, an out-of-range value.
@@ -78,7 +89,7 @@ typedef enum {
 /**
  * What running or resuming a phase returns.
  */
-typedef enum {
+typedef enum le_status {
   /**
    * The phase finished: go on to the next phase.
    */
@@ -97,6 +108,11 @@ typedef enum {
    */
   LE_STATUS_ERROR = 3,
 } le_status;
+
+/**
+ * One call of a host function, valid only during the callback.
+ */
+typedef struct le_call le_call;
 
 /**
  * An engine: workers, code cache and stats. Thread-safe: share one between host threads.
@@ -126,7 +142,7 @@ typedef struct le_script le_script;
  * A byte string: `len` bytes at `ptr`, not NUL-terminated. `ptr` may be NULL when `len` is 0.
  * Strings the library returns stay valid as long as the function that returned them says.
  */
-typedef struct {
+typedef struct le_str {
   const uint8_t *ptr;
   size_t len;
 } le_str;
@@ -139,7 +155,7 @@ typedef uint32_t le_log_level;
 /**
  * One log line, valid only during the callback.
  */
-typedef struct {
+typedef struct le_log_record {
   le_log_level level;
   /**
    * The `le_phase` that logged, or -1 when no script was running.
@@ -148,8 +164,8 @@ typedef struct {
   /**
    * `chunk:line` of the Lua code that logged, or empty.
    */
-  le_str location;
-  le_str message;
+  struct le_str location;
+  struct le_str message;
   /**
    * The request that logged, or 0.
    */
@@ -162,12 +178,37 @@ typedef struct {
  * with `LE_ERR_INVALID_STATE`; reading the logging request's id, and freeing it (released when
  * its phase returns), are allowed.
  */
-typedef void (*le_log_fn)(void *user_data, const le_log_record *record);
+typedef void (*le_log_fn)(void *user_data, const struct le_log_record *record);
+
+/**
+ * A host function. It gets the call (arguments, request id) and answers with
+ * `le_call_return` or `le_call_fail`; returning without either returns nothing to Lua.
+ *
+ * It runs on the thread that runs the script, while the worker's lock is held: keep it quick
+ * and thread-safe (workers call it concurrently), and do not throw across it. From inside it,
+ * running or resuming a request on the same worker fails with `LE_ERR_INVALID_STATE`.
+ */
+typedef void (*le_host_fn)(struct le_call *call, void *user_data);
+
+/**
+ * A host function to register: scripts call it as `require("host").<name>(...)`.
+ */
+typedef struct le_function {
+  /**
+   * UTF-8, unique within the engine.
+   */
+  struct le_str name;
+  le_host_fn function;
+  /**
+   * Passed to `function`; the engine never frees it.
+   */
+  void *user_data;
+} le_function;
 
 /**
  * How to build an engine. Start from `le_config_default()` and change fields.
  */
-typedef struct {
+typedef struct le_config {
   /**
    * Number of workers (Lua states); 0 means one per CPU.
    */
@@ -180,7 +221,7 @@ typedef struct {
    * `require` search templates such as `/srv/lua/?.lua`; `n_package_path` of them.
    * Copied by `le_engine_new`.
    */
-  const le_str *package_path;
+  const struct le_str *package_path;
   size_t n_package_path;
   /**
    * Where log records go; NULL writes them to stderr.
@@ -211,12 +252,18 @@ typedef struct {
    * How often file scripts check their file for changes, in milliseconds. Default 1000.
    */
   uint32_t file_check_interval_ms;
+  /**
+   * Host functions scripts call as `require("host").name(...)`; `n_functions` of them.
+   * Copied by `le_engine_new` (names included); their `user_data` must outlive the engine.
+   */
+  const struct le_function *functions;
+  size_t n_functions;
 } le_config;
 
 /**
  * Counters of an engine.
  */
-typedef struct {
+typedef struct le_stats {
   /**
    * Sources parsed and compiled.
    */
@@ -243,7 +290,7 @@ typedef struct {
 /**
  * Counters of one worker.
  */
-typedef struct {
+typedef struct le_worker_stats {
   /**
    * Idle coroutines kept for reuse.
    */
@@ -259,40 +306,73 @@ typedef struct {
 } le_worker_stats;
 
 /**
+ * The type of an `le_value`.
+ */
+typedef uint32_t le_value_type;
+
+/**
+ * A value crossing between Lua and a host function. Only the fields of its `type` are read;
+ * zero-initialise the others. Arrays and maps nest up to `LE_MAX_VALUE_DEPTH` levels.
+ *
+ * Values the engine passes in point into engine memory valid during the callback; values the
+ * host returns point into host memory that the engine copies before `le_call_return` returns.
+ */
+typedef struct le_value {
+  le_value_type type_;
+  bool boolean;
+  /**
+   * On LuaJIT, whose numbers are all doubles, integral numbers arrive as integers.
+   */
+  int64_t integer;
+  double number;
+  /**
+   * Binary-safe.
+   */
+  struct le_str string;
+  /**
+   * `LE_VALUE_ARRAY`: the `len` elements. `LE_VALUE_MAP`: the `len` values, `keys[i]` naming
+   * `items[i]`.
+   */
+  const struct le_value *items;
+  const struct le_str *keys;
+  size_t len;
+} le_value;
+
+/**
  * One header: a name and a value.
  */
-typedef struct {
-  le_str name;
-  le_str value;
+typedef struct le_header {
+  struct le_str name;
+  struct le_str value;
 } le_header;
 
 /**
  * Everything a request starts from, copied by `le_request_new` in one call.
  */
-typedef struct {
-  le_str method;
+typedef struct le_request_init {
+  struct le_str method;
   /**
    * The URI path without the query string.
    */
-  le_str path;
+  struct le_str path;
   /**
    * The query string without `?`; empty when there is none.
    */
-  le_str query;
+  struct le_str query;
   /**
    * `HTTP/1.1` (the default when empty), `HTTP/2.0`, ...
    */
-  le_str http_version;
+  struct le_str http_version;
   /**
    * `http` (the default when empty) or `https`.
    */
-  le_str scheme;
-  le_str remote_addr;
+  struct le_str scheme;
+  struct le_str remote_addr;
   /**
    * The request body, used when `has_body` is true.
    */
-  le_str body;
-  const le_header *headers;
+  struct le_str body;
+  const struct le_header *headers;
   size_t n_headers;
   bool has_body;
 } le_request_init;
@@ -306,7 +386,7 @@ typedef uint32_t le_phase;
  * What the scripts produced. Every pointer in it points into the request and stays valid
  * until the next call that takes this request.
  */
-typedef struct {
+typedef struct le_response_view {
   /**
    * The status scripts set (ngx.status, ngx.exit, ngx.redirect, or 200 once output started);
    * 0 if none did.
@@ -324,12 +404,12 @@ typedef struct {
   /**
    * Headers scripts set, in order (a redirect's `Location` among them).
    */
-  const le_header *headers;
+  const struct le_header *headers;
   size_t n_headers;
   /**
    * The body ngx.say/ngx.print wrote.
    */
-  le_str body;
+  struct le_str body;
 } le_response_view;
 
 #define LE_LOG_STDERR 0
@@ -349,6 +429,26 @@ typedef struct {
 #define LE_LOG_INFO 7
 
 #define LE_LOG_DEBUG 8
+
+#define LE_VALUE_NIL 0
+
+#define LE_VALUE_BOOLEAN 1
+
+#define LE_VALUE_INTEGER 2
+
+#define LE_VALUE_NUMBER 3
+
+#define LE_VALUE_STRING 4
+
+/**
+ * A Lua table with keys 1..len.
+ */
+#define LE_VALUE_ARRAY 5
+
+/**
+ * A Lua table with string keys. An empty Lua table arrives as an empty map.
+ */
+#define LE_VALUE_MAP 6
 
 #define LE_PHASE_INIT 0
 
@@ -379,35 +479,39 @@ extern "C" {
 /**
  * The defaults: one worker per CPU, sandboxed, stderr logging, no budget, no memory cap.
  */
-le_config le_config_default(void);
+struct le_config le_config_default(void);
 
 /**
  * Creates an engine. `config` may be NULL for the defaults. On success `*out` owns the engine
  * (free it with `le_engine_free`); on failure `*err` (if `err` is not NULL) says why.
  */
-le_result le_engine_new(const le_config *config, le_engine **out, le_error **err);
+enum le_result le_engine_new(const struct le_config *config,
+                             struct le_engine **out,
+                             struct le_error **err);
 
 /**
  * Frees an engine. Scripts and requests still alive keep working and keep what they need
  * until they are freed. NULL is ignored.
  */
-void le_engine_free(le_engine *engine);
+void le_engine_free(struct le_engine *engine);
 
 /**
  * The number of workers; 0 for NULL.
  */
-uint32_t le_engine_worker_count(const le_engine *engine);
+uint32_t le_engine_worker_count(const struct le_engine *engine);
 
 /**
  * Reads the engine's counters into `*out`.
  */
-le_result le_engine_stats(const le_engine *engine, le_stats *out);
+enum le_result le_engine_stats(const struct le_engine *engine, struct le_stats *out);
 
 /**
  * Reads one worker's counters into `*out`; `LE_ERR_INVALID_ARGUMENT` for a worker index out
  * of range.
  */
-le_result le_engine_worker_stats(const le_engine *engine, uint32_t worker, le_worker_stats *out);
+enum le_result le_engine_worker_stats(const struct le_engine *engine,
+                                      uint32_t worker,
+                                      struct le_worker_stats *out);
 
 /**
  * Checks every file script now. Changed files are recompiled: phases that start afterwards run
@@ -415,7 +519,9 @@ le_result le_engine_worker_stats(const le_engine *engine, uint32_t worker, le_wo
  * receives the number of changed scripts. A file that no longer compiles keeps its previous
  * version and its error is reported.
  */
-le_result le_engine_reload(const le_engine *engine, size_t *reloaded, le_error **err);
+enum le_result le_engine_reload(const struct le_engine *engine,
+                                size_t *reloaded,
+                                struct le_error **err);
 
 /**
  * The library version, a static NUL-terminated string such as `"0.1.0"`.
@@ -435,33 +541,33 @@ const char *le_backend(void);
 /**
  * The error's code; `LE_ERR_INVALID_ARGUMENT` for a NULL error.
  */
-le_result le_error_code(const le_error *error);
+enum le_result le_error_code(const struct le_error *error);
 
 /**
  * The message, e.g. `content:3: boom`. Valid until the error is freed; empty for NULL.
  */
-le_str le_error_message(const le_error *error);
+struct le_str le_error_message(const struct le_error *error);
 
 /**
  * The Lua chunk the error was raised in (`content`, a file path), or empty when unknown.
  * Valid until the error is freed.
  */
-le_str le_error_chunk(const le_error *error);
+struct le_str le_error_chunk(const struct le_error *error);
 
 /**
  * The line in that chunk, or 0 when unknown.
  */
-uint32_t le_error_line(const le_error *error);
+uint32_t le_error_line(const struct le_error *error);
 
 /**
  * Lua's stack traceback (`stack traceback:\n...`), or empty. Valid until the error is freed.
  */
-le_str le_error_traceback(const le_error *error);
+struct le_str le_error_traceback(const struct le_error *error);
 
 /**
  * Frees an error. NULL is ignored.
  */
-void le_error_free(le_error *error);
+void le_error_free(struct le_error *error);
 
 /**
  * A static, NUL-terminated name for a result code (`"LE_ERR_SYNTAX"`), or `"LE_UNKNOWN"`.
@@ -469,52 +575,84 @@ void le_error_free(le_error *error);
 const char *le_result_name(uint32_t result);
 
 /**
+ * The call's arguments: `*n` values valid until the callback returns. `n` may be NULL.
+ */
+const struct le_value *le_call_args(const struct le_call *call, size_t *n);
+
+/**
+ * The name the function was registered under, valid until the callback returns.
+ */
+struct le_str le_call_name(const struct le_call *call);
+
+/**
+ * The id of the request whose script made the call (as `le_request_id`), or 0 when the script
+ * runs outside a request.
+ */
+uint64_t le_call_request_id(const struct le_call *call);
+
+/**
+ * Sets the call's results: `n` values, deep-copied before this returns (a later call replaces
+ * them). Fails with `LE_ERR_INVALID_ARGUMENT` on a malformed value, leaving the results as
+ * they were.
+ */
+enum le_result le_call_return(struct le_call *call_,
+                              const struct le_value *values,
+                              size_t n,
+                              struct le_error **err);
+
+/**
+ * Makes the call fail: the script gets a Lua error with `message` (copied), prefixed with its
+ * chunk:line. Results set with `le_call_return` are dropped.
+ */
+enum le_result le_call_fail(struct le_call *call_, struct le_str message, struct le_error **err);
+
+/**
  * Creates a request from the host's snapshot, bound to worker `worker_hint % workers`, or to
  * the next worker in turn with `LE_WORKER_ANY`. Copies everything `init` points to. Free the
  * request with `le_request_free`.
  */
-le_result le_request_new(const le_engine *engine,
-                         const le_request_init *init,
-                         uint32_t worker_hint,
-                         le_request **out,
-                         le_error **err);
+enum le_result le_request_new(const struct le_engine *engine,
+                              const struct le_request_init *init,
+                              uint32_t worker_hint,
+                              struct le_request **out,
+                              struct le_error **err);
 
 /**
  * Runs one phase's script on the request: `LE_PHASE_REWRITE` through `LE_PHASE_LOG`.
  * Returns `LE_STATUS_ERROR` with `*err` for script errors and for bad arguments (NULL
  * handles, unknown phases, a request that waits in another phase).
  */
-le_status le_request_run(le_request *request,
-                         le_phase phase,
-                         const le_script *script,
-                         le_error **err);
+enum le_status le_request_run(struct le_request *request,
+                              le_phase phase,
+                              const struct le_script *script,
+                              struct le_error **err);
 
 /**
  * Continues a phase that returned `LE_STATUS_YIELD`. May be called from any thread.
  */
-le_status le_request_resume(le_request *request, le_error **err);
+enum le_status le_request_resume(struct le_request *request, struct le_error **err);
 
 /**
  * Reads the response in one call. The view points into the request and stays valid until the
  * next call that takes this request (including `le_request_free`).
  */
-le_result le_request_response(le_request *request, le_response_view *out);
+enum le_result le_request_response(struct le_request *request, struct le_response_view *out);
 
 /**
  * The request's engine-wide id (as in log records); 0 for NULL.
  */
-uint64_t le_request_id(const le_request *request);
+uint64_t le_request_id(const struct le_request *request);
 
 /**
  * Whether the request waits for `le_request_resume`.
  */
-bool le_request_is_suspended(const le_request *request);
+bool le_request_is_suspended(const struct le_request *request);
 
 /**
  * Frees a request, cancelling a phase that waits. Called while one of the request's phases runs
  * (from a callback), it takes effect when that phase returns. NULL is ignored.
  */
-void le_request_free(le_request *request);
+void le_request_free(struct le_request *request);
 
 /**
  * Compiles Lua source. `name` (UTF-8) names the chunk in errors and logs (`content:3: ...`).
@@ -522,26 +660,26 @@ void le_request_free(le_request *request);
  * without parsing. Binary chunks are refused with `LE_ERR_SYNTAX`; so is bad Lua, with the
  * chunk and line in `*err`.
  */
-le_result le_script_compile(const le_engine *engine,
-                            le_str name,
-                            le_str source,
-                            le_script **out,
-                            le_error **err);
+enum le_result le_script_compile(const struct le_engine *engine,
+                                 struct le_str name,
+                                 struct le_str source,
+                                 struct le_script **out,
+                                 struct le_error **err);
 
 /**
  * Compiles a Lua file (path in UTF-8). The script follows its file: when the file's mtime or
  * size changes it is recompiled at the next check (`le_config.file_check_interval_ms`) or
  * `le_engine_reload`. `LE_ERR_IO` if the file cannot be read.
  */
-le_result le_script_compile_file(const le_engine *engine,
-                                 le_str path,
-                                 le_script **out,
-                                 le_error **err);
+enum le_result le_script_compile_file(const struct le_engine *engine,
+                                      struct le_str path,
+                                      struct le_script **out,
+                                      struct le_error **err);
 
 /**
  * Frees a script. NULL is ignored.
  */
-void le_script_free(le_script *script);
+void le_script_free(struct le_script *script);
 
 #ifdef __cplusplus
 }  // extern "C"

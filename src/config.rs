@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::host::HostFunction;
 use crate::log::{LogLevel, LogSink};
 
 /// How an engine is built. `EngineConfig::default()` is a sandboxed engine with one worker per
@@ -28,6 +29,8 @@ pub struct EngineConfig {
     pub coroutine_pool: usize,
     /// How often a file script checks its file for changes (mtime, size). Zero checks on every run.
     pub file_check_interval: Duration,
+    /// Functions scripts call as `require("host").name(...)`. Names must be unique.
+    pub host_functions: Vec<HostFunction>,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +45,7 @@ impl Default for EngineConfig {
             memory_limit: 0,
             coroutine_pool: 1024,
             file_check_interval: Duration::from_secs(1),
+            host_functions: Vec::new(),
         }
     }
 }

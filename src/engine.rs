@@ -124,6 +124,15 @@ impl Engine {
             let message = format!("{} workers is more than the {MAX_WORKERS} allowed", config.workers);
             return Err(Error::invalid_argument(message));
         }
+        let names = config.host_functions.iter().map(|function| function.name());
+        for (index, name) in names.clone().enumerate() {
+            if name.is_empty() {
+                return Err(Error::invalid_argument("a host function has an empty name"));
+            }
+            if names.clone().take(index).any(|earlier| earlier == name) {
+                return Err(Error::invalid_argument(format!("host function '{name}' is registered twice")));
+            }
+        }
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 
 pub(crate) mod consts;
 mod ctx;
+mod host;
 mod log;
 mod req;
 mod resp;
@@ -17,6 +18,7 @@ use mlua::{Function, IntoLua, LightUserData, Lua, Table, Value};
 use parking_lot::Mutex;
 
 use crate::cache::CodeCache;
+use crate::host::HostFunction;
 use crate::limits::Budget;
 use crate::log::Logger;
 use crate::phase::Phases;
@@ -92,6 +94,7 @@ pub(crate) struct Setup<'a> {
     /// The worker's instruction budget, when one is configured.
     pub budget: Option<Arc<Budget>>,
     pub functions: FunctionCache,
+    pub host_functions: &'a [HostFunction],
 }
 
 static SIGNAL_ANCHOR: u8 = 0;
@@ -175,6 +178,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     params.set("loaded", &loaded)?;
     params.set("preload", &preload)?;
     params.set("module_env", &module_env)?;
+    params.set("host", host::module(lua, &current, setup.host_functions)?)?;
     if let Some(budget) = setup.budget {
         params.set("budget_spent", lua.create_function(move |_, ()| Ok(budget.exceeded()))?)?;
     }

@@ -162,6 +162,26 @@ local coroutine_lib = {
 
 -- `require` through the engine's code cache; modules share one environment per worker.
 local loaded, preload, module_env = P.loaded, P.preload, P.module_env
+
+-- require("host"): the host's functions. A host error comes back as (signal, message) and is
+-- raised at the script's level (the wrapper below tail-calls this, so level 2 is the script;
+-- `error` must not be tail-called itself); results pass through whatever their number.
+local function host_results(...)
+  if ... == signal then
+    error((select(2, ...)), 2)
+  end
+  return ...
+end
+
+local host = {}
+for name, fn in pairs(P.host) do
+  host[name] = function(...)
+    return host_results(fn(...))
+  end
+end
+preload.host = function()
+  return host
+end
 local find_module, fallback_require = impl.find_module, P.fallback_require
 local LOADING = {}
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::error::{call, le_error, le_result};
-use super::{handle, le_str, require_out, write_out};
+use super::host::{host_functions, le_function};
+use super::{handle, le_str, require_out, slice, write_out};
 use crate::config::EngineConfig;
 use crate::engine::Engine;
 use crate::error::Error;
@@ -68,6 +69,10 @@ pub struct le_config {
     pub coroutine_pool: u32,
     /// How often file scripts check their file for changes, in milliseconds. Default 1000.
     pub file_check_interval_ms: u32,
+    /// Host functions scripts call as `require("host").name(...)`; `n_functions` of them.
+    /// Copied by `le_engine_new` (names included); their `user_data` must outlive the engine.
+    pub functions: *const le_function,
+    pub n_functions: usize,
 }
 
 /// An engine: workers, code cache and stats. Thread-safe: share one between host threads.
@@ -120,6 +125,8 @@ pub extern "C" fn le_config_default() -> le_config {
         memory_limit: 0,
         coroutine_pool: u32::try_from(defaults.coroutine_pool).unwrap_or(u32::MAX),
         file_check_interval_ms: u32::try_from(defaults.file_check_interval.as_millis()).unwrap_or(u32::MAX),
+        functions: std::ptr::null(),
+        n_functions: 0,
     }
 }
 
@@ -153,11 +160,7 @@ impl HostLog {
 /// # Safety
 /// `config` must be a valid `le_config` whose `package_path` holds `n_package_path` strings.
 unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
-    let paths: &[le_str] = match (config.package_path.is_null(), config.n_package_path) {
-        (_, 0) => &[],
-        (true, _) => return Err(Error::invalid_argument("config.package_path is NULL but n_package_path is not 0")),
-        (false, n) => unsafe { std::slice::from_raw_parts(config.package_path, n) },
-    };
+    let paths = unsafe { slice(config.package_path, config.n_package_path, "config.package_path")? };
     let package_path = paths
         .iter()
         .map(|path| unsafe { path.text("config.package_path entry") }.map(str::to_string))
@@ -175,6 +178,7 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
         memory_limit: config.memory_limit,
         coroutine_pool: config.coroutine_pool as usize,
         file_check_interval: Duration::from_millis(u64::from(config.file_check_interval_ms)),
+        host_functions: unsafe { host_functions(config.functions, config.n_functions)? },
     })
 }
 

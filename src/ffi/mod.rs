@@ -12,11 +12,13 @@
 
 mod engine;
 mod error;
+mod host;
 mod request;
 mod script;
 
 pub use engine::*;
 pub use error::*;
+pub use host::*;
 pub use request::*;
 pub use script::*;
 
@@ -57,11 +59,7 @@ impl le_str {
     /// # Safety
     /// `ptr` must point to `len` readable bytes that outlive `'a`.
     pub(crate) unsafe fn bytes<'a>(self, what: &str) -> Result<&'a [u8], Error> {
-        match (self.ptr.is_null(), self.len) {
-            (_, 0) => Ok(&[]),
-            (true, _) => Err(Error::invalid_argument(format!("{what}: NULL pointer with length {}", self.len))),
-            (false, len) => Ok(unsafe { std::slice::from_raw_parts(self.ptr, len) }),
-        }
+        unsafe { slice(self.ptr, self.len, what) }
     }
 
     /// The caller's string, which must be UTF-8.
@@ -71,6 +69,19 @@ impl le_str {
     pub(crate) unsafe fn text<'a>(self, what: &str) -> Result<&'a str, Error> {
         let bytes = unsafe { self.bytes(what)? };
         std::str::from_utf8(bytes).map_err(|e| Error::invalid_argument(format!("{what} is not valid UTF-8: {e}")))
+    }
+}
+
+/// The caller's array of `len` items at `ptr`, or an error naming it when `ptr` is NULL with a
+/// length.
+///
+/// # Safety
+/// A non-NULL `ptr` must point to `len` readable items that outlive `'a`.
+pub(crate) unsafe fn slice<'a, T>(ptr: *const T, len: usize, what: &str) -> Result<&'a [T], Error> {
+    match (ptr.is_null(), len) {
+        (_, 0) => Ok(&[]),
+        (true, _) => Err(Error::invalid_argument(format!("{what}: NULL pointer with length {len}"))),
+        (false, len) => Ok(unsafe { std::slice::from_raw_parts(ptr, len) }),
     }
 }
 

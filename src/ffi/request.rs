@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use super::engine::le_engine;
 use super::error::{call, le_error, le_result, report};
 use super::script::le_script;
-use super::{handle, le_header, le_str, require_out, write_out};
+use super::{handle, le_header, le_str, require_out, slice, write_out};
 use crate::error::Error;
 use crate::phase::{Phase, Status};
 use crate::request::{Request, RequestInit};
@@ -129,11 +129,7 @@ pub extern "C" fn le_request_new(
         let engine = unsafe { handle(engine, "engine")? };
         let init = unsafe { handle(init, "init")? };
         require_out(out, "out")?;
-        let headers: &[le_header] = match (init.headers.is_null(), init.n_headers) {
-            (_, 0) => &[],
-            (true, _) => return Err(Error::invalid_argument("init.headers is NULL but n_headers is not 0")),
-            (false, n) => unsafe { std::slice::from_raw_parts(init.headers, n) },
-        };
+        let headers = unsafe { slice(init.headers, init.n_headers, "init.headers")? };
         for header in headers {
             unsafe {
                 header.name.bytes("header name")?;
