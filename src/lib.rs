@@ -34,6 +34,7 @@ mod modules;
 mod phase;
 mod request;
 mod sandbox;
+pub mod shdict;
 mod worker;
 
 pub use cache::{CacheStats, Script};

@@ -92,7 +92,8 @@ fn host_errors_become_lua_errors_with_the_hosts_message() {
 
 #[test]
 fn an_uncaught_host_error_fails_the_phase_with_chunk_and_line() {
-    let outcome = serve(&host_engine(functions()), "/", &[], &[(Phase::Content, "ngx.say('a')\nrequire('host').fail()")]);
+    let outcome =
+        serve(&host_engine(functions()), "/", &[], &[(Phase::Content, "ngx.say('a')\nrequire('host').fail()")]);
     let error = outcome.error();
     assert_eq!(error.code, ErrorCode::Runtime);
     assert_eq!(error.message, "content:2: no such user: None");
@@ -105,12 +106,16 @@ fn values_the_host_cannot_take_are_argument_errors() {
         ("host.echo(print)", "bad argument #1 to 'echo' (function cannot be passed to the host)"),
         ("host.echo(1, coroutine.create(print))", "bad argument #2 to 'echo' (thread cannot be passed to the host)"),
         ("host.echo({1, x = 2})", "bad argument #1 to 'echo' (table mixes array and map keys, or its array has holes)"),
-        ("host.echo({[1] = 1, [3] = 3})", "bad argument #1 to 'echo' (table mixes array and map keys, or its array has holes)"),
+        (
+            "host.echo({[1] = 1, [3] = 3})",
+            "bad argument #1 to 'echo' (table mixes array and map keys, or its array has holes)",
+        ),
         ("host.echo({[true] = 1})", "bad argument #1 to 'echo' (table keys must be strings or array indexes)"),
         ("local t = {} t[1] = t host.echo(t)", "bad argument #1 to 'echo' (table nested too deep)"),
     ];
     for (lua, message) in cases {
-        let body = run(&format!("local host = require('host') local ok, err = pcall(function() {lua} end) ngx.say(err)"));
+        let body =
+            run(&format!("local host = require('host') local ok, err = pcall(function() {lua} end) ngx.say(err)"));
         assert_eq!(body, format!("content:1: {message}\n"), "{lua}");
     }
 }
@@ -143,5 +148,8 @@ fn unknown_names_are_nil_and_duplicate_names_are_refused() {
     assert_eq!(run("ngx.say(type(require('host').missing))"), "nil\n");
     let twice = vec![HostFunction::new("f", |_| Ok(vec![])), HostFunction::new("f", |_| Ok(vec![]))];
     let error = luaengine::Engine::new(EngineConfig { host_functions: twice, ..Default::default() }).err().unwrap();
-    assert_eq!((error.code, error.message.as_str()), (ErrorCode::InvalidArgument, "host function 'f' is registered twice"));
+    assert_eq!(
+        (error.code, error.message.as_str()),
+        (ErrorCode::InvalidArgument, "host function 'f' is registered twice")
+    );
 }
