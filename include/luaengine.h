@@ -42,6 +42,16 @@
 #define MAX_VALUE_DEPTH 100
 
 /**
+ * What one entry costs beyond its key and value bytes, like nginx's node and slab overhead.
+ */
+#define ENTRY_OVERHEAD 64
+
+/**
+ * The longest key lua-nginx-module accepts.
+ */
+#define MAX_KEY_LEN 65535
+
+/**
  * What a fallible function returns. `LE_OK` is success; every other value names the failure,
  * and the `le_error` written through the function's `err` parameter (when it is not NULL)
  * says more.
@@ -206,6 +216,20 @@ typedef struct le_function {
 } le_function;
 
 /**
+ * A shared dict to create: scripts reach it as `ngx.shared.<name>`.
+ */
+typedef struct le_dict_config {
+  /**
+   * UTF-8, unique within the engine.
+   */
+  struct le_str name;
+  /**
+   * Bytes the dict may hold (keys, values and a per-entry overhead); at least 32 KiB.
+   */
+  size_t capacity;
+} le_dict_config;
+
+/**
  * How to build an engine. Start from `le_config_default()` and change fields.
  */
 typedef struct le_config {
@@ -258,6 +282,11 @@ typedef struct le_config {
    */
   const struct le_function *functions;
   size_t n_functions;
+  /**
+   * Shared dicts (`ngx.shared.<name>`); `n_shared_dicts` of them, copied by `le_engine_new`.
+   */
+  const struct le_dict_config *shared_dicts;
+  size_t n_shared_dicts;
 } le_config;
 
 /**

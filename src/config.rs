@@ -31,6 +31,9 @@ pub struct EngineConfig {
     pub file_check_interval: Duration,
     /// Functions scripts call as `require("host").name(...)`. Names must be unique.
     pub host_functions: Vec<HostFunction>,
+    /// `ngx.shared.<name>` dicts as (name, capacity in bytes), shared by all workers, like
+    /// nginx's `lua_shared_dict name size`.
+    pub shared_dicts: Vec<(String, usize)>,
 }
 
 impl Default for EngineConfig {
@@ -46,6 +49,7 @@ impl Default for EngineConfig {
             coroutine_pool: 1024,
             file_check_interval: Duration::from_secs(1),
             host_functions: Vec::new(),
+            shared_dicts: Vec::new(),
         }
     }
 }

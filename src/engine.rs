@@ -10,10 +10,14 @@ use crate::config::EngineConfig;
 use crate::error::{Error, Result};
 use crate::log::Logger;
 use crate::request::{Request, RequestInit};
+use crate::shdict::SharedDict;
 use crate::worker::{Worker, WorkerStats};
 
 /// More workers than this is a configuration mistake, not a server.
 const MAX_WORKERS: usize = 1024;
+
+/// nginx refuses shared zones under 8 pages; a dict this small holds a handful of entries.
+const MIN_DICT_CAPACITY: usize = 8 * 4096;
 
 /// A Lua request engine. Cheap to clone: clones share workers, scripts and stats.
 #[derive(Clone)]
@@ -25,6 +29,7 @@ pub struct Engine {
 pub(crate) struct Shared {
     workers: Vec<Arc<Worker>>,
     cache: Arc<CodeCache>,
+    dicts: Vec<Arc<SharedDict>>,
     pub logger: Logger,
     next_request: AtomicU64,
     next_worker: AtomicUsize,
@@ -58,13 +63,19 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Result<Engine> {
         Engine::validate(&config)?;
         let logger = Logger::new(config.log.clone(), config.log_level);
+        let dicts: Vec<Arc<SharedDict>> = config
+            .shared_dicts
+            .iter()
+            .map(|(name, capacity)| Arc::new(SharedDict::new(name.clone(), *capacity)))
+            .collect();
         let cache = Arc::new(CodeCache::new(config.file_check_interval, logger.clone()));
         let workers = (0..config.worker_count())
-            .map(|index| Worker::new(index, &config, cache.clone(), logger.clone()).map(Arc::new))
+            .map(|index| Worker::new(index, &config, cache.clone(), logger.clone(), &dicts).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         let shared = Shared {
             workers,
             cache,
+            dicts,
             logger,
             next_request: AtomicU64::new(1),
             next_worker: AtomicUsize::new(0),
@@ -72,6 +83,11 @@ impl Engine {
             errors: AtomicU64::new(0),
         };
         Ok(Engine { shared: Arc::new(shared) })
+    }
+
+    /// The shared dict `name` (`ngx.shared.<name>` in scripts), for a host to seed or inspect.
+    pub fn shared_dict(&self, name: &str) -> Option<&Arc<SharedDict>> {
+        self.shared.dicts.iter().find(|dict| dict.name() == name)
     }
 
     /// Compiles inline Lua source. Compiling the same (name, source) again is a cache hit and
@@ -124,15 +140,25 @@ impl Engine {
             let message = format!("{} workers is more than the {MAX_WORKERS} allowed", config.workers);
             return Err(Error::invalid_argument(message));
         }
-        let names = config.host_functions.iter().map(|function| function.name());
-        for (index, name) in names.clone().enumerate() {
-            if name.is_empty() {
-                return Err(Error::invalid_argument("a host function has an empty name"));
-            }
-            if names.clone().take(index).any(|earlier| earlier == name) {
-                return Err(Error::invalid_argument(format!("host function '{name}' is registered twice")));
-            }
+        unique_names("host function", config.host_functions.iter().map(|function| function.name()))?;
+        unique_names("shared dict", config.shared_dicts.iter().map(|(name, _)| name.as_str()))?;
+        if let Some((name, _)) = config.shared_dicts.iter().find(|(_, capacity)| *capacity < MIN_DICT_CAPACITY) {
+            let message = format!("shared dict '{name}' is smaller than the {MIN_DICT_CAPACITY} bytes allowed");
+            return Err(Error::invalid_argument(message));
         }
         Ok(())
     }
+}
+
+/// Names in a config must be non-empty and unique.
+fn unique_names<'a>(what: &str, names: impl Iterator<Item = &'a str> + Clone) -> Result<()> {
+    for (index, name) in names.clone().enumerate() {
+        if name.is_empty() {
+            return Err(Error::invalid_argument(format!("a {what} has an empty name")));
+        }
+        if names.clone().take(index).any(|earlier| earlier == name) {
+            return Err(Error::invalid_argument(format!("{what} '{name}' is registered twice")));
+        }
+    }
+    Ok(())
 }

@@ -43,8 +43,10 @@ pub enum DictError {
     NoMemory,
     NotAList,
     IsAList,
+    NilKey,
     EmptyKey,
     KeyTooLong,
+    BadValueType,
 }
 
 impl fmt::Display for DictError {
@@ -56,8 +58,10 @@ impl fmt::Display for DictError {
             DictError::NoMemory => "no memory",
             DictError::NotAList => "value not a list",
             DictError::IsAList => "value is a list",
+            DictError::NilKey => "nil key",
             DictError::EmptyKey => "empty key",
             DictError::KeyTooLong => "key too long",
+            DictError::BadValueType => "bad value type",
         })
     }
 }

@@ -21,6 +21,7 @@ use crate::log::{LogLevel, LogRecord, Logger};
 use crate::phase::{exit_outcome, ExitOutcome, Phase, Status};
 use crate::request::{RequestState, Response, Suspended};
 use crate::sandbox;
+use crate::shdict::SharedDict;
 
 /// Counters a worker publishes without taking its lock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -90,7 +91,13 @@ impl FunctionCache {
 }
 
 impl Worker {
-    pub(crate) fn new(index: usize, config: &EngineConfig, cache: Arc<CodeCache>, logger: Logger) -> Result<Worker> {
+    pub(crate) fn new(
+        index: usize,
+        config: &EngineConfig,
+        cache: Arc<CodeCache>,
+        logger: Logger,
+        dicts: &[Arc<SharedDict>],
+    ) -> Result<Worker> {
         let lua_error = |e: mlua::Error| Error::new(ErrorCode::Internal, format!("worker {index}: {e}"));
         let lua = sandbox::new_lua(config.trusted).map_err(lua_error)?;
         let functions = FunctionCache::default();
@@ -107,6 +114,7 @@ impl Worker {
             budget: budget.clone(),
             functions: functions.clone(),
             host_functions: &config.host_functions,
+            dicts,
         };
         let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
         let env_mt = lua.create_table().map_err(lua_error)?;

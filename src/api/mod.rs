@@ -9,6 +9,7 @@ mod host;
 mod log;
 mod req;
 mod resp;
+mod shdict;
 mod var;
 
 use std::ffi::c_void;
@@ -23,6 +24,7 @@ use crate::limits::Budget;
 use crate::log::Logger;
 use crate::phase::Phases;
 use crate::request::RequestState;
+use crate::shdict::SharedDict;
 use crate::worker::FunctionCache;
 
 /// The request whose coroutine is running on this worker, if any: the worker installs it for
@@ -95,6 +97,7 @@ pub(crate) struct Setup<'a> {
     pub budget: Option<Arc<Budget>>,
     pub functions: FunctionCache,
     pub host_functions: &'a [HostFunction],
+    pub dicts: &'a [Arc<SharedDict>],
 }
 
 static SIGNAL_ANCHOR: u8 = 0;
@@ -179,6 +182,10 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     params.set("preload", &preload)?;
     params.set("module_env", &module_env)?;
     params.set("host", host::module(lua, &current, setup.host_functions)?)?;
+    let dict_methods = lua.create_table()?;
+    shdict::register(lua, setup.dicts, &dict_methods)?;
+    params.set("dict_methods", dict_methods)?;
+    params.set("dict_names", setup.dicts.iter().map(|dict| dict.name()).collect::<Vec<_>>())?;
     if let Some(budget) = setup.budget {
         params.set("budget_spent", lua.create_function(move |_, ()| Ok(budget.exceeded()))?)?;
     }

@@ -163,10 +163,10 @@ local coroutine_lib = {
 -- `require` through the engine's code cache; modules share one environment per worker.
 local loaded, preload, module_env = P.loaded, P.preload, P.module_env
 
--- require("host"): the host's functions. A host error comes back as (signal, message) and is
--- raised at the script's level (the wrapper below tail-calls this, so level 2 is the script;
--- `error` must not be tail-called itself); results pass through whatever their number.
-local function host_results(...)
+-- For Rust functions with any number of results: an error comes back as (signal, message) and
+-- is raised at the script's level (callers tail-call this, so level 2 is the script; `error`
+-- must not be tail-called itself); results pass through whatever their number.
+local function raise_or_return(...)
   if ... == signal then
     error((select(2, ...)), 2)
   end
@@ -176,11 +176,29 @@ end
 local host = {}
 for name, fn in pairs(P.host) do
   host[name] = function(...)
-    return host_results(fn(...))
+    return raise_or_return(fn(...))
   end
 end
 preload.host = function()
   return host
+end
+
+-- ngx.shared.DICT, as lua-resty-core builds it: each dict is { zone } sharing one metatable,
+-- and methods check their `zone` argument (a dot instead of a colon is a clear error).
+local dict_index = {}
+for name, fn in pairs(P.dict_methods) do
+  dict_index[name] = function(zone, ...)
+    local index = type(zone) == "table" and rawget(zone, 1)
+    if type(index) ~= "number" then
+      error('bad "zone" argument', 2)
+    end
+    return raise_or_return(fn(index, ...))
+  end
+end
+local dict_mt = { __index = dict_index, __metatable = false }
+ngx.shared = {}
+for index, name in ipairs(P.dict_names) do
+  ngx.shared[name] = setmetatable({ index - 1 }, dict_mt)
 end
 local find_module, fallback_require = impl.find_module, P.fallback_require
 local LOADING = {}

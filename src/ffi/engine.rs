@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::error::{call, le_error, le_result};
 use super::host::{host_functions, le_function};
+use super::shdict::{dict_configs, le_dict_config};
 use super::{handle, le_str, require_out, slice, write_out};
 use crate::config::EngineConfig;
 use crate::engine::Engine;
@@ -73,6 +74,9 @@ pub struct le_config {
     /// Copied by `le_engine_new` (names included); their `user_data` must outlive the engine.
     pub functions: *const le_function,
     pub n_functions: usize,
+    /// Shared dicts (`ngx.shared.<name>`); `n_shared_dicts` of them, copied by `le_engine_new`.
+    pub shared_dicts: *const le_dict_config,
+    pub n_shared_dicts: usize,
 }
 
 /// An engine: workers, code cache and stats. Thread-safe: share one between host threads.
@@ -127,6 +131,8 @@ pub extern "C" fn le_config_default() -> le_config {
         file_check_interval_ms: u32::try_from(defaults.file_check_interval.as_millis()).unwrap_or(u32::MAX),
         functions: std::ptr::null(),
         n_functions: 0,
+        shared_dicts: std::ptr::null(),
+        n_shared_dicts: 0,
     }
 }
 
@@ -179,6 +185,7 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
         coroutine_pool: config.coroutine_pool as usize,
         file_check_interval: Duration::from_millis(u64::from(config.file_check_interval_ms)),
         host_functions: unsafe { host_functions(config.functions, config.n_functions)? },
+        shared_dicts: unsafe { dict_configs(config.shared_dicts, config.n_shared_dicts)? },
     })
 }
 

@@ -15,12 +15,14 @@ mod error;
 mod host;
 mod request;
 mod script;
+mod shdict;
 
 pub use engine::*;
 pub use error::*;
 pub use host::*;
 pub use request::*;
 pub use script::*;
+pub use shdict::*;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
