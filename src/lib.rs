@@ -36,7 +36,7 @@ mod sandbox;
 mod worker;
 
 pub use cache::{CacheStats, Script};
-pub use config::EngineConfig;
+pub use config::{EngineConfig, VariableLookup, VariableResolver};
 pub use engine::{Engine, Stats};
 pub use error::{Error, ErrorCode, Result};
 pub use log::{LogLevel, LogRecord, LogSink};

@@ -106,6 +106,7 @@ impl Worker {
             trusted: config.trusted,
             budget: budget.clone(),
             functions: functions.clone(),
+            variables: config.variables.clone(),
         };
         let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
         let env_mt = lua.create_table().map_err(lua_error)?;
