@@ -1,9 +1,30 @@
 //! Engine configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::host::HostFunction;
 use crate::log::{LogLevel, LogSink};
+use crate::phase::Phase;
+
+/// What a script asked the host for: `ngx.var.NAME` for a name that is neither one of the
+/// engine's variables nor one a script of this request set.
+#[derive(Clone, Copy, Debug)]
+pub struct VariableLookup<'a> {
+    /// The request's id (`Request::id`).
+    pub request_id: u64,
+    /// The phase asking.
+    pub phase: Phase,
+    /// The variable's name without `$`, lowercased (nginx's names are case-insensitive).
+    pub name: &'a [u8],
+}
+
+/// Answers `ngx.var` lookups the engine cannot: `Some(value)` for a variable the host knows
+/// (`$server_name`, `$upstream_addr`...), `None` for an undefined one (the script reads nil).
+/// Called on the thread running the phase, on every lookup: answers are not cached, as values
+/// like `$upstream_response_time` change while a request runs. It must not run phases on the
+/// engine. A panic becomes a Lua error in the script.
+pub type VariableResolver = Arc<dyn Fn(&VariableLookup<'_>) -> Option<Vec<u8>> + Send + Sync>;
 
 /// How an engine is built. `EngineConfig::default()` is a sandboxed engine with one worker per
 /// CPU, no instruction budget and no memory cap.
@@ -34,6 +55,8 @@ pub struct EngineConfig {
     /// `ngx.shared.<name>` dicts as (name, capacity in bytes), shared by all workers, like
     /// nginx's `lua_shared_dict name size`.
     pub shared_dicts: Vec<(String, usize)>,
+    /// Resolves the `ngx.var` names the engine does not know; without one they read as nil.
+    pub variables: Option<VariableResolver>,
 }
 
 impl Default for EngineConfig {
@@ -50,6 +73,7 @@ impl Default for EngineConfig {
             file_check_interval: Duration::from_secs(1),
             host_functions: Vec::new(),
             shared_dicts: Vec::new(),
+            variables: None,
         }
     }
 }

@@ -38,7 +38,7 @@ pub mod shdict;
 mod worker;
 
 pub use cache::{CacheStats, Script};
-pub use config::EngineConfig;
+pub use config::{EngineConfig, VariableLookup, VariableResolver};
 pub use engine::{Engine, Stats};
 pub use error::{Error, ErrorCode, Result};
 pub use host::{HostCall, HostFn, HostFunction, HostValue, MAX_VALUE_DEPTH};

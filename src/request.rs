@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use mlua::{Table, Thread};
 
@@ -31,20 +31,50 @@ pub struct RequestInit<'a> {
     pub body: Option<&'a [u8]>,
 }
 
-/// The host's request, copied into one buffer: one allocation for all the strings.
+/// The host's request, copied into one buffer: one allocation for all the strings. Scripts may
+/// change it (`ngx.req.set_uri`, `set_header`, `ngx.var.*` writes...): new strings are appended
+/// to the buffer and the ranges moved to them, so a request nothing edits costs nothing more,
+/// and what the host sent stays readable (`$request_uri`, `ngx.req.raw_header`).
 pub(crate) struct Snapshot {
     buf: Vec<u8>,
     method: Range<usize>,
     path: Range<usize>,
     query: Range<usize>,
+    /// The request line as received.
+    received_method: Range<usize>,
+    received_path: Range<usize>,
+    received_query: Range<usize>,
     http_version: Range<usize>,
     scheme: Range<usize>,
     remote_addr: Range<usize>,
     body: Option<Range<usize>>,
+    /// The headers as received.
     headers: Vec<(Range<usize>, Range<usize>)>,
+    /// The current headers, made from `headers` on the first edit.
+    edited_headers: Option<Vec<(Range<usize>, Range<usize>)>>,
+    /// Variables scripts set (names lowercased); `None` is a variable set to nil.
+    variables: Vec<(Range<usize>, Option<Range<usize>>)>,
 }
 
 impl Snapshot {
+    /// A snapshot of nothing, for a request whose state was lost.
+    const EMPTY: Snapshot = Snapshot {
+        buf: Vec::new(),
+        method: 0..0,
+        path: 0..0,
+        query: 0..0,
+        received_method: 0..0,
+        received_path: 0..0,
+        received_query: 0..0,
+        http_version: 0..0,
+        scheme: 0..0,
+        remote_addr: 0..0,
+        body: None,
+        headers: Vec::new(),
+        edited_headers: None,
+        variables: Vec::new(),
+    };
+
     fn new<'h, I>(init: &RequestInit<'_>, headers: I) -> Snapshot
     where
         I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
@@ -55,25 +85,30 @@ impl Snapshot {
         let size = scalars.iter().map(|s| s.len().max(8)).sum::<usize>()
             + init.body.map_or(0, <[u8]>::len)
             + headers.clone().map(|(name, value)| name.len() + value.len()).sum::<usize>();
-        let mut buf = Vec::with_capacity(size);
-        let mut push = |bytes: &[u8]| {
-            let start = buf.len();
-            buf.extend_from_slice(bytes);
-            start..buf.len()
-        };
-        let method = push(or_default(init.method, b"GET"));
-        let path = push(or_default(init.path, b"/"));
-        let query = push(init.query);
-        let http_version = push(or_default(init.http_version, b"HTTP/1.1"));
-        let scheme = push(or_default(init.scheme, b"http"));
-        let remote_addr = push(init.remote_addr);
-        let body = init.body.map(&mut push);
+        let mut snapshot = Snapshot { buf: Vec::with_capacity(size), ..Snapshot::EMPTY };
+        snapshot.method = snapshot.push(or_default(init.method, b"GET"));
+        snapshot.path = snapshot.push(or_default(init.path, b"/"));
+        snapshot.query = snapshot.push(init.query);
+        snapshot.received_method = snapshot.method.clone();
+        snapshot.received_path = snapshot.path.clone();
+        snapshot.received_query = snapshot.query.clone();
+        snapshot.http_version = snapshot.push(or_default(init.http_version, b"HTTP/1.1"));
+        snapshot.scheme = snapshot.push(or_default(init.scheme, b"http"));
+        snapshot.remote_addr = snapshot.push(init.remote_addr);
+        snapshot.body = init.body.map(|body| snapshot.push(body));
         let mut ranges = Vec::with_capacity(headers.size_hint().0);
         for (name, value) in headers {
-            let name = push(name);
-            ranges.push((name, push(value)));
+            let name = snapshot.push(name);
+            ranges.push((name, snapshot.push(value)));
         }
-        Snapshot { buf, method, path, query, http_version, scheme, remote_addr, body, headers: ranges }
+        snapshot.headers = ranges;
+        snapshot
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Range<usize> {
+        let start = self.buf.len();
+        self.buf.extend_from_slice(bytes);
+        start..self.buf.len()
     }
 
     fn at(&self, range: &Range<usize>) -> &[u8] {
@@ -89,6 +124,24 @@ impl Snapshot {
     pub fn query(&self) -> &[u8] {
         self.at(&self.query)
     }
+    /// Appends the request line as the host received it, whatever scripts changed since
+    /// (`GET /t?a=1 HTTP/1.1`, `$request`), or with `uri_only` its URI (`$request_uri`).
+    pub fn append_request_line(&self, out: &mut Vec<u8>, uri_only: bool) {
+        if !uri_only {
+            out.extend_from_slice(self.at(&self.received_method));
+            out.push(b' ');
+        }
+        out.extend_from_slice(self.at(&self.received_path));
+        let query = self.at(&self.received_query);
+        if !query.is_empty() {
+            out.push(b'?');
+            out.extend_from_slice(query);
+        }
+        if !uri_only {
+            out.push(b' ');
+            out.extend_from_slice(self.http_version());
+        }
+    }
     pub fn http_version(&self) -> &[u8] {
         self.at(&self.http_version)
     }
@@ -101,13 +154,91 @@ impl Snapshot {
     pub fn body(&self) -> Option<&[u8]> {
         self.body.as_ref().map(|range| self.at(range))
     }
+    /// The current headers, in order.
     pub fn headers(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        self.edited_headers
+            .as_ref()
+            .unwrap_or(&self.headers)
+            .iter()
+            .map(|(name, value)| (self.at(name), self.at(value)))
+    }
+    /// The headers as the host sent them.
+    pub fn received_headers(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
         self.headers.iter().map(|(name, value)| (self.at(name), self.at(value)))
     }
     /// The first header of that name, compared case-insensitively.
     pub fn header(&self, name: &[u8]) -> Option<&[u8]> {
         self.headers().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, value)| value)
     }
+
+    pub fn set_method(&mut self, method: &[u8]) {
+        self.method = self.push(method);
+    }
+    pub fn set_path(&mut self, path: &[u8]) {
+        self.path = self.push(path);
+    }
+    pub fn set_query(&mut self, query: &[u8]) {
+        self.query = self.push(query);
+    }
+
+    /// `ngx.req.set_header` as nginx does it: the first header of that name (compared
+    /// case-insensitively) takes the first value in place and keeps its spelling, the other
+    /// headers of that name go, further values are appended; no values removes the header.
+    pub fn set_header(&mut self, name: &[u8], values: &[&[u8]]) {
+        let (first, rest) = match values.split_first() {
+            Some((first, rest)) => (Some(self.push(first)), rest),
+            None => (None, values),
+        };
+        let mut headers = self.edited_headers.take().unwrap_or_else(|| self.headers.clone());
+        let mut first = first;
+        headers.retain_mut(|(n, value)| {
+            if !self.buf[n.clone()].eq_ignore_ascii_case(name) {
+                return true;
+            }
+            match first.take() {
+                Some(range) => {
+                    *value = range;
+                    true
+                }
+                None => false,
+            }
+        });
+        let appended = first.into_iter().chain(rest.iter().map(|value| self.push(value))).collect::<Vec<_>>();
+        if !appended.is_empty() {
+            let name = self.push(name);
+            headers.extend(appended.into_iter().map(|value| (name.clone(), value)));
+        }
+        self.edited_headers = Some(headers);
+    }
+
+    /// A variable a script set, by name (case-insensitive): `Some(None)` when it was set to nil.
+    pub fn variable(&self, name: &[u8]) -> Option<Option<&[u8]>> {
+        self.variables
+            .iter()
+            .find(|(n, _)| self.at(n).eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_ref().map(|v| self.at(v)))
+    }
+    /// The variables scripts set and did not clear, in the order they were first set.
+    pub fn variables(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.variables.iter().filter_map(|(name, value)| Some((self.at(name), self.at(value.as_ref()?))))
+    }
+    /// Sets (or with `None` clears) a variable; `name` is lowercased already.
+    pub fn set_variable(&mut self, name: &[u8], value: Option<&[u8]>) {
+        let value = value.map(|value| self.push(value));
+        match self.variables.iter().position(|(n, _)| self.buf[n.clone()] == *name) {
+            Some(index) => self.variables[index].1 = value,
+            None => {
+                let name = self.push(name);
+                self.variables.push((name, value));
+            }
+        }
+    }
+}
+
+/// Unix time in seconds, truncated to milliseconds like nginx's cached time.
+fn unix_millis(time: SystemTime) -> f64 {
+    let millis = time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis());
+    millis as f64 / 1000.0
 }
 
 fn or_default<'a>(given: &'a [u8], default: &'a [u8]) -> &'a [u8] {
@@ -156,6 +287,10 @@ pub(crate) struct RequestState {
     /// The phase running now (only set while inside the worker).
     pub phase: Option<Phase>,
     pub started_at: Instant,
+    /// When the request was created: Unix seconds, milliseconds in the fraction (as nginx).
+    pub start_time: f64,
+    /// Set by `ngx.req.set_uri(uri, true)` in rewrite; cleared when the next phase starts.
+    pub location_jump: bool,
     /// `ngx.ctx`, created on first use.
     pub ctx: Option<Table>,
     /// The request's globals, created on the first phase run.
@@ -190,6 +325,8 @@ impl Request {
             response: Response::default(),
             phase: None,
             started_at: Instant::now(),
+            start_time: unix_millis(SystemTime::now()),
+            location_jump: false,
             ctx: None,
             env: None,
             suspended: None,
@@ -213,12 +350,13 @@ impl Request {
         if !phase.is_request_phase() {
             return Err(Error::invalid_argument(format!("{} is not a request phase", phase.name())));
         }
-        let state = self.take_state()?;
+        let mut state = self.take_state()?;
         if let Some(suspended) = &state.suspended {
             let message = format!("the request is suspended in {}; resume or free it first", suspended.phase.name());
             self.state = Some(state);
             return Err(Error::invalid_state(message));
         }
+        state.location_jump = false;
         let (state, result) = self.worker.run(&self.shared, state, phase, script.current());
         self.state = Some(state);
         result
@@ -246,6 +384,57 @@ impl Request {
         static EMPTY: Response =
             Response { status: 0, headers: Vec::new(), body: Vec::new(), headers_sent: false, exit_code: None };
         self.state.as_ref().map_or(&EMPTY, |state| &state.response)
+    }
+
+    /// The request method now: the host's, or what `ngx.req.set_method` made it.
+    pub fn method(&self) -> &[u8] {
+        self.input().method()
+    }
+
+    /// The URI path now (`$uri`): the host's, or what `ngx.req.set_uri` made it.
+    pub fn path(&self) -> &[u8] {
+        self.input().path()
+    }
+
+    /// The query string now, without `?` (`$args`): the host's, or what
+    /// `ngx.req.set_uri_args` or `ngx.var.args = ...` made it. Empty when there is none.
+    pub fn query(&self) -> &[u8] {
+        self.input().query()
+    }
+
+    /// The request headers now, in order, as `ngx.req.set_header`/`clear_header` left them (a
+    /// header a script replaced keeps its place; added headers come last).
+    pub fn headers(&self) -> impl ExactSizeIterator<Item = (&[u8], &[u8])> + '_ {
+        self.input().headers()
+    }
+
+    /// The first request header of that name now, compared case-insensitively.
+    pub fn header(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        self.input().header(name.as_ref())
+    }
+
+    /// A variable a script set with `ngx.var.NAME = value` (names are case-insensitive, as in
+    /// nginx); `None` if no script set it or one set it to nil.
+    pub fn variable(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
+        self.input().variable(name.as_ref()).flatten()
+    }
+
+    /// The variables scripts set, as (lowercased name, value), in the order they were first set;
+    /// variables set to nil are left out.
+    pub fn variables(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.input().variables()
+    }
+
+    /// Whether the last phase run ended with `ngx.req.set_uri(uri, true)` (allowed in rewrite
+    /// only). nginx would match its locations again against the new `path()` and run the
+    /// rewrite phase of the one found: the host routes the request again the same way.
+    pub fn location_jump(&self) -> bool {
+        self.state.as_ref().is_some_and(|state| state.location_jump)
+    }
+
+    fn input(&self) -> &Snapshot {
+        static EMPTY: Snapshot = Snapshot::EMPTY;
+        self.state.as_ref().map_or(&EMPTY, |state| &state.input)
     }
 
     fn take_state(&mut self) -> Result<Box<RequestState>> {

@@ -115,6 +115,7 @@ impl Worker {
             functions: functions.clone(),
             host_functions: &config.host_functions,
             dicts,
+            variables: config.variables.clone(),
         };
         let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
         let env_mt = lua.create_table().map_err(lua_error)?;

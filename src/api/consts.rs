@@ -10,7 +10,7 @@ pub(crate) const NGX_ERROR: i64 = -1;
 const CODES: [(&str, i64); 5] = [("OK", NGX_OK), ("ERROR", NGX_ERROR), ("AGAIN", -2), ("DONE", -4), ("DECLINED", -5)];
 
 /// lua-nginx-module's method constants (bit flags, as `ngx.location.capture` takes them).
-const METHODS: [(&str, i64); 15] = [
+pub(crate) const METHODS: [(&str, i64); 15] = [
     ("HTTP_GET", 0x0002),
     ("HTTP_HEAD", 0x0004),
     ("HTTP_POST", 0x0008),

@@ -10,6 +10,7 @@ mod log;
 mod req;
 mod resp;
 mod shdict;
+mod uri;
 mod var;
 
 use std::ffi::c_void;
@@ -19,6 +20,7 @@ use mlua::{Function, IntoLua, LightUserData, Lua, Table, Value};
 use parking_lot::Mutex;
 
 use crate::cache::CodeCache;
+use crate::config::VariableResolver;
 use crate::host::HostFunction;
 use crate::limits::Budget;
 use crate::log::Logger;
@@ -98,6 +100,8 @@ pub(crate) struct Setup<'a> {
     pub functions: FunctionCache,
     pub host_functions: &'a [HostFunction],
     pub dicts: &'a [Arc<SharedDict>],
+    /// The host's resolver for `ngx.var` names the engine does not know.
+    pub variables: Option<VariableResolver>,
 }
 
 static SIGNAL_ANCHOR: u8 = 0;
@@ -153,7 +157,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     consts::register(&ngx)?;
     resp::register(lua, &current, &impl_table)?;
     ctx::register(lua, &current, &impl_table)?;
-    var::register(lua, &current, &impl_table)?;
+    var::register(lua, &current, &impl_table, setup.variables.clone())?;
     let headers_mt = lua.create_table()?;
     req::register(lua, &current, &impl_table, &headers_mt)?;
     log::register(lua, &current, &impl_table, setup.logger.clone())?;
@@ -236,6 +240,19 @@ pub(crate) fn append_scalar(out: &mut Vec<u8>, value: &Value) -> bool {
         _ => return false,
     }
     true
+}
+
+/// A string or number as Lua's `tostring` gives it (numbers formatted as `ngx.say` prints them);
+/// None for other types. What lua-nginx-module's `luaL_checklstring` arguments accept.
+pub(crate) fn string_or_number(value: &Value) -> Option<Vec<u8>> {
+    match value {
+        Value::String(_) | Value::Integer(_) | Value::Number(_) => {
+            let mut text = Vec::new();
+            append_scalar(&mut text, value);
+            Some(text)
+        }
+        _ => None,
+    }
 }
 
 /// C's `%.14g`, which nginx and Lua use for non-integral numbers; integral values print plainly.

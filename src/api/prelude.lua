@@ -43,9 +43,21 @@ end
 for _, name in ipairs(P.checked) do
   ngx[name] = checked(impl[name])
 end
-ngx.req.get_headers = checked(impl.get_headers)
-ngx.req.get_method = checked(impl.get_method)
-ngx.req.get_body_data = checked(impl.get_body_data)
+for name, fn in pairs(impl.req) do
+  ngx.req[name] = checked(fn)
+end
+
+-- ngx.req.set_uri(uri, true) in rewrite ends the phase (nginx then matches locations again).
+local req_set_uri = impl.req.set_uri
+ngx.req.set_uri = function(...)
+  local jump, err = req_set_uri(...)
+  if jump == signal then
+    error(err, 2)
+  end
+  if jump then
+    return co_yield(signal, "exit")
+  end
+end
 
 -- ngx.exit and ngx.redirect end the running handler: the engine sees the signal and never
 -- resumes it.

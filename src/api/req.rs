@@ -1,69 +1,241 @@
-//! `ngx.req.*` reading the request snapshot (the first API slice's readers; the rest of
-//! ngx.req comes with the next issue).
+//! `ngx.req.*`: reading the request and rewriting it. Rewrites change the request's snapshot,
+//! so later phases, `ngx.var` and the host (`Request::path()`...) all see them.
 
-use mlua::{Lua, Table, Value};
+use mlua::{FromLuaMulti, IntoLua, Lua, Table, Value};
 
-use super::{fail, lua_failure, reply, CurrentRequest};
+use super::consts::METHODS;
+use super::resp::integer_arg;
+use super::uri::{encode_args, escape, for_each_arg};
+use super::{fail, string_or_number, type_name, CurrentRequest};
 use crate::phase::{Phase, Phases};
+use crate::request::RequestState;
 
-const REQUEST: Phases =
+/// Reading functions work in every request phase.
+const ANY: Phases =
     Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
+/// Rewriting the URI and the headers stops at the log phase.
+const REWRITE: Phases =
+    Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter]);
+/// `set_method`, `http_version` and `raw_header` stop after the header filter.
+const HEADERS: Phases = Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter]);
 
-/// lua-nginx-module's default cap on returned headers.
-const DEFAULT_MAX_HEADERS: i64 = 100;
+/// lua-nginx-module's default cap on returned headers and arguments.
+const DEFAULT_MAX: i64 = 100;
 
+/// Registers the functions in `impl.req`; the prelude wraps them into `ngx.req`.
 pub(crate) fn register(
     lua: &Lua,
     current: &CurrentRequest,
     impl_table: &Table,
     headers_mt: &Table,
 ) -> mlua::Result<()> {
+    let req = Functions { lua, table: lua.create_table()?, current };
+    impl_table.set("req", &req.table)?;
+
     let headers_mt = headers_mt.clone();
-    let slot = current.clone();
-    impl_table.set(
-        "get_headers",
-        lua.create_function(move |lua, (max, raw): (Option<i64>, Option<bool>)| {
-            let max = match max.unwrap_or(DEFAULT_MAX_HEADERS) {
-                0 => i64::MAX,
-                n if n < 0 => return fail(lua, "bad argument #1 to 'get_headers' (max must be >= 0)"),
-                n => n,
-            };
-            let raw = raw.unwrap_or(false);
-            let result = slot.with("ngx.req.get_headers", REQUEST, |request| {
-                let limit = usize::try_from(max).unwrap_or(usize::MAX);
-                let headers = request.input.headers();
-                let truncated = headers.len() > limit;
-                let table = headers_table(lua, headers.take(limit), raw)?;
-                if !raw {
-                    table.set_metatable(Some(headers_mt.clone()))?;
-                }
-                Ok::<_, mlua::Error>((table, truncated))
-            });
-            match lua_failure(result)? {
-                Ok((table, true)) => Ok((Value::Table(table), Value::String(lua.create_string("truncated")?))),
-                Ok((table, false)) => Ok((Value::Table(table), Value::Nil)),
-                Err(message) => fail(lua, message),
+    req.add("get_headers", ANY, move |lua, request, (max, raw): (Value, Value)| {
+        let max = max_arg(&max, "get_headers")?;
+        let raw = is_true(&raw);
+        let headers = request.input.headers();
+        let truncated = headers.len() > max;
+        let table = headers_table(lua, headers.take(max), raw)?;
+        if !raw {
+            table.set_metatable(Some(headers_mt.clone()))?;
+        }
+        Ok(Truncated(table, truncated))
+    })?;
+    req.add("get_body_data", ANY, |lua, request, ()| {
+        Ok(request.input.body().map(|body| lua.create_string(body)).transpose()?)
+    })?;
+    req.add("get_method", ANY, |lua, request, ()| Ok(lua.create_string(request.input.method())?))?;
+    req.add("get_uri_args", ANY, |lua, request, (max, tab): (Value, Value)| {
+        let max = max_arg(&max, "get_uri_args")?;
+        let table = match tab {
+            Value::Nil => None,
+            Value::Table(table) => Some(table),
+            other => {
+                return Err(
+                    format!("bad argument #2 to 'get_uri_args' (table expected, got {})", type_name(&other)).into()
+                )
             }
-        })?,
-    )?;
-    let slot = current.clone();
-    impl_table.set(
-        "get_body_data",
-        lua.create_function(move |lua, ()| {
-            let body = slot.with("ngx.req.get_body_data", REQUEST, |request| {
-                request.input.body().map(|body| lua.create_string(body)).transpose()
-            });
-            reply(lua, lua_failure(body)?)
-        })?,
-    )?;
-    let slot = current.clone();
-    impl_table.set(
-        "get_method",
-        lua.create_function(move |lua, ()| {
-            let method = slot.with("ngx.req.get_method", REQUEST, |request| lua.create_string(request.input.method()));
-            reply(lua, lua_failure(method)?)
-        })?,
-    )
+        };
+        Ok(args_table(lua, request.input.query(), max, table)?)
+    })?;
+    req.add("get_post_args", ANY, |lua, request, max: Value| {
+        let max = max_arg(&max, "get_post_args")?;
+        // The host hands the body over up front or not at all: none is nginx's unread body.
+        let body =
+            request.input.body().ok_or("no request body found; maybe you should turn on lua_need_request_body?")?;
+        Ok(args_table(lua, body, max, None)?)
+    })?;
+    req.add("set_header", REWRITE, |_, request, (name, value): (Value, Value)| {
+        Ok(set_header(request, &name, &value)?)
+    })?;
+    req.add("clear_header", REWRITE, |_, request, name: Value| Ok(set_header(request, &name, &Value::Nil)?))?;
+    req.add("set_uri", REWRITE, |_, request, (uri, jump, binary): (Value, Value, Value)| {
+        Ok(set_uri(request, &uri, &jump, &binary)?)
+    })?;
+    req.add("set_uri_args", REWRITE, |_, request, args: Value| {
+        let query = match &args {
+            Value::Table(table) => encode_args(table)?,
+            other => {
+                let text = string_or_number(other).ok_or_else(|| {
+                    format!(
+                        "bad argument #1 to 'set_uri_args' (string, number, or table expected, but got {})",
+                        type_name(other)
+                    )
+                })?;
+                // A ready query string only gets its controls and blanks escaped.
+                let mut query = Vec::with_capacity(text.len());
+                escape(&mut query, &text, |byte| byte <= b' ' || byte == 0x7f);
+                query
+            }
+        };
+        request.input.set_query(&query);
+        Ok(Value::Nil)
+    })?;
+    req.add("set_method", HEADERS, |_, request, method: Value| {
+        let id = match method {
+            Value::Integer(id) => id,
+            Value::Number(n) if n.fract() == 0.0 => n as i64,
+            _ => return Err("bad method number".into()),
+        };
+        let (name, _) = METHODS
+            .iter()
+            .find(|(_, constant)| *constant == id)
+            .ok_or_else(|| format!("unsupported HTTP method: {id}"))?;
+        request.input.set_method(name.trim_start_matches("HTTP_").as_bytes());
+        Ok(Value::Nil)
+    })?;
+    req.add("http_version", HEADERS, |_, request, ()| Ok(http_version(request.input.http_version())))?;
+    req.add("start_time", ANY, |_, request, ()| Ok(request.start_time))?;
+    req.add("raw_header", HEADERS, |lua, request, no_request_line: Value| {
+        Ok(lua.create_string(raw_header(request, is_true(&no_request_line))?)?)
+    })
+}
+
+/// Why a request function failed: a bad argument or call (the glue raises it at the caller's
+/// level), or a Lua failure such as running out of memory (raised as is).
+enum Failure {
+    Argument(String),
+    Lua(mlua::Error),
+}
+
+impl From<String> for Failure {
+    fn from(message: String) -> Self {
+        Failure::Argument(message)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(message: &str) -> Self {
+        Failure::Argument(message.into())
+    }
+}
+
+impl From<mlua::Error> for Failure {
+    fn from(error: mlua::Error) -> Self {
+        Failure::Lua(error)
+    }
+}
+
+/// What a request function gives Lua: the value and a second result.
+trait Reply {
+    fn into_pair(self, lua: &Lua) -> mlua::Result<(Value, Value)>;
+}
+
+impl<T: IntoLua> Reply for T {
+    fn into_pair(self, lua: &Lua) -> mlua::Result<(Value, Value)> {
+        Ok((self.into_lua(lua)?, Value::Nil))
+    }
+}
+
+/// A table, and whether entries were left out: then "truncated" comes second.
+struct Truncated(Table, bool);
+
+impl Reply for Truncated {
+    fn into_pair(self, lua: &Lua) -> mlua::Result<(Value, Value)> {
+        let note = if self.1 { Value::String(lua.create_string("truncated")?) } else { Value::Nil };
+        Ok((Value::Table(self.0), note))
+    }
+}
+
+/// The `impl.req` table being filled.
+struct Functions<'a> {
+    lua: &'a Lua,
+    table: Table,
+    current: &'a CurrentRequest,
+}
+
+impl Functions<'_> {
+    /// Adds `name`: a function that checks the phase, then runs `f` on the running request.
+    fn add<A, R>(
+        &self,
+        name: &str,
+        phases: Phases,
+        f: impl Fn(&Lua, &mut RequestState, A) -> Result<R, Failure> + Send + 'static,
+    ) -> mlua::Result<()>
+    where
+        A: FromLuaMulti,
+        R: Reply,
+    {
+        let slot = self.current.clone();
+        let api = format!("ngx.req.{name}");
+        let function = self.lua.create_function(move |lua, args: A| {
+            match slot.with(&api, phases, |request| f(lua, request, args)) {
+                Ok(Ok(reply)) => reply.into_pair(lua),
+                Ok(Err(Failure::Lua(error))) => Err(error),
+                Ok(Err(Failure::Argument(message))) | Err(message) => fail(lua, message),
+            }
+        })?;
+        self.table.set(name, function)
+    }
+}
+
+/// Lua truthiness.
+fn is_true(value: &Value) -> bool {
+    !matches!(value, Value::Nil | Value::Boolean(false))
+}
+
+/// The `max_headers`/`max_args` argument: nil or negative is the default of 100, 0 is no limit.
+fn max_arg(max: &Value, api: &str) -> Result<usize, String> {
+    let max = match max {
+        Value::Nil => DEFAULT_MAX,
+        max => integer_arg(max, 1, api)?,
+    };
+    Ok(match max {
+        0 => usize::MAX,
+        n => usize::try_from(n).unwrap_or(DEFAULT_MAX as usize),
+    })
+}
+
+/// The table `get_uri_args`/`get_post_args` return (into `table` when given, cleared first):
+/// repeated keys as arrays, bare keys as `true`.
+fn args_table(lua: &Lua, query: &[u8], max: usize, table: Option<Table>) -> mlua::Result<Truncated> {
+    let table = match table {
+        Some(table) => {
+            table.clear()?;
+            table
+        }
+        None => lua.create_table()?,
+    };
+    let truncated = for_each_arg(query, max, |key, value| {
+        let value = match value {
+            Some(value) => Value::String(lua.create_string(value)?),
+            None => Value::Boolean(true),
+        };
+        insert_multi(lua, &table, lua.create_string(key)?, value)
+    })?;
+    Ok(Truncated(table, truncated))
+}
+
+/// Sets `table[key] = value`, turning a repeated key into an array of its values in order.
+fn insert_multi(lua: &Lua, table: &Table, key: mlua::LuaString, value: Value) -> mlua::Result<()> {
+    match table.raw_get::<Value>(&key)? {
+        Value::Nil => table.raw_set(key, value),
+        Value::Table(values) => values.raw_push(value),
+        first => table.raw_set(key, lua.create_sequence_from([first, value])?),
+    }
 }
 
 /// The table `get_headers` returns: names lowercased (unless `raw`), repeated headers as arrays
@@ -92,13 +264,132 @@ fn headers_table<'a>(lua: &Lua, headers: impl Iterator<Item = (&'a [u8], &'a [u8
     }
     let table = lua.create_table_with_capacity(0, fields.len())?;
     for (i, &(_, _, value)) in fields.iter().enumerate() {
-        let key = lua.create_string(name(i))?;
-        let value = lua.create_string(value)?;
-        match table.raw_get::<Value>(&key)? {
-            Value::Nil => table.raw_set(key, value)?,
-            Value::Table(values) => values.raw_push(value)?,
-            first => table.raw_set(key, lua.create_sequence_from([first, Value::String(value)])?)?,
-        }
+        insert_multi(lua, &table, lua.create_string(name(i))?, Value::String(lua.create_string(value)?))?;
     }
     Ok(table)
+}
+
+/// Header name bytes `set_header` escapes (lua-nginx-module's list): separators, controls and
+/// non-ASCII, so a name cannot smuggle another header to the host.
+fn unsafe_in_name(byte: u8) -> bool {
+    !(0x20..0x7f).contains(&byte) || b" \"(),/:;?<=>@[\\]{}".contains(&byte)
+}
+
+/// Header value bytes `set_header` escapes: controls other than tab (CR and LF above all).
+fn unsafe_in_value(byte: u8) -> bool {
+    (byte < 0x20 && byte != b'\t') || byte == 0x7f
+}
+
+/// `ngx.req.set_header(name, value)`: a string or number replaces the header, an array of them
+/// replaces it with several, nil (or an empty array or string) removes it.
+fn set_header(request: &mut RequestState, name: &Value, value: &Value) -> Result<Value, String> {
+    let name = scalar_arg(name, 1, "set_header")?;
+    let mut escaped_name = Vec::with_capacity(name.len());
+    escape(&mut escaped_name, &name, unsafe_in_name);
+    let values = match value {
+        Value::Nil => Vec::new(),
+        Value::Table(table) => (1..=table.raw_len())
+            .map(|i| scalar_arg(&table.raw_get(i).unwrap_or(Value::Nil), 2, "set_header"))
+            .collect::<Result<_, _>>()?,
+        value => vec![scalar_arg(value, 2, "set_header")?],
+    };
+    let escaped: Vec<Vec<u8>> = values
+        .iter()
+        .filter(|value| !value.is_empty())
+        .map(|value| {
+            let mut out = Vec::with_capacity(value.len());
+            escape(&mut out, value, unsafe_in_value);
+            out
+        })
+        .collect();
+    let values: Vec<&[u8]> = escaped.iter().map(Vec::as_slice).collect();
+    request.input.set_header(&escaped_name, &values);
+    Ok(Value::Nil)
+}
+
+/// A string argument (numbers are turned into strings, as `luaL_checklstring` does).
+fn scalar_arg(value: &Value, position: usize, api: &str) -> Result<Vec<u8>, String> {
+    string_or_number(value)
+        .ok_or_else(|| format!("bad argument #{position} to '{api}' (string expected, got {})", type_name(value)))
+}
+
+/// An optional boolean argument.
+fn flag_arg(value: &Value, position: usize, api: &str) -> Result<bool, String> {
+    match value {
+        Value::Nil => Ok(false),
+        Value::Boolean(flag) => Ok(*flag),
+        other => Err(format!("bad argument #{position} to '{api}' (boolean expected, got {})", type_name(other))),
+    }
+}
+
+/// `ngx.req.set_uri(uri, jump?, binary?)`; returns true when the phase must end for a jump.
+fn set_uri(request: &mut RequestState, uri: &Value, jump: &Value, binary: &Value) -> Result<bool, String> {
+    let uri = scalar_arg(uri, 1, "set_uri")?;
+    if uri.is_empty() {
+        return Err("attempt to use zero-length uri".into());
+    }
+    if !flag_arg(binary, 3, "set_uri")? {
+        if let Some(&byte) = uri.iter().find(|&&byte| (byte < 0x20 && byte != b'\t') || byte == 0x7f) {
+            return Err(format!(
+                "ngx.req.set_uri unsafe byte \"0x{byte:02x}\" in \"{}\" (maybe you want to set the 'binary' argument?)",
+                escape_log(&uri)
+            ));
+        }
+    }
+    let jump = flag_arg(jump, 2, "set_uri")?;
+    match request.phase {
+        Some(phase) if jump && phase != Phase::Rewrite => {
+            return Err(format!("API disabled in the context of {}", phase.name()));
+        }
+        _ => {}
+    }
+    request.input.set_path(&uri);
+    request.location_jump = jump;
+    Ok(jump)
+}
+
+/// Bytes for an error message: printable ASCII as is, the rest as `\xHH`.
+fn escape_log(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|&byte| match byte {
+            b'"' | b'\\' => format!("\\x{byte:02x}"),
+            0x20..=0x7e => char::from(byte).to_string(),
+            _ => format!("\\x{byte:02x}"),
+        })
+        .collect()
+}
+
+/// `HTTP/1.1` as 1.1; nil for versions nginx does not name.
+fn http_version(version: &[u8]) -> Option<f64> {
+    match version {
+        b"HTTP/0.9" => Some(0.9),
+        b"HTTP/1.0" => Some(1.0),
+        b"HTTP/1.1" => Some(1.1),
+        b"HTTP/2" | b"HTTP/2.0" => Some(2.0),
+        _ => None,
+    }
+}
+
+/// The request head as the host received it: request line and headers, each ending in CRLF,
+/// then the blank line.
+fn raw_header(request: &RequestState, no_request_line: bool) -> Result<Vec<u8>, String> {
+    let input = &request.input;
+    let version = input.http_version();
+    if let Some(major @ b'2'..=b'9') = version.strip_prefix(b"HTTP/").and_then(|rest| rest.first().copied()) {
+        return Err(format!("http{} requests not supported yet", char::from(major)));
+    }
+    let mut out = Vec::with_capacity(256);
+    if !no_request_line {
+        input.append_request_line(&mut out, false);
+        out.extend_from_slice(b"\r\n");
+    }
+    for (name, value) in input.received_headers() {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(out)
 }

@@ -209,7 +209,7 @@ fn redirect(request: &mut RequestState, uri: &Value, status: &Value) -> Result<V
 }
 
 /// An integral number argument, with lauxlib's wording when it is not one.
-fn integer_arg(value: &Value, position: usize, api: &str) -> Result<i64, String> {
+pub(super) fn integer_arg(value: &Value, position: usize, api: &str) -> Result<i64, String> {
     match value {
         Value::Integer(i) => Ok(*i),
         Value::Number(n) if n.fract() == 0.0 && n.abs() < 9.0e15 => Ok(*n as i64),

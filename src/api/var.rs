@@ -1,54 +1,141 @@
-//! `ngx.var.*`: nginx variables computed from the request snapshot and the response.
+//! `ngx.var.*`: nginx variables computed from the request snapshot and the response; variables
+//! scripts set (any name that is not built in, as if the config had `set $name '';` for it);
+//! and, for the other names, the host's resolver.
 
 use std::borrow::Cow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::{Lua, Table, Value};
 
-use super::{fail, lua_failure, reply, CurrentRequest};
+use super::{fail, lua_failure, reply, string_or_number, type_name, CurrentRequest};
+use crate::config::{VariableLookup, VariableResolver};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 
 const VAR: Phases =
     Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
 
-pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) -> mlua::Result<()> {
+/// Built-in variables named by prefix: read-only, and not defined for writing in nginx.
+const PREFIXES: [&[u8]; 3] = [b"http_", b"arg_", b"cookie_"];
+
+pub(crate) fn register(
+    lua: &Lua,
+    current: &CurrentRequest,
+    impl_table: &Table,
+    resolver: Option<VariableResolver>,
+) -> mlua::Result<()> {
     let slot = current.clone();
     impl_table.set(
         "var_get",
-        lua.create_function(move |lua, name: mlua::LuaString| {
-            let name = name.as_bytes();
-            let value =
-                slot.with("ngx.var", VAR, |request| variable(request, &name).map(|v| lua.create_string(v)).transpose());
+        lua.create_function(move |lua, name: Value| {
+            let name = match &name {
+                Value::String(name) => name.as_bytes(),
+                // `ngx.var[1]` reads regex captures, which requests here never have.
+                Value::Integer(_) | Value::Number(_) => return Ok((Value::Nil, Value::Nil)),
+                _ => return fail(lua, "bad variable name"),
+            };
+            let name = lowercase(&name);
+            let value = slot.try_with("ngx.var", VAR, |request| {
+                let value = lookup(request, &name, resolver.as_ref())?;
+                Ok(value.map(|value| lua.create_string(value)).transpose())
+            });
             reply(lua, lua_failure(value)?)
         })?,
     )?;
     let slot = current.clone();
     impl_table.set(
         "var_set",
-        lua.create_function(move |lua, (_, name, _): (Value, mlua::LuaString, Value)| {
-            let name = name.to_string_lossy();
-            let result = slot.with("ngx.var", VAR, |_| ());
-            let message = match result {
-                Err(message) => message,
-                Ok(()) => format!(
-                    "variable \"{name}\" not found for writing; maybe it is a built-in variable that is not \
-                     changeable or you forgot to use \"set ${name} '';\" in the config file to define it"
-                ),
+        lua.create_function(move |lua, (_, name, value): (Value, Value, Value)| {
+            let Value::String(name) = name else {
+                return fail(lua, "bad variable name");
             };
-            fail(lua, message)
+            let name = lowercase(&name.as_bytes()).into_owned();
+            let value = match &value {
+                Value::Nil => None,
+                other => match string_or_number(other) {
+                    Some(text) => Some(text),
+                    None => {
+                        let message = format!(
+                            "bad argument #1 to '?' (string, number, or nil expected, but got {})",
+                            type_name(other)
+                        );
+                        return fail(lua, message);
+                    }
+                },
+            };
+            reply(
+                lua,
+                slot.try_with("ngx.var", VAR, |request| set(request, &name, value.as_deref()).map(|()| Value::Nil)),
+            )
         })?,
     )
 }
 
-/// The value of `$name`, or None when the variable is unknown or has no value.
-fn variable<'a>(request: &'a RequestState, name: &[u8]) -> Option<Cow<'a, [u8]>> {
+/// nginx's variable names are case-insensitive.
+fn lowercase(name: &[u8]) -> Cow<'_, [u8]> {
+    if name.iter().any(u8::is_ascii_uppercase) {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    }
+}
+
+/// `$name`: built in, set by a script, or the host's answer; None is nil.
+fn lookup<'a>(
+    request: &'a RequestState,
+    name: &[u8],
+    resolver: Option<&VariableResolver>,
+) -> Result<Option<Cow<'a, [u8]>>, String> {
+    if let Some(value) = builtin(request, name) {
+        return Ok(value);
+    }
+    if let Some(value) = request.input.variable(name) {
+        return Ok(value.map(Cow::Borrowed));
+    }
+    let (Some(resolver), Some(phase)) = (resolver, request.phase) else {
+        return Ok(None);
+    };
+    let lookup = VariableLookup { request_id: request.id, phase, name };
+    // The host's code must not unwind through Lua.
+    match catch_unwind(AssertUnwindSafe(|| resolver(&lookup))) {
+        Ok(value) => Ok(value.map(Cow::Owned)),
+        Err(_) => Err(format!("the host's variable resolver panicked on \"{}\"", String::from_utf8_lossy(name))),
+    }
+}
+
+/// `ngx.var.name = value`: `$args` rewrites the query, other built-ins refuse (with nginx's
+/// messages), any other name is the request's own variable.
+fn set(request: &mut RequestState, name: &[u8], value: Option<&[u8]>) -> Result<(), String> {
+    if name == b"args" {
+        request.input.set_query(value.unwrap_or_default());
+        return Ok(());
+    }
+    if builtin(request, name).is_some() {
+        let name = String::from_utf8_lossy(name);
+        if PREFIXES.iter().any(|prefix| name.as_bytes().starts_with(prefix)) {
+            return Err(format!(
+                "variable \"{name}\" not found for writing; maybe it is a built-in variable that is not \
+                 changeable or you forgot to use \"set ${name} '';\" in the config file to define it first"
+            ));
+        }
+        return Err(format!("variable \"{name}\" not changeable"));
+    }
+    request.input.set_variable(name, value);
+    Ok(())
+}
+
+/// A built-in variable's value (inner None: no value), or None when `name` is not built in.
+fn builtin<'a>(request: &'a RequestState, name: &[u8]) -> Option<Option<Cow<'a, [u8]>>> {
     let input = &request.input;
     let query = input.query();
     let borrowed = |bytes: &'a [u8]| Some(Cow::Borrowed(bytes));
-    match name {
+    let value = match name {
         b"uri" | b"document_uri" => borrowed(input.path()),
-        b"request_uri" if query.is_empty() => borrowed(input.path()),
-        b"request_uri" => Some(Cow::Owned([input.path(), b"?", query].concat())),
+        b"request_uri" | b"request" => {
+            let mut line = Vec::with_capacity(64);
+            input.append_request_line(&mut line, name == b"request_uri");
+            Some(Cow::Owned(line))
+        }
         b"args" | b"query_string" => (!query.is_empty()).then_some(Cow::Borrowed(query)),
         b"is_args" => borrowed(if query.is_empty() { b"" } else { b"?" }),
         b"request_method" => borrowed(input.method()),
@@ -58,6 +145,7 @@ fn variable<'a>(request: &'a RequestState, name: &[u8]) -> Option<Cow<'a, [u8]>>
         b"server_protocol" => borrowed(input.http_version()),
         b"content_type" => input.header(b"content-type").map(Cow::Borrowed),
         b"content_length" => input.header(b"content-length").map(Cow::Borrowed),
+        b"request_body" => input.body().map(Cow::Borrowed),
         b"status" => Some(Cow::Owned(format!("{:03}", request.response.status).into_bytes())),
         b"request_time" => {
             let elapsed = request.started_at.elapsed().as_secs_f64();
@@ -75,10 +163,11 @@ fn variable<'a>(request: &'a RequestState, name: &[u8]) -> Option<Cow<'a, [u8]>>
                     .find_map(|(_, v)| cookie_value(v, cookie))
                     .map(Cow::Borrowed)
             } else {
-                None
+                return None;
             }
         }
-    }
+    };
+    Some(value)
 }
 
 /// `$host`: the Host header without its port, lowercased.

@@ -186,6 +186,7 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
         file_check_interval: Duration::from_millis(u64::from(config.file_check_interval_ms)),
         host_functions: unsafe { host_functions(config.functions, config.n_functions)? },
         shared_dicts: unsafe { dict_configs(config.shared_dicts, config.n_shared_dicts)? },
+        variables: None,
     })
 }
 

@@ -83,3 +83,15 @@ pub fn content(lua: &str) -> String {
     }
     outcome.body()
 }
+
+/// Runs each (content snippet, expected body) case on a fresh request from `new_request`.
+pub fn check_bodies(engine: &Engine, new_request: impl Fn() -> Request, cases: &[(&str, &str)]) {
+    for (lua, expected) in cases {
+        let mut request = new_request();
+        let outcome = serve_request(engine, &mut request, &[(Phase::Content, lua)]);
+        if let Some(error) = &outcome.error {
+            panic!("{lua}: {error}");
+        }
+        assert_eq!(outcome.body(), *expected, "{lua}");
+    }
+}
