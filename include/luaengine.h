@@ -149,6 +149,11 @@ typedef struct le_request le_request;
 typedef struct le_script le_script;
 
 /**
+ * Where the resolver writes its answer, valid during the callback.
+ */
+typedef struct le_variable_answer le_variable_answer;
+
+/**
  * A byte string: `len` bytes at `ptr`, not NUL-terminated. `ptr` may be NULL when `len` is 0.
  * Strings the library returns stay valid as long as the function that returned them says.
  */
@@ -230,6 +235,33 @@ typedef struct le_dict_config {
 } le_dict_config;
 
 /**
+ * A request phase.
+ */
+typedef uint32_t le_phase;
+
+/**
+ * A lookup of `ngx.var.<name>` that the engine could not answer, valid during the callback.
+ */
+typedef struct le_variable_lookup {
+  uint64_t request_id;
+  le_phase phase;
+  /**
+   * The name without `$`, lowercased.
+   */
+  struct le_str name;
+} le_variable_lookup;
+
+/**
+ * Answers `ngx.var` lookups: call `le_variable_answer_set` to give the value; returning
+ * without it makes the variable undefined (nil in Lua). Called on the thread running the
+ * phase, on every lookup (answers are not cached): thread-safe, quick, and no running or
+ * resuming requests of the same worker from inside it.
+ */
+typedef void (*le_variable_fn)(void *user_data,
+                               const struct le_variable_lookup *lookup,
+                               struct le_variable_answer *answer);
+
+/**
  * How to build an engine. Start from `le_config_default()` and change fields.
  */
 typedef struct le_config {
@@ -287,6 +319,14 @@ typedef struct le_config {
    */
   const struct le_dict_config *shared_dicts;
   size_t n_shared_dicts;
+  /**
+   * Answers `ngx.var` names the engine does not know; NULL leaves them undefined.
+   */
+  le_variable_fn variable;
+  /**
+   * Passed to `variable`; the engine never frees it.
+   */
+  void *variable_user_data;
 } le_config;
 
 /**
@@ -407,11 +447,6 @@ typedef struct le_request_init {
 } le_request_init;
 
 /**
- * A request phase.
- */
-typedef uint32_t le_phase;
-
-/**
  * What the scripts produced. Every pointer in it points into the request and stays valid
  * until the next call that takes this request.
  */
@@ -440,6 +475,36 @@ typedef struct le_response_view {
    */
   struct le_str body;
 } le_response_view;
+
+/**
+ * What scripts made of the request (ngx.req.set_*, ngx.var writes). Every pointer in it points
+ * into the request and stays valid until the next call that takes this request.
+ */
+typedef struct le_request_view {
+  struct le_str method;
+  /**
+   * The URI path, after `ngx.req.set_uri`.
+   */
+  struct le_str path;
+  /**
+   * The query string without `?`, after `ngx.req.set_uri_args` or `ngx.var.args = ...`.
+   */
+  struct le_str query;
+  /**
+   * The request headers after `ngx.req.set_header`/`clear_header`, in order.
+   */
+  const struct le_header *headers;
+  size_t n_headers;
+  /**
+   * Variables scripts set that the engine does not define (`ngx.var.backend = "b1"`).
+   */
+  const struct le_header *variables;
+  size_t n_variables;
+  /**
+   * Whether rewrite called `ngx.req.set_uri(uri, true)`: route the request again by `path`.
+   */
+  bool location_jump;
+} le_request_view;
 
 #define LE_LOG_STDERR 0
 
@@ -668,6 +733,12 @@ enum le_status le_request_resume(struct le_request *request, struct le_error **e
 enum le_result le_request_response(struct le_request *request, struct le_response_view *out);
 
 /**
+ * Reads the request as scripts left it, in one call: method, path, query, headers, the
+ * variables scripts set. The view stays valid until the next call that takes this request.
+ */
+enum le_result le_request_inspect(struct le_request *request, struct le_request_view *out);
+
+/**
  * The request's engine-wide id (as in log records); 0 for NULL.
  */
 uint64_t le_request_id(const struct le_request *request);
@@ -709,6 +780,13 @@ enum le_result le_script_compile_file(const struct le_engine *engine,
  * Frees a script. NULL is ignored.
  */
 void le_script_free(struct le_script *script);
+
+/**
+ * Gives the variable's value (copied). A later call replaces it.
+ */
+enum le_result le_variable_answer_set(struct le_variable_answer *answer,
+                                      struct le_str value,
+                                      struct le_error **err);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -7,6 +7,7 @@ use std::time::Duration;
 use super::error::{call, le_error, le_result};
 use super::host::{host_functions, le_function};
 use super::shdict::{dict_configs, le_dict_config};
+use super::variable::{le_variable_fn, resolver};
 use super::{handle, le_str, require_out, slice, write_out};
 use crate::config::EngineConfig;
 use crate::engine::Engine;
@@ -77,6 +78,10 @@ pub struct le_config {
     /// Shared dicts (`ngx.shared.<name>`); `n_shared_dicts` of them, copied by `le_engine_new`.
     pub shared_dicts: *const le_dict_config,
     pub n_shared_dicts: usize,
+    /// Answers `ngx.var` names the engine does not know; NULL leaves them undefined.
+    pub variable: le_variable_fn,
+    /// Passed to `variable`; the engine never frees it.
+    pub variable_user_data: *mut c_void,
 }
 
 /// An engine: workers, code cache and stats. Thread-safe: share one between host threads.
@@ -133,6 +138,8 @@ pub extern "C" fn le_config_default() -> le_config {
         n_functions: 0,
         shared_dicts: std::ptr::null(),
         n_shared_dicts: 0,
+        variable: None,
+        variable_user_data: std::ptr::null_mut(),
     }
 }
 
@@ -186,7 +193,7 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
         file_check_interval: Duration::from_millis(u64::from(config.file_check_interval_ms)),
         host_functions: unsafe { host_functions(config.functions, config.n_functions)? },
         shared_dicts: unsafe { dict_configs(config.shared_dicts, config.n_shared_dicts)? },
-        variables: None,
+        variables: resolver(config.variable, config.variable_user_data),
     })
 }
 

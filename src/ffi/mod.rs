@@ -16,6 +16,7 @@ mod host;
 mod request;
 mod script;
 mod shdict;
+mod variable;
 
 pub use engine::*;
 pub use error::*;
@@ -23,6 +24,7 @@ pub use host::*;
 pub use request::*;
 pub use script::*;
 pub use shdict::*;
+pub use variable::*;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -90,22 +90,49 @@ const FREE_PENDING: u8 = 2;
 pub struct le_request {
     request: UnsafeCell<Request>,
     state: AtomicU8,
-    view: UnsafeCell<Vec<le_header>>,
+    views: UnsafeCell<Views>,
     /// Readable while a phase runs (from callbacks), so kept outside the exclusive cell.
     id: u64,
     suspended: AtomicBool,
 }
 
+/// Arrays behind the views handed to the host, rebuilt by each call that returns a view.
+#[derive(Default)]
+struct Views {
+    response_headers: Vec<le_header>,
+    request_headers: Vec<le_header>,
+    variables: Vec<le_header>,
+}
+
+/// What scripts made of the request (ngx.req.set_*, ngx.var writes). Every pointer in it points
+/// into the request and stays valid until the next call that takes this request.
+#[repr(C)]
+pub struct le_request_view {
+    pub method: le_str,
+    /// The URI path, after `ngx.req.set_uri`.
+    pub path: le_str,
+    /// The query string without `?`, after `ngx.req.set_uri_args` or `ngx.var.args = ...`.
+    pub query: le_str,
+    /// The request headers after `ngx.req.set_header`/`clear_header`, in order.
+    pub headers: *const le_header,
+    pub n_headers: usize,
+    /// Variables scripts set that the engine does not define (`ngx.var.backend = "b1"`).
+    pub variables: *const le_header,
+    pub n_variables: usize,
+    /// Whether rewrite called `ngx.req.set_uri(uri, true)`: route the request again by `path`.
+    pub location_jump: bool,
+}
+
 /// Runs `f` with exclusive access to the request, or fails if another call is using it. If the
 /// request was freed during `f` (from a callback), it is released here.
-fn exclusive<T>(ptr: *mut le_request, f: impl FnOnce(&mut Request, &mut Vec<le_header>) -> T) -> Result<T, Error> {
+fn exclusive<T>(ptr: *mut le_request, f: impl FnOnce(&mut Request, &mut Views) -> T) -> Result<T, Error> {
     let handle = unsafe { handle(ptr, "request")? };
     if handle.state.compare_exchange(IDLE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_err() {
         return Err(Error::invalid_state("the request is in use by another call (or was freed)"));
     }
     // SAFETY: the BUSY state makes this the only access to the cells until it is released.
     let request = unsafe { &mut *handle.request.get() };
-    let result = f(request, unsafe { &mut *handle.view.get() });
+    let result = f(request, unsafe { &mut *handle.views.get() });
     handle.suspended.store(request.is_suspended(), Ordering::Release);
     if handle.state.compare_exchange(BUSY, IDLE, Ordering::Release, Ordering::Acquire).is_err() {
         // le_request_free ran meanwhile and left the release to us.
@@ -156,7 +183,7 @@ pub extern "C" fn le_request_new(
             id: request.id(),
             request: UnsafeCell::new(request),
             state: AtomicU8::new(IDLE),
-            view: UnsafeCell::default(),
+            views: UnsafeCell::default(),
             suspended: AtomicBool::new(false),
         };
         unsafe { write_out(out, Box::into_raw(Box::new(handle))) };
@@ -212,15 +239,10 @@ pub extern "C" fn le_request_resume(request: *mut le_request, err: *mut *mut le_
 pub extern "C" fn le_request_response(request: *mut le_request, out: *mut le_response_view) -> le_result {
     call(std::ptr::null_mut(), || {
         require_out(out, "out")?;
-        let view = exclusive(request, |request, headers| {
+        let view = exclusive(request, |request, views| {
             let response = request.response();
-            headers.clear();
-            headers.extend(
-                response
-                    .headers
-                    .iter()
-                    .map(|(name, value)| le_header { name: le_str::of(name), value: le_str::of(value) }),
-            );
+            let headers = &mut views.response_headers;
+            fill_headers(headers, response.headers.iter().map(|(name, value)| (name.as_slice(), value.as_slice())));
             le_response_view {
                 status: response.status,
                 headers_sent: response.headers_sent,
@@ -234,6 +256,36 @@ pub extern "C" fn le_request_response(request: *mut le_request, out: *mut le_res
         unsafe { write_out(out, view) };
         Ok(())
     })
+}
+
+/// Reads the request as scripts left it, in one call: method, path, query, headers, the
+/// variables scripts set. The view stays valid until the next call that takes this request.
+#[no_mangle]
+pub extern "C" fn le_request_inspect(request: *mut le_request, out: *mut le_request_view) -> le_result {
+    call(std::ptr::null_mut(), || {
+        require_out(out, "out")?;
+        let view = exclusive(request, |request, views| {
+            fill_headers(&mut views.request_headers, request.headers());
+            fill_headers(&mut views.variables, request.variables());
+            le_request_view {
+                method: le_str::of(request.method()),
+                path: le_str::of(request.path()),
+                query: le_str::of(request.query()),
+                headers: views.request_headers.as_ptr(),
+                n_headers: views.request_headers.len(),
+                variables: views.variables.as_ptr(),
+                n_variables: views.variables.len(),
+                location_jump: request.location_jump(),
+            }
+        })?;
+        unsafe { write_out(out, view) };
+        Ok(())
+    })
+}
+
+fn fill_headers<'a>(out: &mut Vec<le_header>, pairs: impl Iterator<Item = (&'a [u8], &'a [u8])>) {
+    out.clear();
+    out.extend(pairs.map(|(name, value)| le_header { name: le_str::of(name), value: le_str::of(value) }));
 }
 
 /// The request's engine-wide id (as in log records); 0 for NULL.

@@ -451,7 +451,80 @@ static void worker_hint_binds_the_worker(void) {
   le_engine_free(engine);
 }
 
+/* The host reads back what rewrite did to the request: uri, args, headers, method, variables. */
+static void mutations_are_read_back(void) {
+  le_engine *engine = le_test_engine(1);
+  le_script *rewrite = le_test_compile(engine, "rewrite",
+                                       "ngx.req.set_uri('/v2/users') ngx.req.set_uri_args({page = 3}) "
+                                       "ngx.req.set_header('X-User', 'u1') ngx.req.clear_header('Cookie') "
+                                       "ngx.req.set_method(ngx.HTTP_POST) ngx.var.backend = 'b1'");
+  le_header headers[8];
+  eight_headers(headers, "secret");
+  le_request *request = le_test_request(engine, "/users", headers, 8);
+  le_request_view view;
+  CHECK_EQ(le_request_inspect(request, &view), LE_OK);
+  CHECK_STR(view.path, "/users");
+  CHECK_EQ(view.n_headers, 8);
+  CHECK_EQ(view.n_variables, 0);
+
+  RUN(request, LE_PHASE_REWRITE, rewrite, LE_STATUS_OK);
+  CHECK_EQ(le_request_inspect(request, &view), LE_OK);
+  CHECK_STR(view.method, "POST");
+  CHECK_STR(view.path, "/v2/users");
+  CHECK_STR(view.query, "page=3");
+  CHECK(!view.location_jump);
+  CHECK_EQ(view.n_headers, 8); /* Cookie gone, X-User added */
+  bool user = false, cookie = false;
+  for (size_t i = 0; i < view.n_headers; i++) {
+    if (le_str_eq(view.headers[i].name, "X-User")) user = le_str_eq(view.headers[i].value, "u1");
+    if (le_str_eq(view.headers[i].name, "Cookie")) cookie = true;
+  }
+  CHECK(user && !cookie);
+  CHECK_EQ(view.n_variables, 1);
+  CHECK_STR(view.variables[0].name, "backend");
+  CHECK_STR(view.variables[0].value, "b1");
+
+  CHECK_EQ(le_request_inspect(request, NULL), LE_ERR_INVALID_ARGUMENT);
+  CHECK_EQ(le_request_inspect(NULL, &view), LE_ERR_INVALID_ARGUMENT);
+  le_request_free(request);
+  le_script_free(rewrite);
+  le_engine_free(engine);
+}
+
+/* Answers $server_name and $upstream_addr; counts lookups. */
+static void resolve_variable(void *user_data, const le_variable_lookup *lookup, le_variable_answer *answer) {
+  int *lookups = user_data;
+  (*lookups)++;
+  CHECK(lookup->request_id != 0);
+  CHECK_EQ(lookup->phase, LE_PHASE_CONTENT);
+  if (le_str_eq(lookup->name, "server_name")) CHECK_OK(le_variable_answer_set, answer, le_s("example.org"));
+  if (le_str_eq(lookup->name, "upstream_addr")) CHECK_OK(le_variable_answer_set, answer, le_sn("10.0.0.1\0x", 10));
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_variable_answer_set, NULL, le_s("x"));
+}
+
+static void unknown_variables_ask_the_host(void) {
+  int lookups = 0;
+  le_config config = le_config_default();
+  config.workers = 1;
+  config.variable = resolve_variable;
+  config.variable_user_data = &lookups;
+  le_engine *engine = NULL;
+  CHECK_OK(le_engine_new, &config, &engine);
+  le_script *content = le_test_compile(engine, "content",
+                                       "ngx.say(ngx.var.server_name, ' ', #ngx.var.upstream_addr, ' ', "
+                                       "tostring(ngx.var.nope), ' ', ngx.var.uri)");
+  le_request *request = le_test_request(engine, "/t", NULL, 0);
+  RUN(request, LE_PHASE_CONTENT, content, LE_STATUS_DONE);
+  CHECK_STR(le_test_response(request).body, "example.org 10 nil /t\n");
+  CHECK_EQ(lookups, 3); /* built-in $uri never reaches the host */
+  le_request_free(request);
+  le_script_free(content);
+  le_engine_free(engine);
+}
+
 TEST_MAIN(
+    TEST_CASE(mutations_are_read_back),
+    TEST_CASE(unknown_variables_ask_the_host),
     TEST_CASE(access_then_content),
     TEST_CASE(access_denies_with_403),
     TEST_CASE(redirect_sets_location),
