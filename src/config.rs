@@ -52,6 +52,11 @@ pub struct EngineConfig {
     pub file_check_interval: Duration,
     /// Functions scripts call as `require("host").name(...)`. Names must be unique.
     pub host_functions: Vec<HostFunction>,
+    /// Async host functions: scripts call them like the others (`require("host").name(...)`),
+    /// but the phase yields with a `PendingOp` that the host performs and completes
+    /// (`Request::pending`, `Request::complete`) before resuming; meanwhile the worker serves
+    /// other requests.
+    pub async_functions: Vec<String>,
     /// `ngx.shared.<name>` dicts as (name, capacity in bytes), shared by all workers, like
     /// nginx's `lua_shared_dict name size`.
     pub shared_dicts: Vec<(String, usize)>,
@@ -72,6 +77,7 @@ impl Default for EngineConfig {
             coroutine_pool: 1024,
             file_check_interval: Duration::from_secs(1),
             host_functions: Vec::new(),
+            async_functions: Vec::new(),
             shared_dicts: Vec::new(),
             variables: None,
         }

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use crate::cache::{CacheStats, CodeCache, Script};
 use crate::config::EngineConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::log::Logger;
 use crate::request::{Request, RequestInit};
+use crate::scheduler::Scheduler;
 use crate::shdict::SharedDict;
 use crate::worker::{Worker, WorkerStats};
 
@@ -31,10 +32,17 @@ pub(crate) struct Shared {
     cache: Arc<CodeCache>,
     dicts: Vec<Arc<SharedDict>>,
     pub logger: Logger,
+    pub scheduler: Scheduler,
     next_request: AtomicU64,
     next_worker: AtomicUsize,
     phases_run: AtomicU64,
     errors: AtomicU64,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.scheduler.shutdown();
+    }
 }
 
 impl Shared {
@@ -77,6 +85,8 @@ impl Engine {
             cache,
             dicts,
             logger,
+            scheduler: Scheduler::start()
+                .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the clock thread: {e}")))?,
             next_request: AtomicU64::new(1),
             next_worker: AtomicUsize::new(0),
             phases_run: AtomicU64::new(0),
@@ -140,7 +150,8 @@ impl Engine {
             let message = format!("{} workers is more than the {MAX_WORKERS} allowed", config.workers);
             return Err(Error::invalid_argument(message));
         }
-        unique_names("host function", config.host_functions.iter().map(|function| function.name()))?;
+        let sync = config.host_functions.iter().map(|function| function.name());
+        unique_names("host function", sync.chain(config.async_functions.iter().map(String::as_str)))?;
         unique_names("shared dict", config.shared_dicts.iter().map(|(name, _)| name.as_str()))?;
         if let Some((name, _)) = config.shared_dicts.iter().find(|(_, capacity)| *capacity < MIN_DICT_CAPACITY) {
             let message = format!("shared dict '{name}' is smaller than the {MIN_DICT_CAPACITY} bytes allowed");

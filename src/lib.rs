@@ -34,7 +34,9 @@ mod modules;
 mod phase;
 mod request;
 mod sandbox;
+mod scheduler;
 pub mod shdict;
+mod wait;
 mod worker;
 
 pub use cache::{CacheStats, Script};
@@ -45,6 +47,7 @@ pub use host::{HostCall, HostFn, HostFunction, HostValue, MAX_VALUE_DEPTH};
 pub use log::{LogLevel, LogRecord, LogSink};
 pub use phase::{Phase, Status};
 pub use request::{Request, RequestInit, Response};
+pub use wait::{PendingOp, Waker, READ_BODY};
 pub use worker::WorkerStats;
 
 /// The library's version (`CARGO_PKG_VERSION`).

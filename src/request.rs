@@ -10,7 +10,9 @@ use mlua::{Table, Thread};
 use crate::cache::Script;
 use crate::engine::Shared;
 use crate::error::{Error, Result};
+use crate::host::HostValue;
 use crate::phase::{Phase, Status};
+use crate::wait::{Event, PendingOp, Waits, WakeSlot, Waker, READ_BODY};
 use crate::worker::Worker;
 
 /// Everything a request starts from, borrowed from the host for the duration of
@@ -180,6 +182,9 @@ impl Snapshot {
     pub fn set_query(&mut self, query: &[u8]) {
         self.query = self.push(query);
     }
+    pub fn set_body(&mut self, body: &[u8]) {
+        self.body = Some(self.push(body));
+    }
 
     /// `ngx.req.set_header` as nginx does it: the first header of that name (compared
     /// case-insensitively) takes the first value in place and keeps its spelling, the other
@@ -276,6 +281,9 @@ pub(crate) struct Suspended {
     pub phase: Phase,
     pub thread: Thread,
     pub budget_left: i64,
+    /// Whether it waits for an event (ngx.sleep, an async call) rather than a plain
+    /// `coroutine.yield()`, which any resume continues.
+    pub waiting: bool,
 }
 
 /// A request's state. It travels into the worker's Lua state (as `CurrentRequest`) while a
@@ -296,6 +304,8 @@ pub(crate) struct RequestState {
     /// The request's globals, created on the first phase run.
     pub env: Option<Table>,
     pub suspended: Option<Suspended>,
+    /// Waits started by the running phase and not completed yet.
+    pub waits: Waits,
 }
 
 /// One HTTP request, bound to one worker for its whole life. Not `Sync`: drive it from one
@@ -305,6 +315,8 @@ pub struct Request {
     state: Option<Box<RequestState>>,
     worker: Arc<Worker>,
     shared: Arc<Shared>,
+    /// Completed waits, reached by the clock thread and the host.
+    wake: Arc<WakeSlot>,
 }
 
 impl Request {
@@ -330,8 +342,9 @@ impl Request {
             ctx: None,
             env: None,
             suspended: None,
+            waits: Waits::default(),
         };
-        Request { id, state: Some(Box::new(state)), worker, shared }
+        Request { id, state: Some(Box::new(state)), worker, shared, wake: Arc::default() }
     }
 
     /// The engine-wide id of this request (in logs as `request_id`).
@@ -359,19 +372,98 @@ impl Request {
         state.location_jump = false;
         let (state, result) = self.worker.run(&self.shared, state, phase, script.current());
         self.state = Some(state);
+        self.settle(result)
+    }
+
+    /// Continues the suspended phase with the next completed wait, or after a plain
+    /// `coroutine.yield()`. When nothing it waits for has completed yet, it returns
+    /// `Ok(Status::Yield)` at once without running anything (a spurious resume is harmless).
+    pub fn resume(&mut self) -> Result<Status> {
+        let mut state = self.take_state()?;
+        let Some(suspended) = &state.suspended else {
+            self.state = Some(state);
+            return Err(Error::invalid_state("the request is not suspended"));
+        };
+        let event = if suspended.waiting {
+            match self.next_event(&mut state) {
+                Some(event) => Some(event),
+                None => {
+                    self.state = Some(state);
+                    return Ok(Status::Yield);
+                }
+            }
+        } else {
+            None
+        };
+        let (state, result) = self.worker.resume(&self.shared, state, event);
+        self.state = Some(state);
+        self.settle(result)
+    }
+
+    /// Sets the function called (from the engine's clock thread) when an engine-driven wait of
+    /// this request completes; it should make the host resume the request. Replaces the
+    /// previous one; `None` removes it (the host then polls `resume`).
+    pub fn set_waker(&self, waker: Option<Waker>) {
+        self.wake.set_waker(waker);
+    }
+
+    /// The host-driven waits of the suspended phase (async host functions, body reads): perform
+    /// each and `complete` it, then `resume`.
+    pub fn pending(&self) -> &[PendingOp] {
+        self.state.as_ref().map_or(&[], |state| &state.waits.pending)
+    }
+
+    /// Completes the pending operation `id` with its results, or with an error the waiting
+    /// script raises. For `ngx.req.read_body` the result is the body: one string, or nothing.
+    pub fn complete(&mut self, id: u64, result: std::result::Result<Vec<HostValue>, String>) -> Result<()> {
+        let state = self.state.as_mut().ok_or_else(lost)?;
+        let op = state
+            .waits
+            .take_pending(id)
+            .ok_or_else(|| Error::invalid_argument(format!("no pending operation {id}")))?;
+        if let (READ_BODY, Ok(values)) = (op.name.as_str(), &result) {
+            let body: &[u8] = match values.as_slice() {
+                [] | [HostValue::Nil] => b"",
+                [HostValue::String(body)] => body,
+                _ => {
+                    state.waits.pending.push(op);
+                    return Err(Error::invalid_argument("a body read completes with one string"));
+                }
+            };
+            state.input.set_body(body);
+            self.wake.push(Event { id, result: Ok(Vec::new()) });
+            return Ok(());
+        }
+        self.wake.push(Event { id, result });
+        Ok(())
+    }
+
+    /// After a run or resume: a waiting phase hands its sleeps to the clock; a finished one
+    /// forgets its waits (their late completions are dropped).
+    fn settle(&mut self, result: Result<Status>) -> Result<Status> {
+        let state = self.state.as_mut().expect("the state came back");
+        if result != Ok(Status::Yield) {
+            state.waits.forget();
+            return result;
+        }
+        let now = Instant::now();
+        for (id, duration) in state.waits.sleeps.drain(..) {
+            let slot = Arc::downgrade(&self.wake);
+            self.shared.scheduler.at(
+                now + duration,
+                Box::new(move |_| {
+                    if let Some(slot) = slot.upgrade() {
+                        slot.wake(Event { id, result: Ok(Vec::new()) });
+                    }
+                }),
+            );
+        }
         result
     }
 
-    /// Continues the suspended phase.
-    pub fn resume(&mut self) -> Result<Status> {
-        let state = self.take_state()?;
-        if state.suspended.is_none() {
-            self.state = Some(state);
-            return Err(Error::invalid_state("the request is not suspended"));
-        }
-        let (state, result) = self.worker.resume(&self.shared, state);
-        self.state = Some(state);
-        result
+    /// The next completed wait the phase still waits for.
+    fn next_event(&self, state: &mut RequestState) -> Option<Event> {
+        std::iter::from_fn(|| self.wake.pop()).find(|event| state.waits.settle(event.id))
     }
 
     /// Whether a phase waits for `resume`.
@@ -438,6 +530,17 @@ impl Request {
     }
 
     fn take_state(&mut self) -> Result<Box<RequestState>> {
-        self.state.take().ok_or_else(|| Error::invalid_state("the request was lost by an earlier failure; free it"))
+        self.state.take().ok_or_else(lost)
     }
+}
+
+impl Drop for Request {
+    /// Cancels the request's waits: no waker call starts after this, and one in flight ends first.
+    fn drop(&mut self) {
+        self.wake.cancel();
+    }
+}
+
+fn lost() -> Error {
+    Error::invalid_state("the request was lost by an earlier failure; free it")
 }

@@ -22,6 +22,7 @@ use crate::phase::{exit_outcome, ExitOutcome, Phase, Status};
 use crate::request::{RequestState, Response, Suspended};
 use crate::sandbox;
 use crate::shdict::SharedDict;
+use crate::wait::Event;
 
 /// Counters a worker publishes without taking its lock.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -114,6 +115,7 @@ impl Worker {
             budget: budget.clone(),
             functions: functions.clone(),
             host_functions: &config.host_functions,
+            async_functions: &config.async_functions,
             dicts,
             variables: config.variables.clone(),
         };
@@ -174,17 +176,26 @@ impl Worker {
         self.drive(w, shared, state, phase, thread, budget_left, (function, env))
     }
 
-    /// Continues a suspended phase.
-    pub(crate) fn resume(&self, shared: &Shared, mut state: Box<RequestState>) -> (Box<RequestState>, Result<Status>) {
+    /// Continues a suspended phase, handing it `event` (what its wait produced) if it waits.
+    pub(crate) fn resume(
+        &self,
+        shared: &Shared,
+        mut state: Box<RequestState>,
+        event: Option<Event>,
+    ) -> (Box<RequestState>, Result<Status>) {
         let guard = self.lua.lock();
         let w = &*guard;
         if w.running.get() {
             return (state, Err(reentered()));
         }
-        let Some(Suspended { phase, thread, budget_left }) = state.suspended.take() else {
+        let Some(Suspended { phase, thread, budget_left, .. }) = state.suspended.take() else {
             return (state, Err(Error::invalid_state("the request is not suspended")));
         };
-        self.drive(w, shared, state, phase, thread, budget_left, ())
+        let args = match event.map(|event| api::event_values(&w.lua, event)).transpose() {
+            Ok(args) => args.unwrap_or_default(),
+            Err(e) => return (state, Err(Error::from_lua(&e))),
+        };
+        self.drive(w, shared, state, phase, thread, budget_left, args)
     }
 
     /// Resumes the request's coroutine with the request installed as the current one, then
@@ -220,6 +231,11 @@ impl Worker {
                 w.recycle(thread);
                 Ok(finished(phase, &state.response))
             }
+            // (signal, "wait"): ngx.sleep, an async host call, a body read.
+            Ok((first, kind)) if api::is_signal(&first) && api::is_wait(&kind) => {
+                state.suspended = Some(Suspended { phase, thread, budget_left, waiting: true });
+                Ok(Status::Yield)
+            }
             // Engine yields: (signal, "exit") from ngx.exit and ngx.redirect.
             Ok((first, _)) if api::is_signal(&first) => {
                 w.recycle(thread);
@@ -227,7 +243,7 @@ impl Worker {
             }
             // Anything else is a plain yield of the entry coroutine: wait for resume.
             Ok(_) => {
-                state.suspended = Some(Suspended { phase, thread, budget_left });
+                state.suspended = Some(Suspended { phase, thread, budget_left, waiting: false });
                 Ok(Status::Yield)
             }
             // An errored coroutine is dropped, not pooled: on Lua 5.4 an error raised from a hook

@@ -5,16 +5,38 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::{Lua, MultiValue, Table, Value};
 
-use super::{fail, type_name, CurrentRequest};
+use super::{fail, reply, type_name, CurrentRequest, YIELDING};
 use crate::host::{HostCall, HostFunction, HostValue, MAX_VALUE_DEPTH};
 
-/// Builds the module table (each function still raw: the prelude wraps them in `checked`).
-pub(crate) fn module(lua: &Lua, current: &CurrentRequest, functions: &[HostFunction]) -> mlua::Result<Table> {
-    let module = lua.create_table_with_capacity(0, functions.len())?;
+/// Builds the module's functions, still raw: `sync` ones return results (or an error for the
+/// glue to raise), `async` ones start a host-driven wait and return its id.
+pub(crate) fn module(
+    lua: &Lua,
+    current: &CurrentRequest,
+    functions: &[HostFunction],
+    async_functions: &[String],
+) -> mlua::Result<Table> {
+    let sync = lua.create_table_with_capacity(0, functions.len())?;
     for function in functions {
-        module.raw_set(function.name.as_str(), host_function(lua, current, function)?)?;
+        sync.raw_set(function.name.as_str(), host_function(lua, current, function)?)?;
     }
+    let asynchronous = lua.create_table_with_capacity(0, async_functions.len())?;
+    for name in async_functions {
+        asynchronous.raw_set(name.as_str(), async_function(lua, current, name)?)?;
+    }
+    let module = lua.create_table()?;
+    module.raw_set("sync", sync)?;
+    module.raw_set("async", asynchronous)?;
     Ok(module)
+}
+
+fn async_function(lua: &Lua, current: &CurrentRequest, name: &str) -> mlua::Result<mlua::Function> {
+    let (name, slot) = (name.to_string(), current.clone());
+    let api = format!("host function '{name}'");
+    lua.create_function(move |lua, args: MultiValue| {
+        let args = args.iter().enumerate().map(|(i, arg)| host_arg(&name, i, arg)).collect::<Result<Vec<_>, _>>();
+        reply(lua, args.and_then(|args| slot.with(&api, YIELDING, |request| request.waits.host(name.clone(), args))))
+    })
 }
 
 fn host_function(lua: &Lua, current: &CurrentRequest, function: &HostFunction) -> mlua::Result<mlua::Function> {
@@ -82,7 +104,7 @@ fn host_table(table: &Table, depth: usize) -> Result<HostValue, String> {
 }
 
 /// A host result as a Lua value.
-fn lua_value(lua: &Lua, value: HostValue) -> mlua::Result<Value> {
+pub(crate) fn lua_value(lua: &Lua, value: HostValue) -> mlua::Result<Value> {
     Ok(match value {
         HostValue::Nil => Value::Nil,
         HostValue::Boolean(b) => Value::Boolean(b),

@@ -10,13 +10,14 @@ mod log;
 mod req;
 mod resp;
 mod shdict;
+mod sleep;
 mod uri;
 mod var;
 
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use mlua::{Function, IntoLua, LightUserData, Lua, Table, Value};
+use mlua::{Function, IntoLua, LightUserData, Lua, MultiValue, Table, Value};
 use parking_lot::Mutex;
 
 use crate::cache::CodeCache;
@@ -24,9 +25,10 @@ use crate::config::VariableResolver;
 use crate::host::HostFunction;
 use crate::limits::Budget;
 use crate::log::Logger;
-use crate::phase::Phases;
+use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 use crate::shdict::SharedDict;
+use crate::wait::Event;
 use crate::worker::FunctionCache;
 
 /// The request whose coroutine is running on this worker, if any: the worker installs it for
@@ -99,6 +101,7 @@ pub(crate) struct Setup<'a> {
     pub budget: Option<Arc<Budget>>,
     pub functions: FunctionCache,
     pub host_functions: &'a [HostFunction],
+    pub async_functions: &'a [String],
     pub dicts: &'a [Arc<SharedDict>],
     /// The host's resolver for `ngx.var` names the engine does not know.
     pub variables: Option<VariableResolver>,
@@ -114,6 +117,33 @@ pub(crate) fn signal() -> LightUserData {
 
 pub(crate) fn is_signal(value: &Value) -> bool {
     matches!(value, Value::LightUserData(ud) if *ud == signal())
+}
+
+/// The second value of a (signal, "wait") yield: the phase waits for an event.
+pub(crate) fn is_wait(value: &Value) -> bool {
+    matches!(value, Value::String(kind) if kind.as_bytes() == b"wait")
+}
+
+/// Phases that may wait (sleep, async calls): lua-nginx-module's yieldable contexts.
+pub(crate) const YIELDING: Phases = Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::Timer]);
+
+/// What a waiting script receives when its wait completes: (id, true, values...) or
+/// (id, false, message).
+pub(crate) fn event_values(lua: &Lua, event: Event) -> mlua::Result<MultiValue> {
+    let mut values = vec![Value::Integer(event.id as i64)];
+    match event.result {
+        Ok(results) => {
+            values.push(Value::Boolean(true));
+            for value in results {
+                values.push(host::lua_value(lua, value)?);
+            }
+        }
+        Err(message) => {
+            values.push(Value::Boolean(false));
+            values.push(Value::String(lua.create_string(message)?));
+        }
+    }
+    Ok(MultiValue::from_vec(values))
 }
 
 /// The name Lua's `type()` gives a value (mlua tells integers and light userdata apart).
@@ -185,7 +215,8 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     params.set("loaded", &loaded)?;
     params.set("preload", &preload)?;
     params.set("module_env", &module_env)?;
-    params.set("host", host::module(lua, &current, setup.host_functions)?)?;
+    params.set("host", host::module(lua, &current, setup.host_functions, setup.async_functions)?)?;
+    sleep::register(lua, &current, &impl_table)?;
     let dict_methods = lua.create_table()?;
     shdict::register(lua, setup.dicts, &dict_methods)?;
     params.set("dict_methods", dict_methods)?;

@@ -47,6 +47,38 @@ for name, fn in pairs(impl.req) do
   ngx.req[name] = checked(fn)
 end
 
+-- Waits (DESIGN.md §5): Rust registers the wait and returns its id; the phase yields
+-- (signal, "wait") to the engine, which resumes it with (id, true, results...) or
+-- (id, false, message) once the wait completes. Both helpers are tail-called, so level 2 of
+-- the error below is the script that waited.
+local function finish_wait(_, ok, ...)
+  if ok then
+    return ...
+  end
+  error((...), 2)
+end
+
+local function engine_wait(id)
+  return finish_wait(co_yield(signal, "wait", id))
+end
+
+-- A Rust function that may start a wait: it returns the wait's id, nothing when there is
+-- nothing to wait for, or (signal, message) for an argument error.
+local function waiting(fn)
+  return function(...)
+    local id, err = fn(...)
+    if id == signal then
+      error(err, 2)
+    end
+    if id ~= nil then
+      return engine_wait(id)
+    end
+  end
+end
+
+ngx.sleep = waiting(impl.sleep)
+ngx.req.read_body = waiting(impl.req.read_body)
+
 -- ngx.req.set_uri(uri, true) in rewrite ends the phase (nginx then matches locations again).
 local req_set_uri = impl.req.set_uri
 ngx.req.set_uri = function(...)
@@ -186,10 +218,13 @@ local function raise_or_return(...)
 end
 
 local host = {}
-for name, fn in pairs(P.host) do
+for name, fn in pairs(P.host.sync) do
   host[name] = function(...)
     return raise_or_return(fn(...))
   end
+end
+for name, fn in pairs(P.host.async) do
+  host[name] = waiting(fn)
 end
 preload.host = function()
   return host

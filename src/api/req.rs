@@ -6,9 +6,10 @@ use mlua::{FromLuaMulti, IntoLua, Lua, Table, Value};
 use super::consts::METHODS;
 use super::resp::integer_arg;
 use super::uri::{encode_args, escape, for_each_arg};
-use super::{fail, string_or_number, type_name, CurrentRequest};
+use super::{fail, string_or_number, type_name, CurrentRequest, YIELDING};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
+use crate::wait::READ_BODY;
 
 /// Reading functions work in every request phase.
 const ANY: Phases =
@@ -46,6 +47,10 @@ pub(crate) fn register(
     })?;
     req.add("get_body_data", ANY, |lua, request, ()| {
         Ok(request.input.body().map(|body| lua.create_string(body)).transpose()?)
+    })?;
+    // Without a body from the host, a host-driven wait for it (the body arrives as the result).
+    req.add("read_body", YIELDING, |_, request, ()| {
+        Ok(request.input.body().is_none().then(|| request.waits.host(READ_BODY.into(), Vec::new())))
     })?;
     req.add("get_method", ANY, |lua, request, ()| Ok(lua.create_string(request.input.method())?))?;
     req.add("get_uri_args", ANY, |lua, request, (max, tab): (Value, Value)| {

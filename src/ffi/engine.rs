@@ -75,6 +75,11 @@ pub struct le_config {
     /// Copied by `le_engine_new` (names included); their `user_data` must outlive the engine.
     pub functions: *const le_function,
     pub n_functions: usize,
+    /// Names of async host functions: a script calling one yields (`LE_STATUS_YIELD`) with a
+    /// pending operation (`le_request_pending`) that the host performs, completes
+    /// (`le_request_complete`) and resumes. `n_async_functions` names, copied.
+    pub async_functions: *const le_str,
+    pub n_async_functions: usize,
     /// Shared dicts (`ngx.shared.<name>`); `n_shared_dicts` of them, copied by `le_engine_new`.
     pub shared_dicts: *const le_dict_config,
     pub n_shared_dicts: usize,
@@ -136,6 +141,8 @@ pub extern "C" fn le_config_default() -> le_config {
         file_check_interval_ms: u32::try_from(defaults.file_check_interval.as_millis()).unwrap_or(u32::MAX),
         functions: std::ptr::null(),
         n_functions: 0,
+        async_functions: std::ptr::null(),
+        n_async_functions: 0,
         shared_dicts: std::ptr::null(),
         n_shared_dicts: 0,
         variable: None,
@@ -192,6 +199,10 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
         coroutine_pool: config.coroutine_pool as usize,
         file_check_interval: Duration::from_millis(u64::from(config.file_check_interval_ms)),
         host_functions: unsafe { host_functions(config.functions, config.n_functions)? },
+        async_functions: unsafe { slice(config.async_functions, config.n_async_functions, "config.async_functions")? }
+            .iter()
+            .map(|name| unsafe { name.text("config.async_functions name") }.map(str::to_string))
+            .collect::<Result<_, _>>()?,
         shared_dicts: unsafe { dict_configs(config.shared_dicts, config.n_shared_dicts)? },
         variables: resolver(config.variable, config.variable_user_data),
     })
