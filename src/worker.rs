@@ -54,6 +54,7 @@ struct WorkerLua {
     /// instead of a deadlock.
     running: Cell<bool>,
     budget: Option<Arc<Budget>>,
+    clock: api::time::Clock,
 }
 
 /// A function loaded from bytecode, forgotten once the bytecode is gone.
@@ -122,6 +123,7 @@ impl Worker {
             pool_max: config.coroutine_pool,
             running: Cell::new(false),
             budget,
+            clock: installed.clock,
         };
         Ok(Worker { index, lua: ReentrantMutex::new(state), pooled: AtomicUsize::new(0), memory, functions })
     }
@@ -191,6 +193,7 @@ impl Worker {
         args: impl mlua::IntoLuaMulti,
     ) -> (Box<RequestState>, Result<Status>) {
         state.phase = Some(phase);
+        w.clock.update();
         if let Some(budget) = &w.budget {
             budget.arm(budget_left);
         }

@@ -6,8 +6,10 @@
 pub(crate) mod consts;
 mod ctx;
 mod log;
+mod phase;
 mod req;
 mod resp;
+pub(crate) mod time;
 mod var;
 
 use std::ffi::c_void;
@@ -81,6 +83,8 @@ pub(crate) struct Installed {
     /// `run_chunk(chunk, env, ...)`: the body of every pooled coroutine.
     pub run_chunk: Function,
     pub current: CurrentRequest,
+    /// The worker's cached time, refreshed before every phase run and resume.
+    pub clock: time::Clock,
 }
 
 /// Everything `install` needs from the engine.
@@ -145,6 +149,9 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     let impl_table = lua.create_table()?;
     ngx.set("req", lua.create_table()?)?;
     consts::register(&ngx)?;
+    let clock = time::Clock::new();
+    time::register(lua, &ngx, &clock)?;
+    phase::register(lua, &ngx, &current)?;
     resp::register(lua, &current, &impl_table)?;
     ctx::register(lua, &current, &impl_table)?;
     var::register(lua, &current, &impl_table)?;
@@ -208,7 +215,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     module_mt.set("__metatable", false)?;
     module_env.set_metatable(Some(module_mt))?;
     module_env.raw_set("_G", &module_env)?;
-    Ok(Installed { run_chunk: glue.get("run_chunk")?, current })
+    Ok(Installed { run_chunk: glue.get("run_chunk")?, current, clock })
 }
 
 /// Appends what `ngx.say` prints for a scalar: strings as they are, numbers as
