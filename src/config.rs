@@ -28,6 +28,11 @@ pub struct EngineConfig {
     pub coroutine_pool: usize,
     /// How often a file script checks its file for changes (mtime, size). Zero checks on every run.
     pub file_check_interval: Duration,
+    /// nginx's `default_type`: the `Content-Type` a response gets when the engine sends its
+    /// headers (first `ngx.say`/`print`/`flush`, the end of content, `ngx.exit` with a 2xx
+    /// other than 204) and no script set or cleared `ngx.header.content_type`. Until then,
+    /// reading `ngx.header.content_type` gives nil, as in lua-nginx-module. Empty adds none.
+    pub default_type: String,
 }
 
 impl Default for EngineConfig {
@@ -42,6 +47,7 @@ impl Default for EngineConfig {
             memory_limit: 0,
             coroutine_pool: 1024,
             file_check_interval: Duration::from_secs(1),
+            default_type: "text/plain".into(),
         }
     }
 }

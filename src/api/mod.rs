@@ -5,6 +5,7 @@
 
 pub(crate) mod consts;
 mod ctx;
+mod header;
 mod log;
 mod phase;
 mod req;
@@ -96,6 +97,8 @@ pub(crate) struct Setup<'a> {
     /// The worker's instruction budget, when one is configured.
     pub budget: Option<Arc<Budget>>,
     pub functions: FunctionCache,
+    /// `EngineConfig::default_type`, added when the engine sends the response headers.
+    pub default_type: Arc<str>,
 }
 
 static SIGNAL_ANCHOR: u8 = 0;
@@ -152,11 +155,12 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     let clock = time::Clock::new();
     time::register(lua, &ngx, &clock)?;
     phase::register(lua, &ngx, &current)?;
-    resp::register(lua, &current, &impl_table)?;
+    resp::register(lua, &current, &impl_table, &setup.logger, &setup.default_type)?;
     ctx::register(lua, &current, &impl_table)?;
     var::register(lua, &current, &impl_table)?;
     let headers_mt = lua.create_table()?;
     req::register(lua, &current, &impl_table, &headers_mt)?;
+    header::register(lua, &current, &impl_table, &setup.logger, &headers_mt)?;
     log::register(lua, &current, &impl_table, setup.logger.clone())?;
     crate::modules::register(lua, &impl_table, setup.cache.clone(), setup.functions.clone(), setup.package_path)?;
 

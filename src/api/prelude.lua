@@ -46,6 +46,9 @@ end
 ngx.req.get_headers = checked(impl.get_headers)
 ngx.req.get_method = checked(impl.get_method)
 ngx.req.get_body_data = checked(impl.get_body_data)
+ngx.resp = { get_headers = checked(impl.resp_get_headers) }
+-- ngx.header.X reads and writes the response headers (the proxy itself stays empty).
+ngx.header = setmetatable({}, { __index = checked(impl.header_get), __newindex = checked(impl.header_set) })
 
 -- ngx.exit and ngx.redirect end the running handler: the engine sees the signal and never
 -- resumes it.

@@ -1,7 +1,7 @@
 //! `ngx.req.*` reading the request snapshot (the first API slice's readers; the rest of
 //! ngx.req comes with the next issue).
 
-use mlua::{Lua, Table, Value};
+use mlua::{Function, Lua, Table, Value};
 
 use super::{fail, lua_failure, reply, CurrentRequest};
 use crate::phase::{Phase, Phases};
@@ -18,34 +18,7 @@ pub(crate) fn register(
     impl_table: &Table,
     headers_mt: &Table,
 ) -> mlua::Result<()> {
-    let headers_mt = headers_mt.clone();
-    let slot = current.clone();
-    impl_table.set(
-        "get_headers",
-        lua.create_function(move |lua, (max, raw): (Option<i64>, Option<bool>)| {
-            let max = match max.unwrap_or(DEFAULT_MAX_HEADERS) {
-                0 => i64::MAX,
-                n if n < 0 => return fail(lua, "bad argument #1 to 'get_headers' (max must be >= 0)"),
-                n => n,
-            };
-            let raw = raw.unwrap_or(false);
-            let result = slot.with("ngx.req.get_headers", REQUEST, |request| {
-                let limit = usize::try_from(max).unwrap_or(usize::MAX);
-                let headers = request.input.headers();
-                let truncated = headers.len() > limit;
-                let table = headers_table(lua, headers.take(limit), raw)?;
-                if !raw {
-                    table.set_metatable(Some(headers_mt.clone()))?;
-                }
-                Ok::<_, mlua::Error>((table, truncated))
-            });
-            match lua_failure(result)? {
-                Ok((table, true)) => Ok((Value::Table(table), Value::String(lua.create_string("truncated")?))),
-                Ok((table, false)) => Ok((Value::Table(table), Value::Nil)),
-                Err(message) => fail(lua, message),
-            }
-        })?,
-    )?;
+    impl_table.set("get_headers", get_headers(lua, current, Headers::Request, headers_mt)?)?;
     let slot = current.clone();
     impl_table.set(
         "get_body_data",
@@ -64,6 +37,59 @@ pub(crate) fn register(
             reply(lua, lua_failure(method)?)
         })?,
     )
+}
+
+/// Whose headers a `get_headers` function returns.
+#[derive(Clone, Copy)]
+pub(crate) enum Headers {
+    Request,
+    Response,
+}
+
+/// `ngx.req.get_headers(max?, raw?)` or `ngx.resp.get_headers(max?, raw?)`: a table of at most
+/// `max` headers (default 100, 0 for all; "truncated" comes second when there were more), names
+/// lowercased and looked up with `headers_mt` unless `raw`.
+pub(crate) fn get_headers(
+    lua: &Lua,
+    current: &CurrentRequest,
+    which: Headers,
+    headers_mt: &Table,
+) -> mlua::Result<Function> {
+    let (slot, headers_mt) = (current.clone(), headers_mt.clone());
+    lua.create_function(move |lua, (max, raw): (Option<i64>, Option<bool>)| {
+        let limit = match max.unwrap_or(DEFAULT_MAX_HEADERS) {
+            0 => usize::MAX,
+            n if n < 0 => return fail(lua, "bad argument #1 to 'get_headers' (max must be >= 0)"),
+            n => usize::try_from(n).unwrap_or(usize::MAX),
+        };
+        let raw = raw.unwrap_or(false);
+        let result = match which {
+            Headers::Request => slot.with("ngx.req.get_headers", REQUEST, |request| {
+                headers_reply(lua, request.input.headers(), limit, raw, &headers_mt)
+            }),
+            Headers::Response => slot.with("ngx.resp.get_headers", REQUEST, |request| {
+                let headers = request.response.headers.iter().map(|(name, value)| (name.as_slice(), value.as_slice()));
+                headers_reply(lua, headers, limit, raw, &headers_mt)
+            }),
+        };
+        lua_failure(result)?.or_else(|message| fail(lua, message))
+    })
+}
+
+fn headers_reply<'a>(
+    lua: &Lua,
+    headers: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    limit: usize,
+    raw: bool,
+    headers_mt: &Table,
+) -> mlua::Result<(Value, Value)> {
+    let truncated = headers.len() > limit;
+    let table = headers_table(lua, headers.take(limit), raw)?;
+    if !raw {
+        table.set_metatable(Some(headers_mt.clone()))?;
+    }
+    let truncated = if truncated { Value::String(lua.create_string("truncated")?) } else { Value::Nil };
+    Ok((Value::Table(table), truncated))
 }
 
 /// The table `get_headers` returns: names lowercased (unless `raw`), repeated headers as arrays

@@ -175,6 +175,8 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
         memory_limit: config.memory_limit,
         coroutine_pool: config.coroutine_pool as usize,
         file_check_interval: Duration::from_millis(u64::from(config.file_check_interval_ms)),
+        // le_config has no default_type field yet: C hosts keep adding Content-Type themselves.
+        default_type: String::new(),
     })
 }
 
