@@ -315,10 +315,22 @@ typedef struct le_config {
   const struct le_function *functions;
   size_t n_functions;
   /**
+   * Names of async host functions: a script calling one yields (`LE_STATUS_YIELD`) with a
+   * pending operation (`le_request_pending`) that the host performs, completes
+   * (`le_request_complete`) and resumes. `n_async_functions` names, copied.
+   */
+  const struct le_str *async_functions;
+  size_t n_async_functions;
+  /**
    * Shared dicts (`ngx.shared.<name>`); `n_shared_dicts` of them, copied by `le_engine_new`.
    */
   const struct le_dict_config *shared_dicts;
   size_t n_shared_dicts;
+  /**
+   * nginx's `default_type`: the Content-Type a response gets when the engine sends its
+   * headers and no script set one. Default `text/plain`; empty adds none. Copied.
+   */
+  struct le_str default_type;
   /**
    * Answers `ngx.var` names the engine does not know; NULL leaves them undefined.
    */

@@ -26,6 +26,9 @@ pub struct VariableLookup<'a> {
 /// engine. A panic becomes a Lua error in the script.
 pub type VariableResolver = Arc<dyn Fn(&VariableLookup<'_>) -> Option<Vec<u8>> + Send + Sync>;
 
+/// nginx's default `default_type`.
+pub(crate) const DEFAULT_TYPE: &str = "text/plain";
+
 /// How an engine is built. `EngineConfig::default()` is a sandboxed engine with one worker per
 /// CPU, no instruction budget and no memory cap.
 #[derive(Clone)]
@@ -62,6 +65,11 @@ pub struct EngineConfig {
     pub shared_dicts: Vec<(String, usize)>,
     /// Resolves the `ngx.var` names the engine does not know; without one they read as nil.
     pub variables: Option<VariableResolver>,
+    /// nginx's `default_type`: the `Content-Type` a response gets when the engine sends its
+    /// headers (first `ngx.say`/`print`/`flush`, the end of content, `ngx.exit` with a 2xx
+    /// other than 204) and no script set or cleared `ngx.header.content_type`. Until then,
+    /// reading `ngx.header.content_type` gives nil, as in lua-nginx-module. Empty adds none.
+    pub default_type: String,
 }
 
 impl Default for EngineConfig {
@@ -80,6 +88,7 @@ impl Default for EngineConfig {
             async_functions: Vec::new(),
             shared_dicts: Vec::new(),
             variables: None,
+            default_type: DEFAULT_TYPE.into(),
         }
     }
 }

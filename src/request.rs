@@ -257,13 +257,19 @@ fn or_default<'a>(given: &'a [u8], default: &'a [u8]) -> &'a [u8] {
 /// What the scripts produced, read back by the host.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Response {
-    /// The status a script set (`ngx.status`, `ngx.exit`, `ngx.redirect`); 0 if none did.
+    /// The status a script set (`ngx.status`, `ngx.exit`, `ngx.redirect`), or 200 once the
+    /// engine sent the headers without one; 0 otherwise.
     pub status: u16,
-    /// Response headers set by scripts, in order; a name may repeat.
+    /// Response headers set by scripts (`ngx.header`, `ngx.redirect`), in order; a name may
+    /// repeat. `Content-Type: <EngineConfig::default_type>` is added when the headers are sent
+    /// and no script set or cleared Content-Type.
     pub headers: Vec<(Vec<u8>, Vec<u8>)>,
     /// What `ngx.say`/`ngx.print` wrote.
     pub body: Vec<u8>,
-    /// Whether output was produced (nginx would have sent the headers).
+    /// Whether the engine sent the headers, as nginx would have: on the first output
+    /// (`ngx.say`, `ngx.print`, `ngx.flush`), when a content phase finishes or exits with
+    /// `ngx.OK`, and on `ngx.exit` with a 2xx status other than 204. An `ngx.exit` of 204 or
+    /// ≥ 300 (and `ngx.redirect`) leaves it false: the host sends that special response.
     pub headers_sent: bool,
     /// The argument of the last `ngx.exit` (or the status of `ngx.redirect`), if any.
     pub exit_code: Option<i64>,
@@ -301,11 +307,42 @@ pub(crate) struct RequestState {
     pub location_jump: bool,
     /// `ngx.ctx`, created on first use.
     pub ctx: Option<Table>,
+    /// A script set or cleared Content-Type: the default type is not added (nginx's mime_set).
+    pub content_type_set: bool,
     /// The request's globals, created on the first phase run.
     pub env: Option<Table>,
     pub suspended: Option<Suspended>,
     /// Waits started by the running phase and not completed yet.
     pub waits: Waits,
+}
+
+impl RequestState {
+    /// Whether the response headers are out, for scripts that would change them: header_filter
+    /// runs while they are being sent (changes still count), body_filter and log after.
+    pub(crate) fn headers_out(&self) -> bool {
+        match self.phase {
+            Some(Phase::HeaderFilter) => false,
+            Some(Phase::BodyFilter | Phase::Log) => true,
+            _ => self.response.headers_sent,
+        }
+    }
+
+    /// Sends the response headers if they were not sent, as nginx does on the first output: the
+    /// status becomes 200 if no script set one, and `Content-Type: default_type` is added unless
+    /// a script set or cleared it (or the status has no body: 204, 304).
+    pub(crate) fn send_headers(&mut self, default_type: &str) {
+        let response = &mut self.response;
+        if response.headers_sent {
+            return;
+        }
+        response.headers_sent = true;
+        if response.status == 0 {
+            response.status = 200;
+        }
+        if !self.content_type_set && !default_type.is_empty() && !matches!(response.status, 204 | 304) {
+            response.headers.push((b"Content-Type".to_vec(), default_type.as_bytes().to_vec()));
+        }
+    }
 }
 
 /// One HTTP request, bound to one worker for its whole life. Not `Sync`: drive it from one
@@ -340,6 +377,7 @@ impl Request {
             start_time: unix_millis(SystemTime::now()),
             location_jump: false,
             ctx: None,
+            content_type_set: false,
             env: None,
             suspended: None,
             waits: Waits::default(),

@@ -19,7 +19,7 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{self, Budget};
 use crate::log::{LogLevel, LogRecord, Logger};
 use crate::phase::{exit_outcome, ExitOutcome, Phase, Status};
-use crate::request::{RequestState, Response, Suspended};
+use crate::request::{RequestState, Suspended};
 use crate::sandbox;
 use crate::shdict::SharedDict;
 use crate::wait::Event;
@@ -56,6 +56,8 @@ struct WorkerLua {
     /// instead of a deadlock.
     running: Cell<bool>,
     budget: Option<Arc<Budget>>,
+    clock: api::time::Clock,
+    default_type: Arc<str>,
 }
 
 /// A function loaded from bytecode, forgotten once the bytecode is gone.
@@ -107,6 +109,7 @@ impl Worker {
             0 => None,
             limit => Some(Budget::install(&lua, limit).map_err(lua_error)?),
         };
+        let default_type: Arc<str> = Arc::from(config.default_type.as_str());
         let setup = api::Setup {
             cache,
             logger,
@@ -118,6 +121,7 @@ impl Worker {
             async_functions: &config.async_functions,
             dicts,
             variables: config.variables.clone(),
+            default_type: default_type.clone(),
         };
         let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
         let env_mt = lua.create_table().map_err(lua_error)?;
@@ -134,6 +138,8 @@ impl Worker {
             pool_max: config.coroutine_pool,
             running: Cell::new(false),
             budget,
+            clock: installed.clock,
+            default_type,
         };
         Ok(Worker { index, lua: ReentrantMutex::new(state), pooled: AtomicUsize::new(0), memory, functions })
     }
@@ -212,6 +218,7 @@ impl Worker {
         args: impl mlua::IntoLuaMulti,
     ) -> (Box<RequestState>, Result<Status>) {
         state.phase = Some(phase);
+        w.clock.update();
         if let Some(budget) = &w.budget {
             budget.arm(budget_left);
         }
@@ -229,7 +236,7 @@ impl Worker {
             // `run_chunk` returns the signal alone when the script finished.
             Ok((first, Value::Nil)) if api::is_signal(&first) => {
                 w.recycle(thread);
-                Ok(finished(phase, &state.response))
+                Ok(finished(phase, &mut state, &w.default_type))
             }
             // (signal, "wait"): ngx.sleep, an async host call, a body read.
             Ok((first, kind)) if api::is_signal(&first) && api::is_wait(&kind) => {
@@ -239,7 +246,7 @@ impl Worker {
             // Engine yields: (signal, "exit") from ngx.exit and ngx.redirect.
             Ok((first, _)) if api::is_signal(&first) => {
                 w.recycle(thread);
-                exited(phase, &mut state.response)
+                exited(phase, &mut state, &w.default_type)
             }
             // Anything else is a plain yield of the entry coroutine: wait for resume.
             Ok(_) => {
@@ -321,23 +328,33 @@ fn reentered() -> Error {
 }
 
 /// The status of a phase whose script returned normally. Output in rewrite or access answers
-/// the request, as in lua-nginx-module (headers sent there end the request).
-fn finished(phase: Phase, response: &Response) -> Status {
+/// the request, as in lua-nginx-module (headers sent there end the request); the end of content
+/// sends the headers, as lua-nginx-module's last buffer does.
+fn finished(phase: Phase, state: &mut RequestState, default_type: &str) -> Status {
     match phase {
-        Phase::Content => Status::Done,
-        Phase::Rewrite | Phase::Access if response.headers_sent => Status::Done,
+        Phase::Content => {
+            state.send_headers(default_type);
+            Status::Done
+        }
+        Phase::Rewrite | Phase::Access if state.response.headers_sent => Status::Done,
         _ => Status::Ok,
     }
 }
 
-/// The status after `ngx.exit(code)` (or `ngx.redirect`) ended the phase.
-fn exited(phase: Phase, response: &mut Response) -> Result<Status> {
-    let code = response.exit_code.unwrap_or(0);
+/// The status after `ngx.exit(code)` (or `ngx.redirect`) ended the phase. As in nginx, a 2xx
+/// exit keeps a status the script set and sends the headers (but 204, like ≥ 300, is a special
+/// response the host makes); a status ≥ 300 replaces it.
+fn exited(phase: Phase, state: &mut RequestState, default_type: &str) -> Result<Status> {
+    let code = state.response.exit_code.unwrap_or(0);
     match exit_outcome(phase, code) {
-        ExitOutcome::Continue => Ok(finished(phase, response)),
+        ExitOutcome::Continue => Ok(finished(phase, state, default_type)),
         ExitOutcome::Finish => {
-            if code >= 200 && !response.headers_sent {
+            let response = &mut state.response;
+            if !response.headers_sent && (code >= 300 || (code >= 200 && response.status == 0)) {
                 response.status = u16::try_from(code).unwrap_or(500);
+            }
+            if code == 0 || ((200..300).contains(&code) && code != 204) {
+                state.send_headers(default_type);
             }
             Ok(Status::Done)
         }

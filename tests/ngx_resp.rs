@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use luaengine::{ErrorCode, Phase, Status};
+use luaengine::{ErrorCode, LogLevel, Phase, Status};
 
 #[test]
 fn say_and_print_write_scalars_and_iolists() {
@@ -19,9 +19,7 @@ fn say_and_print_write_scalars_and_iolists() {
         (r#"ngx.print("bin\0ary")"#, "bin\0ary"),
         (r#"ngx.say(ngx.say("x"))"#, "x\n1\n"),
     ];
-    for (lua, expected) in cases {
-        assert_eq!(content(lua), expected, "{lua}");
-    }
+    assert_bodies(&cases);
 }
 
 #[test]
@@ -31,10 +29,7 @@ fn say_refuses_other_types_with_lua_nginx_module_messages() {
         ("ngx.print('ok', {a = 1})", "bad argument #2 to 'print' (non-array table found)"),
         ("ngx.say({function() end})", "bad argument #1 to 'say' (bad data type function found)"),
     ];
-    for (lua, message) in cases {
-        let body = content(&format!("local ok, err = pcall(function() {lua} end) ngx.say(err)"));
-        assert_eq!(body, format!("content:1: {message}\n"), "{lua}");
-    }
+    assert_errors(&cases);
 }
 
 #[test]
@@ -141,4 +136,107 @@ fn output_is_disabled_in_filters_and_log() {
 fn constants_match_nginx() {
     let body = content("ngx.say(ngx.OK, ' ', ngx.ERROR, ' ', ngx.AGAIN, ' ', ngx.DONE, ' ', ngx.DECLINED, ' ', ngx.HTTP_FORBIDDEN, ' ', ngx.HTTP_GET, ' ', ngx.ERR, ' ', ngx.DEBUG)");
     assert_eq!(body, "0 -1 -2 -4 -5 403 2 4 8\n");
+}
+
+/// Phases to run, then the statuses they return, the response status, whether the headers
+/// were sent, and the body.
+type ExitCase = (Vec<(Phase, &'static str)>, Vec<Status>, u16, bool, &'static str);
+
+#[test]
+fn exit_follows_each_phase() {
+    let cases: [ExitCase; 9] = [
+        (vec![(Phase::Access, "ngx.exit(404)"), (Phase::Content, "error('no')")], vec![Status::Done], 404, false, ""),
+        (vec![(Phase::Content, "ngx.exit(201)")], vec![Status::Done], 201, true, ""),
+        (
+            vec![
+                (Phase::Rewrite, "ngx.exit(ngx.OK) error('no')"),
+                (Phase::Access, "ngx.ctx.a = 1"),
+                (Phase::Content, "ngx.say(ngx.ctx.a)"),
+            ],
+            vec![Status::Ok, Status::Ok, Status::Done],
+            200,
+            true,
+            "1\n",
+        ),
+        (
+            vec![(Phase::Access, "ngx.exit(ngx.HTTP_OK)"), (Phase::Content, "error('no')")],
+            vec![Status::Done],
+            200,
+            true,
+            "",
+        ),
+        (vec![(Phase::Content, "ngx.status = 201 ngx.exit(ngx.HTTP_OK)")], vec![Status::Done], 201, true, ""),
+        (vec![(Phase::Access, "ngx.status = 500 ngx.exit(403)")], vec![Status::Done], 403, false, ""),
+        (vec![(Phase::Content, "ngx.exit(204)")], vec![Status::Done], 204, false, ""),
+        (vec![(Phase::Content, "ngx.header.foo = 'bar'")], vec![Status::Done], 200, true, ""),
+        (
+            vec![(Phase::Rewrite, "ngx.exit(ngx.DECLINED)"), (Phase::Content, "ngx.print('c')")],
+            vec![Status::Ok, Status::Done],
+            200,
+            true,
+            "c",
+        ),
+    ];
+    for (phases, statuses, status, sent, body) in cases {
+        let outcome = serve(&engine(), "/", &[], &phases);
+        assert!(outcome.error.is_none(), "{phases:?}: {:?}", outcome.error);
+        let got = (outcome.statuses.clone(), outcome.response.status, outcome.response.headers_sent, outcome.body());
+        assert_eq!(got, (statuses, status, sent, body.to_string()), "{phases:?}");
+    }
+}
+
+#[test]
+fn exit_error_aborts_in_every_phase_that_may_exit() {
+    for phase in [Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter] {
+        let outcome = serve(&engine(), "/", &[], &[(phase, "ngx.exit(ngx.ERROR)")]);
+        assert_eq!(outcome.error().code, ErrorCode::Aborted, "{phase:?}");
+    }
+}
+
+#[test]
+fn an_error_exit_after_the_headers_went_out_is_logged_and_ends_with_200() {
+    let (engine, lines) = logging_engine(LogLevel::Debug);
+    let outcome = serve(&engine, "/", &[], &[(Phase::Content, "ngx.say('partial')\nngx.exit(500)")]);
+    assert_eq!((outcome.response.status, outcome.response.exit_code), (200, Some(200)));
+    let (level, phase, location, message, _) = lines.lock().unwrap()[0].clone();
+    assert_eq!((level, phase, location.as_str()), (LogLevel::Err, Some(Phase::Content), "content:2"));
+    assert_eq!(message, "attempt to set status 500 via ngx.exit after sending out the response status 200");
+}
+
+#[test]
+fn status_can_change_until_header_filter_and_not_after() {
+    let (engine, lines) = logging_engine(LogLevel::Debug);
+    let mut request = request(&engine, "/", &[]);
+    let (results, response) = run_all(
+        &engine,
+        &mut request,
+        &[
+            (Phase::Content, "ngx.say('x') ngx.status = 500"),
+            (Phase::HeaderFilter, "ngx.status = 201"),
+            (Phase::BodyFilter, "ngx.status = 202"),
+            (Phase::Log, "ngx.status = 203"),
+        ],
+    );
+    assert!(results.iter().all(Result::is_ok), "{results:?}");
+    assert_eq!(response.status, 201);
+    let logged: Vec<(Option<Phase>, String)> = lines.lock().unwrap().iter().map(|l| (l.1, l.3.clone())).collect();
+    let message = "attempt to set ngx.status after sending out response headers".to_string();
+    assert_eq!(
+        logged,
+        [
+            (Some(Phase::Content), message.clone()),
+            (Some(Phase::BodyFilter), message.clone()),
+            (Some(Phase::Log), message)
+        ]
+    );
+}
+
+#[test]
+fn redirect_refuses_unsafe_uris() {
+    for uri in ["/a\\r\\nSet-Cookie: x=1", "/a\\0b", "/a\\127"] {
+        let body = content(&format!("local ok, err = pcall(ngx.redirect, \"{uri}\") ngx.say(err)"));
+        assert_eq!(body, "attempt to set unsafe redirect uri\n", "{uri}");
+    }
+    let outcome = serve(&engine(), "/", &[], &[(Phase::Content, "ngx.redirect('/a\\tb c')")]);
+    assert_eq!(outcome.response.header("location"), Some(&b"/a\tb c"[..]));
 }

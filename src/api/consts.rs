@@ -28,7 +28,8 @@ pub(crate) const METHODS: [(&str, i64); 15] = [
     ("HTTP_TRACE", 0x8000),
 ];
 
-const STATUSES: [(&str, i64); 36] = [
+/// lua-nginx-module's status constants (ngx_http_lua_consts.c), README order.
+const STATUSES: [(&str, i64); 37] = [
     ("HTTP_CONTINUE", 100),
     ("HTTP_SWITCHING_PROTOCOLS", 101),
     ("HTTP_OK", 200),
@@ -39,6 +40,7 @@ const STATUSES: [(&str, i64); 36] = [
     ("HTTP_SPECIAL_RESPONSE", 300),
     ("HTTP_MOVED_PERMANENTLY", 301),
     ("HTTP_MOVED_TEMPORARILY", 302),
+    ("HTTP_FOUND", 302),
     ("HTTP_SEE_OTHER", 303),
     ("HTTP_NOT_MODIFIED", 304),
     ("HTTP_TEMPORARY_REDIRECT", 307),
@@ -58,13 +60,13 @@ const STATUSES: [(&str, i64); 36] = [
     ("HTTP_CLOSE", 444),
     ("HTTP_ILLEGAL", 451),
     ("HTTP_INTERNAL_SERVER_ERROR", 500),
+    ("HTTP_NOT_IMPLEMENTED", 501),
     ("HTTP_METHOD_NOT_IMPLEMENTED", 501),
     ("HTTP_BAD_GATEWAY", 502),
     ("HTTP_SERVICE_UNAVAILABLE", 503),
     ("HTTP_GATEWAY_TIMEOUT", 504),
     ("HTTP_VERSION_NOT_SUPPORTED", 505),
     ("HTTP_INSUFFICIENT_STORAGE", 507),
-    ("HTTP_MISDIRECTED_REQUEST", 421),
 ];
 
 pub(crate) fn register(ngx: &Table) -> mlua::Result<()> {

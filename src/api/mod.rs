@@ -6,12 +6,15 @@
 pub(crate) mod consts;
 mod ctx;
 mod host;
+mod header;
 mod log;
+mod phase;
 mod req;
 mod resp;
 mod shdict;
 mod sleep;
 mod uri;
+pub(crate) mod time;
 mod var;
 
 use std::ffi::c_void;
@@ -89,6 +92,8 @@ pub(crate) struct Installed {
     /// `run_chunk(chunk, env, ...)`: the body of every pooled coroutine.
     pub run_chunk: Function,
     pub current: CurrentRequest,
+    /// The worker's cached time, refreshed before every phase run and resume.
+    pub clock: time::Clock,
 }
 
 /// Everything `install` needs from the engine.
@@ -105,6 +110,8 @@ pub(crate) struct Setup<'a> {
     pub dicts: &'a [Arc<SharedDict>],
     /// The host's resolver for `ngx.var` names the engine does not know.
     pub variables: Option<VariableResolver>,
+    /// `EngineConfig::default_type`, added when the engine sends the response headers.
+    pub default_type: Arc<str>,
 }
 
 static SIGNAL_ANCHOR: u8 = 0;
@@ -185,11 +192,15 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     let impl_table = lua.create_table()?;
     ngx.set("req", lua.create_table()?)?;
     consts::register(&ngx)?;
-    resp::register(lua, &current, &impl_table)?;
+    let clock = time::Clock::new();
+    time::register(lua, &ngx, &clock)?;
+    phase::register(lua, &ngx, &current)?;
+    resp::register(lua, &current, &impl_table, &setup.logger, &setup.default_type)?;
     ctx::register(lua, &current, &impl_table)?;
     var::register(lua, &current, &impl_table, setup.variables.clone())?;
     let headers_mt = lua.create_table()?;
     req::register(lua, &current, &impl_table, &headers_mt)?;
+    header::register(lua, &current, &impl_table, &setup.logger)?;
     log::register(lua, &current, &impl_table, setup.logger.clone())?;
     crate::modules::register(lua, &impl_table, setup.cache.clone(), setup.functions.clone(), setup.package_path)?;
 
@@ -254,7 +265,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     module_mt.set("__metatable", false)?;
     module_env.set_metatable(Some(module_mt))?;
     module_env.raw_set("_G", &module_env)?;
-    Ok(Installed { run_chunk: glue.get("run_chunk")?, current })
+    Ok(Installed { run_chunk: glue.get("run_chunk")?, current, clock })
 }
 
 /// Appends what `ngx.say` prints for a scalar: strings as they are, numbers as

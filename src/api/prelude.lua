@@ -90,6 +90,12 @@ ngx.req.set_uri = function(...)
     return co_yield(signal, "exit")
   end
 end
+ngx.resp = {}
+for name, fn in pairs(impl.resp) do
+  ngx.resp[name] = checked(fn)
+end
+-- ngx.header.X reads and writes the response headers (the proxy itself stays empty).
+ngx.header = setmetatable({}, { __index = checked(impl.header_get), __newindex = checked(impl.header_set) })
 
 -- ngx.exit and ngx.redirect end the running handler: the engine sees the signal and never
 -- resumes it.

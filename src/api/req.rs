@@ -30,20 +30,19 @@ pub(crate) fn register(
     impl_table: &Table,
     headers_mt: &Table,
 ) -> mlua::Result<()> {
-    let req = Functions { lua, table: lua.create_table()?, current };
+    let req = Functions { lua, table: lua.create_table()?, current, prefix: "ngx.req" };
     impl_table.set("req", &req.table)?;
 
-    let headers_mt = headers_mt.clone();
+    let mt = headers_mt.clone();
     req.add("get_headers", ANY, move |lua, request, (max, raw): (Value, Value)| {
-        let max = max_arg(&max, "get_headers")?;
-        let raw = is_true(&raw);
-        let headers = request.input.headers();
-        let truncated = headers.len() > max;
-        let table = headers_table(lua, headers.take(max), raw)?;
-        if !raw {
-            table.set_metatable(Some(headers_mt.clone()))?;
-        }
-        Ok(Truncated(table, truncated))
+        headers_reply(lua, request.input.headers(), &max, &raw, "get_headers", &mt)
+    })?;
+    let resp = Functions { lua, table: lua.create_table()?, current, prefix: "ngx.resp" };
+    impl_table.set("resp", &resp.table)?;
+    let mt = headers_mt.clone();
+    resp.add("get_headers", ANY, move |lua, request, (max, raw): (Value, Value)| {
+        let headers = request.response.headers.iter().map(|(name, value)| (name.as_slice(), value.as_slice()));
+        headers_reply(lua, headers, &max, &raw, "get_headers", &mt)
     })?;
     req.add("get_body_data", ANY, |lua, request, ()| {
         Ok(request.input.body().map(|body| lua.create_string(body)).transpose()?)
@@ -170,6 +169,8 @@ struct Functions<'a> {
     lua: &'a Lua,
     table: Table,
     current: &'a CurrentRequest,
+    /// `ngx.req` or `ngx.resp`, for error messages.
+    prefix: &'static str,
 }
 
 impl Functions<'_> {
@@ -185,7 +186,7 @@ impl Functions<'_> {
         R: Reply,
     {
         let slot = self.current.clone();
-        let api = format!("ngx.req.{name}");
+        let api = format!("{}.{name}", self.prefix);
         let function = self.lua.create_function(move |lua, args: A| {
             match slot.with(&api, phases, |request| f(lua, request, args)) {
                 Ok(Ok(reply)) => reply.into_pair(lua),
@@ -195,6 +196,27 @@ impl Functions<'_> {
         })?;
         self.table.set(name, function)
     }
+}
+
+/// `get_headers(max?, raw?)` of the request or the response: at most `max` headers (default
+/// 100, 0 for all; "truncated" second when there were more), names lowercased and looked up
+/// through `headers_mt` unless `raw`.
+fn headers_reply<'a>(
+    lua: &Lua,
+    headers: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    max: &Value,
+    raw: &Value,
+    api: &str,
+    headers_mt: &Table,
+) -> Result<Truncated, Failure> {
+    let max = max_arg(max, api)?;
+    let raw = is_true(raw);
+    let truncated = headers.len() > max;
+    let table = headers_table(lua, headers.take(max), raw)?;
+    if !raw {
+        table.set_metatable(Some(headers_mt.clone()))?;
+    }
+    Ok(Truncated(table, truncated))
 }
 
 /// Lua truthiness.

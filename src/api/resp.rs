@@ -1,9 +1,14 @@
 //! Response output and control: `ngx.say`, `ngx.print`, `ngx.flush`, `ngx.exit`,
 //! `ngx.redirect`, `ngx.status`, `ngx.headers_sent`.
 
+use std::sync::Arc;
+
 use mlua::{Lua, MultiValue, Table, Value};
 
+use super::header::unsafe_in_value;
+use super::log::script_log;
 use super::{append_scalar, reply, type_name, CurrentRequest};
+use crate::log::{LogLevel, Logger};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 
@@ -14,39 +19,64 @@ const SET_STATUS: Phases =
 const READ: Phases =
     Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
 
+/// Exit statuses that close the connection rather than answer: nginx lets them through even
+/// after the headers went out (request timeout, client closed, close).
+const CLOSING_STATUSES: [i64; 3] = [408, 499, 444];
+
 /// nginx allows these statuses in `ngx.redirect`.
 const REDIRECT_STATUSES: [i64; 5] = [301, 302, 303, 307, 308];
 
 /// Nested tables deeper than this are refused rather than overflowing the stack.
 const MAX_NESTING: usize = 100;
 
-pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) -> mlua::Result<()> {
-    let slot = current.clone();
-    impl_table.set("say", lua.create_function(move |lua, args: MultiValue| output(lua, &slot, "say", &args, true))?)?;
-    let slot = current.clone();
-    impl_table
-        .set("print", lua.create_function(move |lua, args: MultiValue| output(lua, &slot, "print", &args, false))?)?;
-    let slot = current.clone();
+pub(crate) fn register(
+    lua: &Lua,
+    current: &CurrentRequest,
+    impl_table: &Table,
+    logger: &Logger,
+    default_type: &Arc<str>,
+) -> mlua::Result<()> {
+    let (slot, default) = (current.clone(), default_type.clone());
+    impl_table.set(
+        "say",
+        lua.create_function(move |lua, args: MultiValue| output(lua, &slot, &default, "say", &args, true))?,
+    )?;
+    let (slot, default) = (current.clone(), default_type.clone());
+    impl_table.set(
+        "print",
+        lua.create_function(move |lua, args: MultiValue| output(lua, &slot, &default, "print", &args, false))?,
+    )?;
+    let (slot, default) = (current.clone(), default_type.clone());
     impl_table.set(
         "flush",
         lua.create_function(move |lua, _: MultiValue| {
             reply(
                 lua,
                 slot.try_with("ngx.flush", OUTPUT, |request| {
-                    start_output(request);
+                    request.send_headers(&default);
                     Ok(Value::Integer(1))
                 }),
             )
         })?,
     )?;
-    let slot = current.clone();
+    let (slot, log) = (current.clone(), logger.clone());
     impl_table.set(
         "exit",
         lua.create_function(move |lua, status: Value| {
             reply(
                 lua,
                 slot.try_with("ngx.exit", EXIT, |request| {
-                    let code = integer_arg(&status, 1, "exit")?;
+                    let mut code = integer_arg(&status, 1, "exit")?;
+                    // The status line is gone: an error status can only end the request.
+                    if request.headers_out() && code >= 300 && !CLOSING_STATUSES.contains(&code) {
+                        let sent = request.response.status;
+                        if code != i64::from(sent) {
+                            let message =
+                                format!("attempt to set status {code} via ngx.exit after sending out the response status {sent}");
+                            script_log(lua, &log, LogLevel::Err, request.phase, request.id, &message);
+                        }
+                        code = 200;
+                    }
                     request.response.exit_code = Some(code);
                     Ok(Value::Nil)
                 }),
@@ -67,7 +97,7 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
             reply(lua, slot.try_with("ngx.status", READ, |request| Ok(Value::Integer(request.response.status.into()))))
         })?,
     )?;
-    let slot = current.clone();
+    let (slot, log) = (current.clone(), logger.clone());
     impl_table.set(
         "set_status",
         lua.create_function(move |lua, status: Value| {
@@ -78,7 +108,10 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
                     let code = u16::try_from(code).ok().filter(|code| (100..=999).contains(code));
                     let code = code.ok_or_else(|| "bad argument #1 to 'status' (invalid HTTP status)".to_string())?;
                     // As in nginx, a status set after the headers went out changes nothing.
-                    if !request.response.headers_sent {
+                    if request.headers_out() {
+                        let message = "attempt to set ngx.status after sending out response headers";
+                        script_log(lua, &log, LogLevel::Err, request.phase, request.id, message);
+                    } else {
                         request.response.status = code;
                     }
                     Ok(Value::Nil)
@@ -102,6 +135,7 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) 
 fn output(
     lua: &Lua,
     slot: &CurrentRequest,
+    default_type: &str,
     api: &str,
     args: &MultiValue,
     newline: bool,
@@ -120,21 +154,11 @@ fn output(
             if newline {
                 body.push(b'\n');
             }
-            start_output(request);
+            // The first output sends the headers in nginx.
+            request.send_headers(default_type);
             Ok(Value::Integer(1))
         }),
     )
-}
-
-/// The first output sends the headers in nginx; the status becomes 200 if nothing set one.
-fn start_output(request: &mut RequestState) {
-    let response = &mut request.response;
-    if !response.headers_sent {
-        response.headers_sent = true;
-        if response.status == 0 {
-            response.status = 200;
-        }
-    }
 }
 
 /// Appends one argument of `ngx.say`/`ngx.print`: a scalar, or an array table of them
@@ -200,6 +224,9 @@ fn redirect(request: &mut RequestState, uri: &Value, status: &Value) -> Result<V
     }
     if request.response.headers_sent {
         return Err("attempt to call ngx.redirect after sending out the headers".into());
+    }
+    if uri.as_bytes().iter().any(|&byte| unsafe_in_value(byte)) {
+        return Err("attempt to set unsafe redirect uri".into());
     }
     let response = &mut request.response;
     response.headers.retain(|(name, _)| !name.eq_ignore_ascii_case(b"location"));

@@ -9,7 +9,7 @@ use super::host::{host_functions, le_function};
 use super::shdict::{dict_configs, le_dict_config};
 use super::variable::{le_variable_fn, resolver};
 use super::{handle, le_str, require_out, slice, write_out};
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, DEFAULT_TYPE};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::log::{LogLevel, LogRecord, LogSink};
@@ -83,6 +83,9 @@ pub struct le_config {
     /// Shared dicts (`ngx.shared.<name>`); `n_shared_dicts` of them, copied by `le_engine_new`.
     pub shared_dicts: *const le_dict_config,
     pub n_shared_dicts: usize,
+    /// nginx's `default_type`: the Content-Type a response gets when the engine sends its
+    /// headers and no script set one. Default `text/plain`; empty adds none. Copied.
+    pub default_type: le_str,
     /// Answers `ngx.var` names the engine does not know; NULL leaves them undefined.
     pub variable: le_variable_fn,
     /// Passed to `variable`; the engine never frees it.
@@ -145,6 +148,7 @@ pub extern "C" fn le_config_default() -> le_config {
         n_async_functions: 0,
         shared_dicts: std::ptr::null(),
         n_shared_dicts: 0,
+        default_type: le_str::of(DEFAULT_TYPE.as_bytes()),
         variable: None,
         variable_user_data: std::ptr::null_mut(),
     }
@@ -205,6 +209,7 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
             .collect::<Result<_, _>>()?,
         shared_dicts: unsafe { dict_configs(config.shared_dicts, config.n_shared_dicts)? },
         variables: resolver(config.variable, config.variable_user_data),
+        default_type: unsafe { config.default_type.text("config.default_type")? }.to_string(),
     })
 }
 

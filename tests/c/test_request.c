@@ -51,7 +51,8 @@ static void access_then_content(void) {
   CHECK(view.headers_sent);
   CHECK(!view.exited);
   CHECK_EQ(view.exit_code, 0);
-  CHECK_EQ(view.n_headers, 0);
+  CHECK_EQ(view.n_headers, 1); /* the default Content-Type */
+  CHECK_STR(le_test_header(&view, "Content-Type"), "text/plain");
   CHECK_STR(view.body, "hello u1 /t\n");
 
   /* Reading the view again gives the same answer. */

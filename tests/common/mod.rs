@@ -2,7 +2,9 @@
 //! snippets through phases the way a host does, as lua-nginx-module's t/*.t blocks do.
 #![allow(dead_code)]
 
-use luaengine::{Engine, EngineConfig, Error, Phase, Request, RequestInit, Response, Status};
+use std::sync::{Arc, Mutex};
+
+use luaengine::{Engine, EngineConfig, Error, LogLevel, Phase, Request, RequestInit, Response, Status};
 
 pub fn engine() -> Engine {
     engine_with(EngineConfig { workers: 1, ..Default::default() })
@@ -94,4 +96,63 @@ pub fn check_bodies(engine: &Engine, new_request: impl Fn() -> Request, cases: &
         }
         assert_eq!(outcome.body(), *expected, "{lua}");
     }
+}
+/// Checks the body each content snippet produces.
+pub fn assert_bodies(cases: &[(&str, &str)]) {
+    for (lua, expected) in cases {
+        assert_eq!(content(lua), *expected, "{lua}");
+    }
+}
+
+/// Checks that each Lua snippet, run in content inside pcall, fails with `content:1: message`.
+pub fn assert_errors(cases: &[(&str, &str)]) {
+    for (lua, message) in cases {
+        let body = content(&format!("local ok, err = pcall(function() {lua} end) ngx.say(err)"));
+        assert_eq!(body, format!("content:1: {message}\n"), "{lua}");
+    }
+}
+
+/// Every phase result of `run_all`, with the response after the last phase.
+pub type Runs = (Vec<Result<Status, Error>>, Response);
+
+/// Runs every (phase, Lua) on one request whatever the earlier phases answered, as a host runs
+/// header_filter, body_filter and log after content.
+pub fn run_all(engine: &Engine, request: &mut Request, phases: &[(Phase, &str)]) -> Runs {
+    let results = phases
+        .iter()
+        .map(|(phase, source)| request.run(*phase, &engine.compile(phase.name(), source).expect("compiles")))
+        .collect();
+    (results, request.response().clone())
+}
+
+/// The phases a host runs on a request, in order.
+pub const REQUEST_PHASES: [Phase; 6] =
+    [Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log];
+
+/// Runs `lua` in every request phase of one request (on `engine`), checking each run succeeds;
+/// returns the request's id.
+pub fn run_everywhere(engine: &Engine, lua: &str) -> u64 {
+    let mut request = request(engine, "/", &[]);
+    let phases: Vec<(Phase, &str)> = REQUEST_PHASES.iter().map(|phase| (*phase, lua)).collect();
+    let (results, _) = run_all(engine, &mut request, &phases);
+    assert!(results.iter().all(Result::is_ok), "{lua}: {results:?}");
+    request.id()
+}
+
+/// What a log sink received: (level, phase, chunk:line, message, request id).
+pub type Lines = Arc<Mutex<Vec<(LogLevel, Option<Phase>, String, String, u64)>>>;
+
+/// A one-worker engine whose log records (from `level` up) are kept in `Lines`.
+pub fn logging_engine(level: LogLevel) -> (Engine, Lines) {
+    let lines: Lines = Arc::default();
+    let sink = lines.clone();
+    let config = EngineConfig {
+        workers: 1,
+        log_level: level,
+        log: Some(Arc::new(move |r: &luaengine::LogRecord<'_>| {
+            sink.lock().unwrap().push((r.level, r.phase, r.location.to_string(), r.message.to_string(), r.request_id))
+        })),
+        ..Default::default()
+    };
+    (Engine::new(config).unwrap(), lines)
 }
