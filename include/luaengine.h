@@ -518,6 +518,26 @@ typedef struct le_request_view {
   bool location_jump;
 } le_request_view;
 
+/**
+ * Called from the engine's clock thread when an engine-driven wait of `request` completes
+ * (`ngx.sleep`): the host should resume the request, typically by scheduling
+ * `le_request_resume` on its own thread. It may also resume or free the request right here.
+ * Never called for a request after `le_request_free` returned.
+ */
+typedef void (*le_wake_fn)(struct le_request *request, void *user_data);
+
+/**
+ * A host-driven wait of a suspended request: perform it, then `le_request_complete` it by
+ * `id` and resume. `name` is the async host function's name, or `"ngx.req.read_body"` (complete
+ * it with the body as one string).
+ */
+typedef struct le_pending {
+  uint64_t id;
+  struct le_str name;
+  const struct le_value *args;
+  size_t n_args;
+} le_pending;
+
 #define LE_LOG_STDERR 0
 
 #define LE_LOG_EMERG 1
@@ -799,6 +819,41 @@ void le_script_free(struct le_script *script);
 enum le_result le_variable_answer_set(struct le_variable_answer *answer,
                                       struct le_str value,
                                       struct le_error **err);
+
+/**
+ * Sets the request's wake callback (NULL removes it; the host then polls with resume). Set it
+ * before the run that may wait.
+ */
+enum le_result le_request_set_waker(struct le_request *request,
+                                    le_wake_fn wake,
+                                    void *user_data,
+                                    struct le_error **err);
+
+/**
+ * The pending operations of a suspended request: `*n` of them at `*ops`, valid until the next
+ * call that takes this request. None when the request waits for nothing the host must do.
+ */
+enum le_result le_request_pending(struct le_request *request,
+                                  const struct le_pending **ops,
+                                  size_t *n);
+
+/**
+ * Completes pending operation `id` with `n` results (deep-copied), which the waiting script
+ * receives. Then resume the request.
+ */
+enum le_result le_request_complete(struct le_request *request,
+                                   uint64_t id,
+                                   const struct le_value *values,
+                                   size_t n,
+                                   struct le_error **err);
+
+/**
+ * Completes pending operation `id` with a failure: the waiting script raises `message`.
+ */
+enum le_result le_request_complete_error(struct le_request *request,
+                                         uint64_t id,
+                                         struct le_str message,
+                                         struct le_error **err);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -32,12 +32,7 @@ const SINGLE_VALUE: [&str; 14] = [
     "Content-Type",
 ];
 
-pub(crate) fn register(
-    lua: &Lua,
-    current: &CurrentRequest,
-    impl_table: &Table,
-    logger: &Logger,
-) -> mlua::Result<()> {
+pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table, logger: &Logger) -> mlua::Result<()> {
     let tostring: Function = lua.globals().get("tostring")?;
     let (slot, to_text) = (current.clone(), tostring.clone());
     impl_table.set(

@@ -5,16 +5,16 @@
 
 pub(crate) mod consts;
 mod ctx;
-mod host;
 mod header;
+mod host;
 mod log;
 mod phase;
 mod req;
 mod resp;
 mod shdict;
 mod sleep;
-mod uri;
 pub(crate) mod time;
+mod uri;
 mod var;
 
 use std::ffi::c_void;

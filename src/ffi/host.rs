@@ -104,13 +104,13 @@ impl CFunction {
 
 /// Storage behind the `le_value` views of a call's arguments: nested arrays and map keys.
 #[derive(Default)]
-struct Views {
+pub(crate) struct Views {
     items: Vec<Vec<le_value>>,
     keys: Vec<Vec<le_str>>,
 }
 
 impl Views {
-    fn view(&mut self, value: &HostValue) -> le_value {
+    pub(crate) fn view(&mut self, value: &HostValue) -> le_value {
         let mut view = le_value {
             type_: LE_VALUE_NIL,
             boolean: false,
@@ -150,7 +150,7 @@ impl Views {
 ///
 /// # Safety
 /// Pointers in `value` must be valid for the lengths it gives.
-unsafe fn copy_value(value: &le_value, depth: usize) -> Result<HostValue, Error> {
+pub(crate) unsafe fn copy_value(value: &le_value, depth: usize) -> Result<HostValue, Error> {
     if depth >= MAX_VALUE_DEPTH {
         return Err(Error::invalid_argument(format!("values nest deeper than {MAX_VALUE_DEPTH} levels")));
     }

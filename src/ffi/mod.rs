@@ -17,6 +17,7 @@ mod request;
 mod script;
 mod shdict;
 mod variable;
+mod wait;
 
 pub use engine::*;
 pub use error::*;
@@ -25,6 +26,7 @@ pub use request::*;
 pub use script::*;
 pub use shdict::*;
 pub use variable::*;
+pub use wait::*;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

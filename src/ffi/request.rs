@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use super::engine::le_engine;
 use super::error::{call, le_error, le_result, report};
+use super::host::{le_value, Views as ValueViews};
 use super::script::le_script;
+use super::wait::le_pending;
 use super::{handle, le_header, le_str, require_out, slice, write_out};
 use crate::error::Error;
 use crate::phase::{Phase, Status};
@@ -98,10 +100,13 @@ pub struct le_request {
 
 /// Arrays behind the views handed to the host, rebuilt by each call that returns a view.
 #[derive(Default)]
-struct Views {
+pub(crate) struct Views {
     response_headers: Vec<le_header>,
     request_headers: Vec<le_header>,
     variables: Vec<le_header>,
+    pub pending: Vec<le_pending>,
+    pub pending_args: Vec<Vec<le_value>>,
+    pub values: ValueViews,
 }
 
 /// What scripts made of the request (ngx.req.set_*, ngx.var writes). Every pointer in it points
@@ -125,7 +130,7 @@ pub struct le_request_view {
 
 /// Runs `f` with exclusive access to the request, or fails if another call is using it. If the
 /// request was freed during `f` (from a callback), it is released here.
-fn exclusive<T>(ptr: *mut le_request, f: impl FnOnce(&mut Request, &mut Views) -> T) -> Result<T, Error> {
+pub(crate) fn exclusive<T>(ptr: *mut le_request, f: impl FnOnce(&mut Request, &mut Views) -> T) -> Result<T, Error> {
     let handle = unsafe { handle(ptr, "request")? };
     if handle.state.compare_exchange(IDLE, BUSY, Ordering::Acquire, Ordering::Relaxed).is_err() {
         return Err(Error::invalid_state("the request is in use by another call (or was freed)"));
