@@ -418,24 +418,30 @@ impl Request {
     /// `Ok(Status::Yield)` at once without running anything (a spurious resume is harmless).
     pub fn resume(&mut self) -> Result<Status> {
         let mut state = self.take_state()?;
-        let Some(suspended) = &state.suspended else {
+        let Some(waiting) = state.suspended.as_ref().map(|suspended| suspended.waiting) else {
             self.state = Some(state);
             return Err(Error::invalid_state("the request is not suspended"));
         };
-        let event = if suspended.waiting {
-            match self.next_event(&mut state) {
-                Some(event) => Some(event),
-                None => {
-                    self.state = Some(state);
-                    return Ok(Status::Yield);
-                }
+        let mut event = if waiting { self.next_event(&mut state) } else { None };
+        if waiting && event.is_none() {
+            self.state = Some(state);
+            return Ok(Status::Yield);
+        }
+        // Several waits may have completed (light threads): hand them all over before returning.
+        loop {
+            let (returned, result) = self.worker.resume(&self.shared, state, event);
+            self.state = Some(returned);
+            let status = self.settle(result)?;
+            if status != Status::Yield {
+                return Ok(status);
             }
-        } else {
-            None
-        };
-        let (state, result) = self.worker.resume(&self.shared, state, event);
-        self.state = Some(state);
-        self.settle(result)
+            state = self.state.take().expect("just put back");
+            event = self.next_event(&mut state);
+            if event.is_none() {
+                self.state = Some(state);
+                return Ok(status);
+            }
+        }
     }
 
     /// Sets the function called (from the engine's clock thread) when an engine-driven wait of

@@ -15,28 +15,13 @@ fn async_engine() -> Engine {
     engine_with(EngineConfig { workers: 1, async_functions: vec!["fetch".into()], ..Default::default() })
 }
 
-/// Runs `lua` in content and drives the request like a host: on YIELD, wait for the waker.
-fn sleep_through(engine: &Engine, request: &mut Request, lua: &str) -> Status {
-    let (tx, rx) = mpsc::channel();
-    request.set_waker(Some(Arc::new(move || {
-        let _ = tx.send(());
-    })));
-    let script = engine.compile("content", lua).expect("compiles");
-    let mut status = request.run(Phase::Content, &script).expect("runs");
-    while status == Status::Yield {
-        rx.recv_timeout(Duration::from_secs(5)).expect("woken");
-        status = request.resume().expect("resumes");
-    }
-    status
-}
-
 #[test]
 fn sleep_yields_and_the_waker_resumes() {
     let engine = engine();
     let mut request = request(&engine, "/t", &[]);
     let started = Instant::now();
     let lua = "ngx.say('a') ngx.sleep(0.05) ngx.say('b') ngx.sleep(0) ngx.say('c')";
-    assert_eq!(sleep_through(&engine, &mut request, lua), Status::Done);
+    assert_eq!(run_waking(&engine, &mut request, Phase::Content, lua).unwrap(), Status::Done);
     assert!(started.elapsed() >= Duration::from_millis(50));
     assert_eq!(request.response().body, b"a\nb\nc\n");
 }
@@ -52,7 +37,7 @@ fn sleep_works_inside_user_coroutines_and_pcall() {
     ];
     for (lua, body) in cases {
         let mut request = request(&engine, "/t", &[]);
-        assert_eq!(sleep_through(&engine, &mut request, lua), Status::Done, "{lua}");
+        assert_eq!(run_waking(&engine, &mut request, Phase::Content, lua).unwrap(), Status::Done, "{lua}");
         assert_eq!(String::from_utf8_lossy(&request.response().body), body, "{lua}");
     }
 }

@@ -17,14 +17,6 @@ local function instantiate(chunk, env)
   return f
 end
 
--- Every phase run is one call of this on a pooled coroutine, with the request's globals as
--- `env`. Returning the signal alone tells the engine the script finished (engine yields carry a
--- second value).
-local function run_chunk(chunk, env, ...)
-  instantiate(chunk, env)(env, ...)
-  return signal
-end
-
 -- Rust reports argument errors as (signal, message); raising them here, at the caller's level,
 -- gives plain string errors with the script's chunk:line, like luaL_argerror does.
 local function checked(fn)
@@ -47,19 +39,215 @@ for name, fn in pairs(impl.req) do
   ngx.req[name] = checked(fn)
 end
 
--- Waits (DESIGN.md §5): Rust registers the wait and returns its id; the phase yields
--- (signal, "wait") to the engine, which resumes it with (id, true, results...) or
--- (id, false, message) once the wait completes. Both helpers are tail-called, so level 2 of
--- the error below is the script that waited.
-local function finish_wait(_, ok, ...)
+-- Waits (DESIGN.md §5). Rust registers a wait and returns its id; the waiting coroutine
+-- yields (signal, "wait", id). A light thread's yield is caught by the scheduler below; the
+-- entry thread's reaches the engine, which resumes it with (id, true, results...) or
+-- (id, false, message) for whichever wait completed — its own, or a light thread's, which it
+-- dispatches before waiting on.
+local current_env, check_yield = impl.current_env, impl.check_yield
+local unpack = unpack or table.unpack
+
+-- The light threads of each request's running phase, by the request's globals table.
+local thread_sets = setmetatable({}, { __mode = "k" })
+
+local function pack(...)
+  return { n = select("#", ...), ... }
+end
+
+local step
+
+local function dispatch(id, ...)
+  local set = id and thread_sets[current_env()]
+  local thread = set and set.waiting[id]
+  if thread then
+    set.waiting[id] = nil
+    step(set, thread, id, ...)
+  end
+end
+
+-- Both are tail-called, so level 2 of the error is the script that waited.
+local engine_wait
+local function finish_wait(id, got, ok, ...)
+  if got ~= id then
+    dispatch(got, ok, ...)
+    return engine_wait(id)
+  end
   if ok then
     return ...
   end
   error((...), 2)
 end
 
-local function engine_wait(id)
-  return finish_wait(co_yield(signal, "wait", id))
+function engine_wait(id)
+  return finish_wait(id, co_yield(signal, "wait", id))
+end
+
+-- Light threads that yielded plainly run again here, before anyone waits on the engine.
+local function run_ready(set)
+  local ready = set.ready
+  if #ready == 0 then
+    return false
+  end
+  set.ready = {}
+  for i = 1, #ready do
+    step(set, ready[i])
+  end
+  return true
+end
+
+-- Lets the phase make progress: runs ready threads, or waits for any event and dispatches it.
+-- (Id 0 matches no wait: in a light thread the scheduler parks it until some thread ends.)
+local function wait_any(set)
+  if not run_ready(set) then
+    return dispatch(co_yield(signal, "wait", 0))
+  end
+end
+
+local function settle(set, thread, ok, ...)
+  if co_status(thread) == "dead" then
+    set.alive = set.alive - 1
+    set.results[thread] = pack(ok, ...)
+    if not ok then
+      ngx.log(ngx.ERR, "lua user thread aborted: ", (...))
+    end
+    local joining = set.joining
+    set.joining = {}
+    for joiner in pairs(joining) do
+      step(set, joiner)
+    end
+    return
+  end
+  if ok and ... == signal then
+    local _, kind, id = ...
+    if kind ~= "wait" then
+      -- ngx.exit in a light thread ends the request: hand it on to the engine.
+      return co_yield(...)
+    end
+    if id == 0 then
+      set.joining[thread] = true
+    else
+      set.waiting[id] = thread
+    end
+    return
+  end
+  set.ready[#set.ready + 1] = thread
+end
+
+function step(set, thread, ...)
+  return settle(set, thread, co_resume(thread, ...))
+end
+
+local function thread_set()
+  local env = current_env()
+  local set = thread_sets[env]
+  if not set then
+    set = { alive = 0, parent = {}, waiting = {}, joining = {}, ready = {}, results = {}, reaped = {} }
+    thread_sets[env] = set
+  end
+  return set
+end
+
+-- The threads `wait`/`kill` were given, checked as lua-nginx-module checks them.
+local function own_threads(api, verb, set, ...)
+  local me = coroutine.running()
+  for i = 1, select("#", ...) do
+    local thread = select(i, ...)
+    if type(thread) ~= "thread" then
+      error("bad argument #" .. i .. " to '" .. api .. "' (lua thread expected)", 3)
+    end
+    if set.parent[thread] == nil then
+      error("attempt to " .. verb .. " a coroutine that is not a user thread", 3)
+    end
+    if set.parent[thread] ~= me then
+      error("only the parent coroutine can " .. verb .. " the thread", 3)
+    end
+  end
+end
+
+local function yieldable(api)
+  local a, b = check_yield(api)
+  if a == signal then
+    error(b, 3)
+  end
+end
+
+ngx.thread = {
+  spawn = function(fn, ...)
+    yieldable("ngx.thread.spawn")
+    if type(fn) ~= "function" then
+      error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
+    end
+    local set = thread_set()
+    local thread = co_create(fn)
+    set.parent[thread] = coroutine.running()
+    set.alive = set.alive + 1
+    step(set, thread, ...)
+    return thread
+  end,
+
+  wait = function(...)
+    yieldable("ngx.thread.wait")
+    local set = thread_set()
+    own_threads("wait", "wait on", set, ...)
+    while true do
+      for i = 1, select("#", ...) do
+        local thread = select(i, ...)
+        local results = set.results[thread]
+        if results then
+          set.results[thread] = nil
+          set.reaped[thread] = true
+          return unpack(results, 1, results.n)
+        end
+        if set.reaped[thread] then
+          return nil, "already waited or killed"
+        end
+      end
+      wait_any(set)
+    end
+  end,
+
+  kill = function(thread)
+    yieldable("ngx.thread.kill")
+    local set = thread_set()
+    own_threads("kill", "kill", set, thread)
+    if set.reaped[thread] then
+      return nil, "already waited or killed"
+    end
+    set.reaped[thread] = true
+    if set.results[thread] then
+      set.results[thread] = nil
+      return nil, "already terminated"
+    end
+    -- Its wait, if any, still completes; the completion then finds no one and is dropped.
+    for id, waiting in pairs(set.waiting) do
+      if waiting == thread then
+        set.waiting[id] = nil
+      end
+    end
+    set.joining[thread] = nil
+    for i = #set.ready, 1, -1 do
+      if set.ready[i] == thread then
+        table.remove(set.ready, i)
+      end
+    end
+    set.alive = set.alive - 1
+    return 1
+  end,
+}
+
+-- Every phase run is one call of this on a pooled coroutine, with the request's globals as
+-- `env`. A phase ends when its entry thread and all its light threads have. Returning the
+-- signal alone tells the engine the script finished (engine yields carry a second value).
+local function run_chunk(chunk, env, ...)
+  thread_sets[env] = nil
+  instantiate(chunk, env)(env, ...)
+  local set = thread_sets[env]
+  if set then
+    while set.alive > 0 do
+      wait_any(set)
+    end
+  end
+  return signal
 end
 
 -- A Rust function that may start a wait: it returns the wait's id, nothing when there is
@@ -299,7 +487,7 @@ end
 
 -- Text-only `load` for the sandbox: binary chunks crash Lua. Chunks default to the globals of
 -- the request that loads them.
-local raw_load, current_env = load, impl.current_env
+local raw_load = load
 local function text_load(chunk, name, _, env)
   if type(chunk) == "string" and chunk:byte(1) == 27 then
     return nil, "attempt to load a binary chunk"

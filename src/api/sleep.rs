@@ -1,5 +1,5 @@
 //! `ngx.sleep(seconds)`: an engine-driven wait. The phase yields; the engine's clock wakes the
-//! request when the time is up (0 yields once).
+//! request when the time is up (0 yields once). Also the phase check of `ngx.thread.*`.
 
 use std::time::Duration;
 
@@ -8,6 +8,12 @@ use mlua::{Lua, Table, Value};
 use super::{reply, CurrentRequest, YIELDING};
 
 pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) -> mlua::Result<()> {
+    let slot = current.clone();
+    // ngx.thread.* check their phase with this (the rest of them is Lua).
+    impl_table.set(
+        "check_yield",
+        lua.create_function(move |lua, api: String| reply(lua, slot.with(&api, YIELDING, |_| Value::Nil)))?,
+    )?;
     let slot = current.clone();
     impl_table.set(
         "sleep",

@@ -156,3 +156,29 @@ pub fn logging_engine(level: LogLevel) -> (Engine, Lines) {
     };
     (Engine::new(config).unwrap(), lines)
 }
+
+/// Runs `lua` as `phase` on `request` the way a host with an event loop does: on YIELD it waits
+/// for the request's waker, then resumes, until the phase ends.
+pub fn run_waking(engine: &Engine, request: &mut Request, phase: Phase, lua: &str) -> Result<Status, Error> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    request.set_waker(Some(Arc::new(move || {
+        let _ = tx.send(());
+    })));
+    let script = engine.compile(phase.name(), lua).expect("compiles");
+    let mut status = request.run(phase, &script)?;
+    while status == Status::Yield {
+        rx.recv_timeout(std::time::Duration::from_secs(10)).expect("woken within 10 s");
+        status = request.resume()?;
+    }
+    Ok(status)
+}
+
+/// The body a content snippet produces on `GET /t`, sleeping and waking as needed.
+pub fn content_waking(lua: &str) -> String {
+    let engine = engine();
+    let mut request = request(&engine, "/t", &[]);
+    if let Err(error) = run_waking(&engine, &mut request, Phase::Content, lua) {
+        panic!("content failed: {error}\n{lua}");
+    }
+    String::from_utf8_lossy(&request.response().body).into_owned()
+}
