@@ -519,6 +519,18 @@ typedef struct le_request_view {
 } le_request_view;
 
 /**
+ * What body_filter made of a chunk; `data` points into the request and stays valid until the
+ * next call that takes this request.
+ */
+typedef struct le_body_chunk {
+  struct le_str data;
+  /**
+   * Whether the body ends with this chunk (a filter may end it early: send nothing after).
+   */
+  bool eof;
+} le_body_chunk;
+
+/**
  * Called from the engine's clock thread when an engine-driven wait of `request` completes
  * (`ngx.sleep`): the host should resume the request, typically by scheduling
  * `le_request_resume` on its own thread. It may also resume or free the request right here.
@@ -769,6 +781,28 @@ enum le_result le_request_response(struct le_request *request, struct le_respons
  * variables scripts set. The view stays valid until the next call that takes this request.
  */
 enum le_result le_request_inspect(struct le_request *request, struct le_request_view *out);
+
+/**
+ * Hands the host's own response to the filters: `status` and `n_headers` headers (copied)
+ * replace what scripts set, for header_filter to see and change.
+ */
+enum le_result le_request_set_response(struct le_request *request,
+                                       uint16_t status,
+                                       const struct le_header *headers,
+                                       size_t n_headers,
+                                       struct le_error **err);
+
+/**
+ * Runs body_filter on one chunk of the host's response body (`ngx.arg[1]`, `ngx.arg[2]` =
+ * `eof`) and writes the filtered chunk to `*out`. For a body produced by scripts, running
+ * `LE_PHASE_BODY_FILTER` with `le_request_run` filters it whole.
+ */
+enum le_status le_request_body_filter(struct le_request *request,
+                                      const struct le_script *script,
+                                      struct le_str chunk,
+                                      bool eof,
+                                      struct le_body_chunk *out,
+                                      struct le_error **err);
 
 /**
  * The request's engine-wide id (as in log records); 0 for NULL.

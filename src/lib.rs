@@ -46,7 +46,7 @@ pub use error::{Error, ErrorCode, Result};
 pub use host::{HostCall, HostFn, HostFunction, HostValue, MAX_VALUE_DEPTH};
 pub use log::{LogLevel, LogRecord, LogSink};
 pub use phase::{Phase, Status};
-pub use request::{Request, RequestInit, Response};
+pub use request::{BodyChunk, Request, RequestInit, Response};
 pub use wait::{PendingOp, Waker, READ_BODY};
 pub use worker::WorkerStats;
 

@@ -314,6 +314,17 @@ pub(crate) struct RequestState {
     pub suspended: Option<Suspended>,
     /// Waits started by the running phase and not completed yet.
     pub waits: Waits,
+    /// The chunk body_filter works on (`ngx.arg[1]`, `ngx.arg[2]`).
+    pub chunk: BodyChunk,
+    /// Body bytes that left body_filter, once one ran (`$body_bytes_sent`).
+    pub filtered_bytes: Option<u64>,
+}
+
+/// A piece of the response body passing through body_filter, and whether it is the last.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BodyChunk {
+    pub data: Vec<u8>,
+    pub eof: bool,
 }
 
 impl RequestState {
@@ -381,6 +392,8 @@ impl Request {
             env: None,
             suspended: None,
             waits: Waits::default(),
+            chunk: BodyChunk::default(),
+            filtered_bytes: None,
         };
         Request { id, state: Some(Box::new(state)), worker, shared, wake: Arc::default() }
     }
@@ -397,7 +410,54 @@ impl Request {
 
     /// Runs one phase's script on this request. `Ok(Status::Yield)` means the script waits:
     /// call `resume` later. Errors carry the Lua message, chunk, line and traceback.
+    ///
+    /// `Phase::BodyFilter` here filters the body scripts produced (`ngx.say`...) as one last
+    /// chunk; a host filtering its own body chunk by chunk uses `filter_body`.
     pub fn run(&mut self, phase: Phase, script: &Script) -> Result<Status> {
+        if phase == Phase::BodyFilter {
+            let body = std::mem::take(&mut self.state_mut()?.response.body);
+            let status = self.filter_body(script, &body, true);
+            let state = self.state_mut()?;
+            state.response.body = std::mem::take(&mut state.chunk.data);
+            return status;
+        }
+        self.run_phase(phase, script)
+    }
+
+    /// Runs body_filter on one chunk of the response body (`ngx.arg[1]`), `eof` telling
+    /// whether it is the last (`ngx.arg[2]`). What the filter made of them is in
+    /// `filtered_chunk`; when it sets eof early, send nothing after that chunk.
+    pub fn filter_body(&mut self, script: &Script, chunk: &[u8], eof: bool) -> Result<Status> {
+        let state = self.state_mut()?;
+        state.chunk.data.clear();
+        state.chunk.data.extend_from_slice(chunk);
+        state.chunk.eof = eof;
+        let status = self.run_phase(Phase::BodyFilter, script)?;
+        let state = self.state_mut()?;
+        *state.filtered_bytes.get_or_insert(0) += state.chunk.data.len() as u64;
+        Ok(status)
+    }
+
+    /// The chunk the last body_filter run produced, and whether it ends the body.
+    pub fn filtered_chunk(&self) -> &BodyChunk {
+        static EMPTY: BodyChunk = BodyChunk { data: Vec::new(), eof: false };
+        self.state.as_ref().map_or(&EMPTY, |state| &state.chunk)
+    }
+
+    /// Hands the host's own response (from its handler or an upstream) to the filters: its
+    /// status and headers replace what scripts set, for header_filter to see and change.
+    pub fn set_response<'h>(
+        &mut self,
+        status: u16,
+        headers: impl IntoIterator<Item = (&'h [u8], &'h [u8])>,
+    ) -> Result<()> {
+        let response = &mut self.state_mut()?.response;
+        response.status = status;
+        response.headers = headers.into_iter().map(|(name, value)| (name.to_vec(), value.to_vec())).collect();
+        Ok(())
+    }
+
+    fn run_phase(&mut self, phase: Phase, script: &Script) -> Result<Status> {
         if !phase.is_request_phase() {
             return Err(Error::invalid_argument(format!("{} is not a request phase", phase.name())));
         }
@@ -571,6 +631,10 @@ impl Request {
     fn input(&self) -> &Snapshot {
         static EMPTY: Snapshot = Snapshot::EMPTY;
         self.state.as_ref().map_or(&EMPTY, |state| &state.input)
+    }
+
+    fn state_mut(&mut self) -> Result<&mut RequestState> {
+        self.state.as_deref_mut().ok_or_else(lost)
     }
 
     fn take_state(&mut self) -> Result<Box<RequestState>> {

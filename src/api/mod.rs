@@ -3,6 +3,7 @@
 //! errors raised at the caller's level, ngx.exit's yield, `ngx.ctx`/`ngx.status` fields, the
 //! coroutine wrappers and `require`).
 
+mod arg;
 pub(crate) mod consts;
 mod ctx;
 mod header;
@@ -228,6 +229,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     params.set("module_env", &module_env)?;
     params.set("host", host::module(lua, &current, setup.host_functions, setup.async_functions)?)?;
     sleep::register(lua, &current, &impl_table)?;
+    arg::register(lua, &current, &impl_table)?;
     let dict_methods = lua.create_table()?;
     shdict::register(lua, setup.dicts, &dict_methods)?;
     params.set("dict_methods", dict_methods)?;

@@ -282,6 +282,8 @@ ngx.resp = {}
 for name, fn in pairs(impl.resp) do
   ngx.resp[name] = checked(fn)
 end
+-- ngx.arg[1] and ngx.arg[2] in body_filter: the chunk and the eof flag.
+ngx.arg = setmetatable({}, { __index = impl.arg_get, __newindex = checked(impl.arg_set) })
 -- ngx.header.X reads and writes the response headers (the proxy itself stays empty).
 ngx.header = setmetatable({}, { __index = checked(impl.header_get), __newindex = checked(impl.header_set) })
 

@@ -163,7 +163,7 @@ fn output(
 
 /// Appends one argument of `ngx.say`/`ngx.print`: a scalar, or an array table of them
 /// (OpenResty's iolist), nested.
-fn append_output(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<(), String> {
+pub(crate) fn append_output(out: &mut Vec<u8>, value: &Value, depth: usize) -> Result<(), String> {
     match value {
         Value::Table(table) => {
             if depth >= MAX_NESTING {

@@ -147,6 +147,11 @@ fn builtin<'a>(request: &'a RequestState, name: &[u8]) -> Option<Option<Cow<'a, 
         b"content_length" => input.header(b"content-length").map(Cow::Borrowed),
         b"request_body" => input.body().map(Cow::Borrowed),
         b"status" => Some(Cow::Owned(format!("{:03}", request.response.status).into_bytes())),
+        // What left body_filter, or without one the body scripts produced.
+        b"body_bytes_sent" => {
+            let sent = request.filtered_bytes.unwrap_or(request.response.body.len() as u64);
+            Some(Cow::Owned(sent.to_string().into_bytes()))
+        }
         b"request_time" => {
             let elapsed = request.started_at.elapsed().as_secs_f64();
             Some(Cow::Owned(format!("{elapsed:.3}").into_bytes()))

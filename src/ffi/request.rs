@@ -293,6 +293,60 @@ fn fill_headers<'a>(out: &mut Vec<le_header>, pairs: impl Iterator<Item = (&'a [
     out.extend(pairs.map(|(name, value)| le_header { name: le_str::of(name), value: le_str::of(value) }));
 }
 
+/// Hands the host's own response to the filters: `status` and `n_headers` headers (copied)
+/// replace what scripts set, for header_filter to see and change.
+#[no_mangle]
+pub extern "C" fn le_request_set_response(
+    request: *mut le_request,
+    status: u16,
+    headers: *const le_header,
+    n_headers: usize,
+    err: *mut *mut le_error,
+) -> le_result {
+    call(err, || {
+        let headers = unsafe { slice(headers, n_headers, "headers")? };
+        let pairs = headers
+            .iter()
+            .map(|h| unsafe { Ok((h.name.bytes("header name")?, h.value.bytes("header value")?)) })
+            .collect::<Result<Vec<_>, Error>>()?;
+        exclusive(request, |request, _| request.set_response(status, pairs))?
+    })
+}
+
+/// What body_filter made of a chunk; `data` points into the request and stays valid until the
+/// next call that takes this request.
+#[repr(C)]
+pub struct le_body_chunk {
+    pub data: le_str,
+    /// Whether the body ends with this chunk (a filter may end it early: send nothing after).
+    pub eof: bool,
+}
+
+/// Runs body_filter on one chunk of the host's response body (`ngx.arg[1]`, `ngx.arg[2]` =
+/// `eof`) and writes the filtered chunk to `*out`. For a body produced by scripts, running
+/// `LE_PHASE_BODY_FILTER` with `le_request_run` filters it whole.
+#[no_mangle]
+pub extern "C" fn le_request_body_filter(
+    request: *mut le_request,
+    script: *const le_script,
+    chunk: le_str,
+    eof: bool,
+    out: *mut le_body_chunk,
+    err: *mut *mut le_error,
+) -> le_status {
+    run_guarded(err, || {
+        let script = unsafe { handle(script, "script")? };
+        let chunk = unsafe { chunk.bytes("chunk")? };
+        require_out(out, "out")?;
+        exclusive(request, |request, _| {
+            let status = request.filter_body(&script.script, chunk, eof)?;
+            let filtered = request.filtered_chunk();
+            unsafe { write_out(out, le_body_chunk { data: le_str::of(&filtered.data), eof: filtered.eof }) };
+            Ok(status)
+        })
+    })
+}
+
 /// The request's engine-wide id (as in log records); 0 for NULL.
 #[no_mangle]
 pub extern "C" fn le_request_id(request: *const le_request) -> u64 {

@@ -523,7 +523,53 @@ static void unknown_variables_ask_the_host(void) {
   le_engine_free(engine);
 }
 
+/* The host's own response through header_filter and body_filter, chunk by chunk. */
+static void filters_on_the_hosts_response(void) {
+  le_engine *engine = le_test_engine(1);
+  le_script *header_filter = le_test_compile(engine, "header_filter",
+                                             "ngx.header.content_length = nil ngx.header['X-Seen'] = ngx.status");
+  le_script *body_filter = le_test_compile(engine, "body_filter",
+                                           "ngx.arg[1] = string.upper(ngx.arg[1]) "
+                                           "if ngx.arg[2] then ngx.arg[1] = ngx.arg[1] .. '.' end");
+  le_request *request = le_test_request(engine, "/", NULL, 0);
+  le_header upstream[2] = {{le_s("Content-Length"), le_s("11")}, {le_s("Content-Type"), le_s("text/html")}};
+  CHECK_OK(le_request_set_response, request, 202, upstream, 2);
+  RUN(request, LE_PHASE_HEADER_FILTER, header_filter, LE_STATUS_OK);
+  le_response_view view = le_test_response(request);
+  CHECK_EQ(view.status, 202);
+  CHECK_EQ(view.n_headers, 2);
+  CHECK_STR(le_test_header(&view, "Content-Type"), "text/html");
+  CHECK_STR(le_test_header(&view, "X-Seen"), "202");
+
+  const char *chunks[2] = {"hello ", "world"};
+  char body[32] = "";
+  for (int i = 0; i < 2; i++) {
+    le_body_chunk out;
+    le_error *err = NULL;
+    le_status status = le_request_body_filter(request, body_filter, le_s(chunks[i]), i == 1, &out, &err);
+    le_test_status("le_request_body_filter", status, err, LE_STATUS_OK, __FILE__, __LINE__);
+    CHECK_EQ(out.eof, i == 1);
+    strncat(body, (const char *)out.data.ptr, out.data.len);
+  }
+  CHECK(strcmp(body, "HELLO WORLD.") == 0);
+
+  le_body_chunk out;
+  le_error *err = NULL;
+  CHECK_EQ(le_request_body_filter(request, body_filter, le_s("x"), true, NULL, &err), LE_STATUS_ERROR);
+  CHECK_EQ(le_error_code(err), LE_ERR_INVALID_ARGUMENT);
+  le_error_free(err);
+  err = NULL;
+  CHECK_EQ(le_request_body_filter(request, NULL, le_s("x"), true, &out, &err), LE_STATUS_ERROR);
+  le_error_free(err);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_request_set_response, request, 200, NULL, 1);
+  le_request_free(request);
+  le_script_free(header_filter);
+  le_script_free(body_filter);
+  le_engine_free(engine);
+}
+
 TEST_MAIN(
+    TEST_CASE(filters_on_the_hosts_response),
     TEST_CASE(mutations_are_read_back),
     TEST_CASE(unknown_variables_ask_the_host),
     TEST_CASE(access_then_content),
