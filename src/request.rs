@@ -144,7 +144,7 @@ impl Response {
 pub(crate) struct Suspended {
     pub phase: Phase,
     pub thread: Thread,
-    pub budget_left: i64,
+    pub budget_left: crate::limits::Left,
 }
 
 /// A request's state. It travels into the worker's Lua state (as `CurrentRequest`) while a

@@ -172,6 +172,7 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
         log,
         log_level,
         instruction_budget: config.instruction_budget,
+        time_budget: Duration::ZERO,
         memory_limit: config.memory_limit,
         coroutine_pool: config.coroutine_pool as usize,
         file_check_interval: Duration::from_millis(u64::from(config.file_check_interval_ms)),
