@@ -25,7 +25,7 @@ fn stopped(engine: &Engine, lua: &str) -> Error {
 const RUNAWAYS: &[(&str, u64, Duration)] = &[
     ("while true do end", 100_000, Duration::ZERO),
     ("while true do end", 0, Duration::from_millis(50)),
-    // JIT-compiled on LuaJIT: hooks still fire there (built with LUAJIT_ENABLE_CHECKHOOK).
+    // A loop LuaJIT compiles, but budgeted workers run interpreted (limits.rs).
     ("local x = 0 while true do x = x + 1 end", 100_000, Duration::ZERO),
     ("local x = 0 while true do x = x + 1 end", 0, Duration::from_millis(50)),
     ("local function f(n) return f(n + 1) end return f(1)", 100_000, Duration::ZERO),
@@ -137,5 +137,21 @@ fn the_memory_cap_turns_allocation_bombs_into_errors() {
     for lua in bombs {
         let error = stopped(&engine, lua);
         assert_eq!(error.code, ErrorCode::Memory, "{lua}: {error:?}");
+    }
+}
+
+#[test]
+fn budgeted_luajit_workers_run_interpreted() {
+    // Compiled loops would leave their trace at every iteration while the budget's hook is set.
+    if cfg!(feature = "luajit") {
+        let status = "ngx.say((jit.status()))";
+        let free = engine_with(EngineConfig { workers: 1, trusted: true, ..Default::default() });
+        assert_eq!(serve(&free, "/", &[], &[(Phase::Content, status)]).body(), "true\n");
+        for (instruction_budget, time_budget) in [(1_000_000, Duration::ZERO), (0, Duration::from_secs(1))] {
+            let config =
+                EngineConfig { workers: 1, trusted: true, instruction_budget, time_budget, ..Default::default() };
+            let budgeted = engine_with(config);
+            assert_eq!(serve(&budgeted, "/", &[], &[(Phase::Content, status)]).body(), "false\n");
+        }
     }
 }
