@@ -7,7 +7,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use luaengine::{Engine, EngineConfig, Error, ErrorCode, Phase, Status};
+use luaengine::{Engine, EngineConfig, Error, ErrorCode, Phase, Request, Status};
 
 fn limited(instruction_budget: u64, time_budget: Duration) -> Engine {
     engine_with(EngineConfig { workers: 1, instruction_budget, time_budget, ..Default::default() })
@@ -97,13 +97,19 @@ fn the_budgets_are_per_phase_run() {
     }
 }
 
+/// A request whose content phase ran `lua` up to its first yield, then waited `wait`.
+fn waited(engine: &Engine, lua: &str, wait: Duration) -> Request {
+    let script = engine.compile("content", lua).unwrap();
+    let mut waiting = request(engine, "/", &[]);
+    assert_eq!(waiting.run(Phase::Content, &script).unwrap(), Status::Yield);
+    std::thread::sleep(wait);
+    waiting
+}
+
 #[test]
 fn time_spent_suspended_does_not_count() {
     let engine = limited(0, Duration::from_millis(50));
-    let script = engine.compile("content", "coroutine.yield() ngx.say('done')").unwrap();
-    let mut waiting = request(&engine, "/", &[]);
-    assert_eq!(waiting.run(Phase::Content, &script).unwrap(), Status::Yield);
-    std::thread::sleep(Duration::from_millis(150));
+    let mut waiting = waited(&engine, "coroutine.yield() ngx.say('done')", Duration::from_millis(150));
     assert_eq!(waiting.resume().unwrap(), Status::Done);
     assert_eq!(waiting.response().body, b"done\n");
 }
@@ -111,10 +117,7 @@ fn time_spent_suspended_does_not_count() {
 #[test]
 fn a_resumed_phase_keeps_its_time_budget_then_stops() {
     let engine = limited(0, Duration::from_millis(100));
-    let script = engine.compile("content", "coroutine.yield()\nwhile true do end").unwrap();
-    let mut waiting = request(&engine, "/", &[]);
-    assert_eq!(waiting.run(Phase::Content, &script).unwrap(), Status::Yield);
-    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = waited(&engine, "coroutine.yield()\nwhile true do end", Duration::from_millis(200));
     // Had the wait counted, the resumed loop would fail at its first check.
     let resumed = Instant::now();
     let error = waiting.resume().unwrap_err();
