@@ -79,7 +79,7 @@ pub(crate) fn base_env(lua: &Lua, trusted: bool) -> mlua::Result<Table> {
 
 /// Makes the sandbox read-only for scripts (see `sandbox.lua`): the tables in `base`, `ngx`
 /// included, and the string metatable become read-only proxies, and `pairs`, `rawset`,
-/// `table.insert` and `collectgarbage` are replaced to match. `builtins` is `require`'s table of
+/// LuaJIT's `table.insert` and `collectgarbage` are replaced to match. `builtins` is `require`'s table of
 /// the names it answers itself (the libraries, or false for a hidden module). `metatables` are
 /// metatables the engine shares between per-request tables; they are hidden from
 /// `getmetatable`. Run once the API is installed, so that every table in `ngx` is covered.
