@@ -75,7 +75,7 @@ typedef enum le_result {
    */
   LE_ERR_RUNTIME = 4,
   /**
-   * A phase used up its instruction budget.
+   * A phase used up its instruction or time budget.
    */
   LE_ERR_BUDGET = 5,
   /**
@@ -296,6 +296,12 @@ typedef struct le_config {
    * (the default). A phase that yields keeps what it has left when it is resumed.
    */
   uint64_t instruction_budget;
+  /**
+   * Wall time one phase run may take, in milliseconds, before failing with
+   * `LE_ERR_BUDGET`; 0 = none (the default). Time suspended in a yield does not count. With
+   * either budget set, LuaJIT workers run interpreted (hooks make compiled code far slower).
+   */
+  uint32_t time_budget_ms;
   /**
    * Lua memory cap per worker in bytes; 0 = none.
    */

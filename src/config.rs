@@ -30,7 +30,7 @@ pub type VariableResolver = Arc<dyn Fn(&VariableLookup<'_>) -> Option<Vec<u8>> +
 pub(crate) const DEFAULT_TYPE: &str = "text/plain";
 
 /// How an engine is built. `EngineConfig::default()` is a sandboxed engine with one worker per
-/// CPU, no instruction budget and no memory cap.
+/// CPU, no instruction or time budget and no memory cap.
 #[derive(Clone)]
 pub struct EngineConfig {
     /// Number of workers (Lua states). 0 means one per available CPU.
@@ -47,6 +47,12 @@ pub struct EngineConfig {
     /// Lua VM instructions one phase run may execute before it fails with
     /// `ErrorCode::Budget`; 0 disables the budget.
     pub instruction_budget: u64,
+    /// Wall time one phase run may take before it fails with `ErrorCode::Budget`; zero disables
+    /// the budget. It counts while the phase's Lua code runs, including the ngx.* and library
+    /// functions it calls; time suspended in a yield does not count. It is checked every 1000
+    /// VM instructions (with the instruction budget), so one long C call, such as a `gsub` over
+    /// a huge string, overruns it by that call's duration.
+    pub time_budget: Duration,
     /// Bytes of Lua memory per worker; 0 means no cap.
     pub memory_limit: usize,
     /// How many idle coroutines a worker keeps for reuse.
@@ -81,6 +87,7 @@ impl Default for EngineConfig {
             log: None,
             log_level: LogLevel::Debug,
             instruction_budget: 0,
+            time_budget: Duration::ZERO,
             memory_limit: 0,
             coroutine_pool: 1024,
             file_check_interval: Duration::from_secs(1),

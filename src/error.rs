@@ -15,7 +15,7 @@ pub enum ErrorCode {
     Syntax = 3,
     /// A Lua script raised an error while it ran.
     Runtime = 4,
-    /// A phase used up its instruction budget.
+    /// A phase used up its instruction budget or its time budget.
     Budget = 5,
     /// A worker's Lua state hit its memory cap.
     Memory = 6,
@@ -35,7 +35,7 @@ impl ErrorCode {
             ErrorCode::InvalidState => "invalid state",
             ErrorCode::Syntax => "syntax error",
             ErrorCode::Runtime => "runtime error",
-            ErrorCode::Budget => "instruction budget exceeded",
+            ErrorCode::Budget => "budget exceeded",
             ErrorCode::Memory => "memory limit exceeded",
             ErrorCode::Io => "i/o error",
             ErrorCode::Aborted => "aborted",

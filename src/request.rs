@@ -286,7 +286,7 @@ impl Response {
 pub(crate) struct Suspended {
     pub phase: Phase,
     pub thread: Thread,
-    pub budget_left: i64,
+    pub budget_left: crate::limits::Left,
     /// Whether it waits for an event (ngx.sleep, an async call) rather than a plain
     /// `coroutine.yield()`, which any resume continues.
     pub waiting: bool,

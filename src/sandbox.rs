@@ -1,11 +1,13 @@
 //! Which globals a script sees (DESIGN.md §7). Sandboxed scripts get a fresh base table with a
-//! whitelist of the standard library; trusted scripts see the full standard library.
+//! whitelist of the standard library, sealed read-only once the API is installed (`seal`);
+//! trusted scripts see the full standard library, all writable.
 //! Either way each request gets its own globals table on top of the base (see `worker.rs`).
 
-use mlua::{Lua, LuaOptions, StdLib, Table, Value};
+use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
 
 /// Functions of the base library a sandboxed script keeps. `load` is replaced by a text-only
-/// version; `dofile`, `loadfile`, `collectgarbage` and the module loaders are gone.
+/// version, `collectgarbage` by one that only counts (`sandbox.lua`); `dofile`, `loadfile` and
+/// the module loaders are gone.
 const BASE_FUNCTIONS: &[&str] = &[
     "assert",
     "error",
@@ -28,7 +30,8 @@ const BASE_FUNCTIONS: &[&str] = &[
     "_VERSION",
 ];
 
-/// Libraries copied whole (a missing one, like `utf8` on LuaJIT, is skipped).
+/// Libraries kept whole (a missing one, like `utf8` on LuaJIT, is skipped). `string.dump` is
+/// removed: its only use is to feed `load` a binary chunk.
 const LIBRARIES: &[&str] = &["string", "table", "math", "bit", "utf8"];
 
 /// The only `os` functions a sandboxed script keeps.
@@ -55,25 +58,58 @@ pub(crate) fn base_env(lua: &Lua, trusted: bool) -> mlua::Result<Table> {
     for name in BASE_FUNCTIONS {
         base.raw_set(*name, globals.raw_get::<Value>(*name)?)?;
     }
+    // The real library tables: `seal` hides them behind read-only proxies.
     for name in LIBRARIES {
         if let Value::Table(library) = globals.raw_get::<Value>(*name)? {
-            base.raw_set(*name, shallow_copy(lua, &library)?)?;
+            base.raw_set(*name, library)?;
         }
     }
+    globals.raw_get::<Table>("string")?.raw_set("dump", Value::Nil)?;
     let os: Table = globals.raw_get("os")?;
     let safe_os = lua.create_table()?;
     for name in OS_FUNCTIONS {
         safe_os.raw_set(*name, os.raw_get::<Value>(*name)?)?;
     }
     base.raw_set("os", safe_os)?;
+    let debug = lua.create_table()?;
+    debug.raw_set("traceback", traceback(lua)?)?;
+    base.raw_set("debug", debug)?;
     Ok(base)
 }
 
-fn shallow_copy(lua: &Lua, table: &Table) -> mlua::Result<Table> {
-    let copy = lua.create_table()?;
-    for pair in table.pairs::<Value, Value>() {
-        let (key, value) = pair?;
-        copy.raw_set(key, value)?;
-    }
-    Ok(copy)
+/// Makes the sandbox read-only for scripts (see `sandbox.lua`): the tables in `base`, `ngx`
+/// included, and the string metatable become read-only proxies, and `pairs`, `rawset`,
+/// LuaJIT's `table.insert` and `collectgarbage` are replaced to match. `builtins` is `require`'s table of
+/// the names it answers itself (the libraries, or false for a hidden module). `metatables` are
+/// metatables the engine shares between per-request tables; they are hidden from
+/// `getmetatable`. Run once the API is installed, so that every table in `ngx` is covered.
+pub(crate) fn seal(lua: &Lua, base: &Table, builtins: &Table, metatables: &[&Table]) -> mlua::Result<()> {
+    let params = lua.create_table()?;
+    params.set("base", base)?;
+    params.set("builtins", builtins)?;
+    params.set("metatables", metatables)?;
+    lua.load(include_str!("sandbox.lua")).set_name("=[luaengine sandbox]").call(params)
+}
+
+/// `debug.traceback([message [, level]])`, the one function of `debug` the sandbox keeps. As in
+/// Lua, a message that is neither a string nor a number comes back unchanged (so it serves as an
+/// `xpcall` handler for error objects). Another coroutine's stack is out of reach without the
+/// debug library: given a coroutine, it returns the message alone.
+fn traceback(lua: &Lua) -> mlua::Result<Function> {
+    lua.create_function(|lua, args: MultiValue| {
+        let mut args = args.into_iter();
+        let message = match args.next() {
+            Some(Value::Thread(_)) => return Ok(args.next().unwrap_or(Value::Nil)),
+            Some(Value::String(text)) => Some(text.to_string_lossy()),
+            Some(number @ (Value::Integer(_) | Value::Number(_))) => Some(number.to_string()?),
+            None | Some(Value::Nil) => None,
+            Some(other) => return Ok(other),
+        };
+        let level = match args.next() {
+            Some(Value::Integer(level)) => usize::try_from(level).unwrap_or(0),
+            Some(Value::Number(level)) if level >= 0.0 => level as usize,
+            _ => 1,
+        };
+        Ok(Value::String(lua.traceback(message.as_deref(), level)?))
+    })
 }

@@ -16,7 +16,7 @@ use crate::cache::{Bytecode, CodeCache};
 use crate::config::EngineConfig;
 use crate::engine::Shared;
 use crate::error::{Error, ErrorCode, Result};
-use crate::limits::{self, Budget};
+use crate::limits::{self, Budget, Left};
 use crate::log::{LogLevel, LogRecord, Logger};
 use crate::phase::{exit_outcome, ExitOutcome, Phase, Status};
 use crate::request::{RequestState, Suspended};
@@ -105,10 +105,7 @@ impl Worker {
         let lua = sandbox::new_lua(config.trusted).map_err(lua_error)?;
         let functions = FunctionCache::default();
         let base = sandbox::base_env(&lua, config.trusted).map_err(lua_error)?;
-        let budget = match config.instruction_budget {
-            0 => None,
-            limit => Some(Budget::install(&lua, limit).map_err(lua_error)?),
-        };
+        let budget = Budget::install(&lua, config.instruction_budget, config.time_budget).map_err(lua_error)?;
         let default_type: Arc<str> = Arc::from(config.default_type.as_str());
         let setup = api::Setup {
             cache,
@@ -178,7 +175,7 @@ impl Worker {
             Ok(prepared) => prepared,
             Err(e) => return (state, Err(Error::from_lua(&e))),
         };
-        let budget_left = w.budget.as_ref().map_or(0, |budget| budget.full());
+        let budget_left = w.budget.as_ref().map_or(Left::default(), |budget| budget.full());
         self.drive(w, shared, state, phase, thread, budget_left, (function, env))
     }
 
@@ -214,7 +211,7 @@ impl Worker {
         mut state: Box<RequestState>,
         phase: Phase,
         thread: Thread,
-        budget_left: i64,
+        budget_left: Left,
         args: impl mlua::IntoLuaMulti,
     ) -> (Box<RequestState>, Result<Status>) {
         state.phase = Some(phase);
@@ -231,7 +228,7 @@ impl Worker {
         };
         state.phase = None;
         shared.count_phase();
-        let budget_left = w.budget.as_ref().map_or(0, |budget| budget.left());
+        let budget_left = w.budget.as_ref().map_or(Left::default(), |budget| budget.disarm());
         let result = match outcome {
             // `run_chunk` returns the signal alone when the script finished.
             Ok((first, Value::Nil)) if api::is_signal(&first) => {
@@ -258,8 +255,12 @@ impl Worker {
             Err(lua_error) => {
                 drop(thread);
                 let mut error = Error::from_lua(&lua_error);
-                if w.budget.as_ref().is_some_and(|budget| budget.exceeded()) {
-                    error.code = ErrorCode::Budget;
+                // A spent budget is what failed the run, even when the error that got out is
+                // another one (an xpcall handler stopped in turn: "error in error handling").
+                if let Some(stop) = w.budget.as_ref().and_then(|budget| budget.stopped()) {
+                    let traceback = error.traceback.take();
+                    error = Error::from_lua_message(ErrorCode::Budget, &stop);
+                    error.traceback = traceback;
                 }
                 if error.code == ErrorCode::Memory {
                     // LuaJIT has no emergency collection: without a full one here its next cycle

@@ -209,6 +209,18 @@ fn dicts_are_shared_by_all_workers_and_the_host() {
 }
 
 #[test]
+fn dicts_cannot_be_tampered_with_in_the_sandbox() {
+    check(&[
+        (
+            "local ok, err = pcall(function() dogs.get = print end) ngx.say(err)",
+            "content:1: attempt to modify read-only table 'ngx.shared.dogs'\n",
+        ),
+        ("local ok, err = pcall(rawset, dogs, 'x', 1) ngx.say(ok)", "false\n"),
+        ("ngx.say(getmetatable(dogs))", "false\n"),
+    ]);
+}
+
+#[test]
 fn dict_configs_are_checked() {
     let too_small = EngineConfig { shared_dicts: vec![("d".into(), 100)], ..Default::default() };
     assert!(Engine::new(too_small).err().unwrap().message.contains("smaller than"));

@@ -234,6 +234,8 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     shdict::register(lua, setup.dicts, &dict_methods)?;
     params.set("dict_methods", dict_methods)?;
     params.set("dict_names", setup.dicts.iter().map(|dict| dict.name()).collect::<Vec<_>>())?;
+    let builtins = lua.create_table()?;
+    params.set("builtins", &builtins)?;
     if let Some(budget) = setup.budget {
         params.set("budget_spent", lua.create_function(move |_, ()| Ok(budget.exceeded()))?)?;
     }
@@ -267,6 +269,9 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     module_mt.set("__metatable", false)?;
     module_env.set_metatable(Some(module_mt))?;
     module_env.raw_set("_G", &module_env)?;
+    if !setup.trusted {
+        crate::sandbox::seal(lua, base, &builtins, &[&headers_mt])?;
+    }
     Ok(Installed { run_chunk: glue.get("run_chunk")?, current, clock })
 }
 

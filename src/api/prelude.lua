@@ -302,7 +302,9 @@ end
 ngx.exit = exiting(impl.exit)
 ngx.redirect = exiting(impl.redirect)
 
--- Fields of `ngx` that belong to the running request.
+-- Fields of `ngx` that belong to the running request. Other new fields go into the worker's
+-- `ngx` (trusted scripts may add some, as in OpenResty), but not through the sandbox's
+-- read-only proxy of `ngx` (sandbox.lua), which shares this __newindex.
 local getters = { ctx = impl.get_ctx, status = impl.get_status, headers_sent = impl.headers_sent }
 local setters = { ctx = impl.set_ctx, status = impl.set_status }
 setmetatable(ngx, {
@@ -315,6 +317,9 @@ setmetatable(ngx, {
   __newindex = function(t, key, value)
     local set = setters[key]
     if not set then
+      if t ~= ngx then
+        error("attempt to modify read-only table 'ngx'", 2)
+      end
       return rawset(t, key, value)
     end
     local a, b = set(value)
@@ -426,33 +431,52 @@ preload.host = function()
   return host
 end
 
--- ngx.shared.DICT, as lua-resty-core builds it: each dict is { zone } sharing one metatable,
--- and methods check their `zone` argument (a dot instead of a colon is a clear error).
+-- ngx.shared.DICT: each dict is an empty table sharing one metatable of methods (so the
+-- sandbox can make it read-only), whose zone the methods find in `zones`; a dot instead of a
+-- colon is lua-resty-core's clear error.
+local zones = setmetatable({}, { __mode = "k" })
 local dict_index = {}
 for name, fn in pairs(P.dict_methods) do
   dict_index[name] = function(zone, ...)
-    local index = type(zone) == "table" and rawget(zone, 1)
-    if type(index) ~= "number" then
+    local index = zones[zone]
+    if not index then
       error('bad "zone" argument', 2)
     end
     return raise_or_return(fn(index, ...))
   end
 end
-local dict_mt = { __index = dict_index, __metatable = false }
+local dict_names = P.dict_names
+local dict_mt = {
+  __index = dict_index,
+  __newindex = function(zone)
+    error("attempt to modify read-only table 'ngx.shared." .. dict_names[zones[zone] + 1] .. "'", 2)
+  end,
+}
 ngx.shared = {}
-for index, name in ipairs(P.dict_names) do
-  ngx.shared[name] = setmetatable({ index - 1 }, dict_mt)
+for index, name in ipairs(dict_names) do
+  local dict = setmetatable({}, dict_mt)
+  zones[dict] = index - 1
+  ngx.shared[name] = dict
 end
 local find_module, fallback_require = impl.find_module, P.fallback_require
 local LOADING = {}
+-- Names the sandbox answers itself (filled by sandbox.lua): its libraries, and false for the
+-- modules it hides. Empty for trusted scripts.
+local builtins = P.builtins
 
+-- Errors are raised with `error(msg, 2)` as a statement: as a tail call (`return error(...)`)
+-- LuaJIT drops require's frame and level 2 is no longer the caller.
 local function require(name)
   if type(name) ~= "string" then
-    return error("bad argument #1 to 'require' (string expected, got " .. type(name) .. ")", 2)
+    error("bad argument #1 to 'require' (string expected, got " .. type(name) .. ")", 2)
+  end
+  local builtin = builtins[name]
+  if builtin ~= nil then
+    return builtin or error("module '" .. name .. "' is not available in the sandbox", 2)
   end
   local value = loaded[name]
   if value == LOADING then
-    return error("loop or previous error loading module '" .. name .. "'", 2)
+    error("loop or previous error loading module '" .. name .. "'", 2)
   end
   if value ~= nil then
     return value
@@ -461,13 +485,13 @@ local function require(name)
   if not loader then
     local chunk, path_or_err = find_module(name)
     if chunk == false then
-      return error(path_or_err, 2)
+      error(path_or_err, 2)
     end
     if not chunk then
       if fallback_require then
         return fallback_require(name)
       end
-      return error("module '" .. name .. "' not found:" .. path_or_err, 2)
+      error("module '" .. name .. "' not found:" .. path_or_err, 2)
     end
     where = path_or_err
     loader = function(...)

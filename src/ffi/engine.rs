@@ -65,6 +65,10 @@ pub struct le_config {
     /// VM instructions one phase may execute before failing with `LE_ERR_BUDGET`; 0 = none
     /// (the default). A phase that yields keeps what it has left when it is resumed.
     pub instruction_budget: u64,
+    /// Wall time one phase run may take, in milliseconds, before failing with
+    /// `LE_ERR_BUDGET`; 0 = none (the default). Time suspended in a yield does not count. With
+    /// either budget set, LuaJIT workers run interpreted (hooks make compiled code far slower).
+    pub time_budget_ms: u32,
     /// Lua memory cap per worker in bytes; 0 = none.
     pub memory_limit: usize,
     /// Idle coroutines each worker keeps for reuse. Default 1024.
@@ -139,6 +143,7 @@ pub extern "C" fn le_config_default() -> le_config {
         log_user_data: std::ptr::null_mut(),
         log_level: defaults.log_level as le_log_level,
         instruction_budget: 0,
+        time_budget_ms: 0,
         memory_limit: 0,
         coroutine_pool: u32::try_from(defaults.coroutine_pool).unwrap_or(u32::MAX),
         file_check_interval_ms: u32::try_from(defaults.file_check_interval.as_millis()).unwrap_or(u32::MAX),
@@ -199,6 +204,7 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
         log,
         log_level,
         instruction_budget: config.instruction_budget,
+        time_budget: Duration::from_millis(u64::from(config.time_budget_ms)),
         memory_limit: config.memory_limit,
         coroutine_pool: config.coroutine_pool as usize,
         file_check_interval: Duration::from_millis(u64::from(config.file_check_interval_ms)),

@@ -20,7 +20,7 @@ pub enum le_result {
     LE_ERR_SYNTAX = 3,
     /// A script raised an error.
     LE_ERR_RUNTIME = 4,
-    /// A phase used up its instruction budget.
+    /// A phase used up its instruction or time budget.
     LE_ERR_BUDGET = 5,
     /// A worker hit its Lua memory cap.
     LE_ERR_MEMORY = 6,

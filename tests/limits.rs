@@ -1,0 +1,160 @@
+//! Limits per phase run (DESIGN.md §7): the instruction budget, the wall-time budget and the
+//! per-worker memory cap. Each runaway script ends in an error of its own code, and the same
+//! worker then serves a normal request.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use luaengine::{Engine, EngineConfig, Error, ErrorCode, Phase, Request, Status};
+
+fn limited(instruction_budget: u64, time_budget: Duration) -> Engine {
+    engine_with(EngineConfig { workers: 1, instruction_budget, time_budget, ..Default::default() })
+}
+
+/// Runs a content snippet that must fail, then checks the worker still answers.
+fn stopped(engine: &Engine, lua: &str) -> Error {
+    let outcome = serve(engine, "/", &[], &[(Phase::Content, lua)]);
+    let error = outcome.error.unwrap_or_else(|| panic!("{lua}: no error, body {:?}", outcome.response.body));
+    assert_eq!(serve(engine, "/", &[], &[(Phase::Content, "ngx.say('ok')")]).body(), "ok\n", "after {lua}");
+    error
+}
+
+/// Runaway scripts and the budget that stops each: (Lua, instruction budget, time budget).
+const RUNAWAYS: &[(&str, u64, Duration)] = &[
+    ("while true do end", 100_000, Duration::ZERO),
+    ("while true do end", 0, Duration::from_millis(50)),
+    // A loop LuaJIT compiles, but budgeted workers run interpreted (limits.rs).
+    ("local x = 0 while true do x = x + 1 end", 100_000, Duration::ZERO),
+    ("local x = 0 while true do x = x + 1 end", 0, Duration::from_millis(50)),
+    ("local function f(n) return f(n + 1) end return f(1)", 100_000, Duration::ZERO),
+    ("local t = {} for i = 1, math.huge do t[i % 100 + 1] = {i} end", 0, Duration::from_millis(50)),
+    // pcall must not swallow the stop, nor a coroutine.
+    ("while true do pcall(function() while true do end end) end", 100_000, Duration::ZERO),
+    ("while true do pcall(function() while true do end end) end", 0, Duration::from_millis(50)),
+    ("while true do xpcall(function() while true do end end, print) end", 100_000, Duration::ZERO),
+    ("while true do coroutine.resume(coroutine.create(function() while true do end end)) end", 100_000, Duration::ZERO),
+    ("while true do coroutine.wrap(function() while true do end end)() end", 0, Duration::from_millis(50)),
+];
+
+#[test]
+fn budgets_stop_runaway_scripts() {
+    for &(lua, instructions, time) in RUNAWAYS {
+        let engine = limited(instructions, time);
+        let error = stopped(&engine, lua);
+        assert_eq!(error.code, ErrorCode::Budget, "{lua}: {error:?}");
+        let which = match instructions {
+            0 => format!("time budget of {time:?} exceeded"),
+            n => format!("instruction budget of {n} exceeded"),
+        };
+        assert!(error.message.starts_with("content:1: "), "{lua}: {}", error.message);
+        assert!(error.message.ends_with(&which), "{lua}: {}", error.message);
+        assert_eq!((error.chunk.as_deref(), error.line), (Some("content"), Some(1)), "{lua}");
+    }
+}
+
+#[test]
+fn the_budget_code_and_message_name_the_budget() {
+    let error = stopped(&limited(0, Duration::from_millis(50)), "while true do end");
+    assert_eq!(error.summary(), "budget exceeded: content:1: time budget of 50ms exceeded");
+}
+
+#[test]
+fn gcd_with_a_string_loops_forever_on_luajit_and_fails_at_once_on_lua54() {
+    // 24 % '0' is NaN on LuaJIT, so the tail-recursive gcd never reaches b == 0; Lua 5.4
+    // converts '0' to the integer 0 and raises "attempt to perform 'n%%0'".
+    let lua = "local function gcd(a, b) if b == 0 then return a end return gcd(b, a % b) end return gcd(24, '0')";
+    for (instructions, time) in [(1_000_000, Duration::ZERO), (0, Duration::from_millis(50))] {
+        let error = stopped(&limited(instructions, time), lua);
+        let expected = if cfg!(feature = "luajit") { ErrorCode::Budget } else { ErrorCode::Runtime };
+        assert_eq!(error.code, expected, "{error:?}");
+    }
+}
+
+#[test]
+fn the_time_budget_stops_long_string_work_promptly() {
+    // Each gsub over 100 KB is one VM instruction: an instruction budget alone takes long here.
+    let lua = "local s = string.rep('a', 1e5) while true do s = s:gsub('a', 'b') end";
+    let engine = limited(0, Duration::from_millis(50));
+    let started = Instant::now();
+    let error = stopped(&engine, lua);
+    assert_eq!(error.code, ErrorCode::Budget, "{error:?}");
+    assert!(error.message.ends_with("time budget of 50ms exceeded"), "{}", error.message);
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn the_budgets_are_per_phase_run() {
+    let engine = limited(100_000, Duration::from_millis(500));
+    let script = engine.compile("content", "for i = 1, 20000 do end").unwrap();
+    let mut phases = request(&engine, "/", &[]);
+    for phase in [Phase::Rewrite, Phase::Access, Phase::Content, Phase::Log] {
+        phases.run(phase, &script).unwrap();
+    }
+    for _ in 0..10 {
+        assert_eq!(request(&engine, "/", &[]).run(Phase::Content, &script).unwrap(), Status::Done);
+    }
+}
+
+/// A request whose content phase ran `lua` up to its first yield, then waited `wait`.
+fn waited(engine: &Engine, lua: &str, wait: Duration) -> Request {
+    let script = engine.compile("content", lua).unwrap();
+    let mut waiting = request(engine, "/", &[]);
+    assert_eq!(waiting.run(Phase::Content, &script).unwrap(), Status::Yield);
+    std::thread::sleep(wait);
+    waiting
+}
+
+#[test]
+fn time_spent_suspended_does_not_count() {
+    let engine = limited(0, Duration::from_millis(50));
+    let mut waiting = waited(&engine, "coroutine.yield() ngx.say('done')", Duration::from_millis(150));
+    assert_eq!(waiting.resume().unwrap(), Status::Done);
+    assert_eq!(waiting.response().body, b"done\n");
+}
+
+#[test]
+fn a_resumed_phase_keeps_its_time_budget_then_stops() {
+    let engine = limited(0, Duration::from_millis(100));
+    let mut waiting = waited(&engine, "coroutine.yield()\nwhile true do end", Duration::from_millis(200));
+    // Had the wait counted, the resumed loop would fail at its first check.
+    let resumed = Instant::now();
+    let error = waiting.resume().unwrap_err();
+    assert_eq!(error.code, ErrorCode::Budget, "{error:?}");
+    assert_eq!(error.line, Some(2));
+    assert!(resumed.elapsed() >= Duration::from_millis(50), "stopped after {:?}", resumed.elapsed());
+    assert_eq!(serve(&engine, "/", &[], &[(Phase::Content, "ngx.say('ok')")]).body(), "ok\n");
+}
+
+#[test]
+fn the_memory_cap_turns_allocation_bombs_into_errors() {
+    let engine = engine_with(EngineConfig { workers: 1, memory_limit: 32 << 20, ..Default::default() });
+    // Distinct strings: LuaJIT interns strings, so identical 1 MB strings would take no memory.
+    let bombs = [
+        "local t = {} while true do t[#t + 1] = string.rep('x', 1e6) .. #t end",
+        "local t = {} while true do t[#t + 1] = {} end",
+        "local s = 'x' while true do s = s .. s end",
+        "string.rep('x', 64 * 1024 * 1024)",
+    ];
+    for lua in bombs {
+        let error = stopped(&engine, lua);
+        assert_eq!(error.code, ErrorCode::Memory, "{lua}: {error:?}");
+    }
+}
+
+#[test]
+fn budgeted_luajit_workers_run_interpreted() {
+    // Compiled loops would leave their trace at every iteration while the budget's hook is set.
+    if cfg!(feature = "luajit") {
+        let status = "ngx.say((jit.status()))";
+        let free = engine_with(EngineConfig { workers: 1, trusted: true, ..Default::default() });
+        assert_eq!(serve(&free, "/", &[], &[(Phase::Content, status)]).body(), "true\n");
+        for (instruction_budget, time_budget) in [(1_000_000, Duration::ZERO), (0, Duration::from_secs(1))] {
+            let config =
+                EngineConfig { workers: 1, trusted: true, instruction_budget, time_budget, ..Default::default() };
+            let budgeted = engine_with(config);
+            assert_eq!(serve(&budgeted, "/", &[], &[(Phase::Content, status)]).body(), "false\n");
+        }
+    }
+}
