@@ -1,5 +1,5 @@
-//! ngx.get_phase, the time functions (ngx.now, time, update_time, today, localtime, utctime)
-//! and the ngx.* constants.
+//! ngx.get_phase, the time functions (ngx.now, time, update_time, today, localtime, utctime,
+//! cookie_time, http_time, parse_http_time), ngx.config, ngx.worker and the ngx.* constants.
 
 mod common;
 
@@ -94,9 +94,35 @@ fn utc_text(seconds: u64) -> String {
 }
 
 #[test]
+fn http_dates_format_and_parse() {
+    assert_bodies(&[
+        ("ngx.say(ngx.cookie_time(1290079655))", "Thu, 18-Nov-10 11:27:35 GMT\n"),
+        // Four-digit years after 2037, as nginx.
+        ("ngx.say(ngx.cookie_time(2200000000))", "Sun, 18-Sep-2039 23:06:40 GMT\n"),
+        ("ngx.say(ngx.http_time(1290079655))", "Thu, 18 Nov 2010 11:27:35 GMT\n"),
+        (
+            "ngx.say(ngx.http_time(0), '|', ngx.http_time(1290079655.9))",
+            "Thu, 01 Jan 1970 00:00:00 GMT|Thu, 18 Nov 2010 11:27:35 GMT\n",
+        ),
+        ("ngx.say(ngx.parse_http_time('Thu, 18 Nov 2010 11:27:35 GMT'))", "1290079655\n"),
+        ("ngx.say(ngx.parse_http_time('Thursday, 18-Nov-10 11:27:35 GMT'))", "1290079655\n"),
+        ("ngx.say(ngx.parse_http_time('Thu Nov 18 11:27:35 2010'))", "1290079655\n"),
+        ("ngx.say(ngx.parse_http_time('Thu, Nov 18 2010 11:27:35 GMT'))", "nil\n"),
+        ("ngx.say(ngx.parse_http_time('Mon, 29 Feb 2010 00:00:00 GMT'), ' ', ngx.parse_http_time(''))", "nil nil\n"),
+        ("ngx.say(ngx.parse_http_time(ngx.http_time(ngx.time())) == ngx.time())", "true\n"),
+        ("local t = ngx.parse_http_time(ngx.cookie_time(1290079655)) ngx.say(t)", "1290079655\n"),
+    ]);
+    assert_errors(&[
+        ("ngx.cookie_time('1290079655')", "number argument only"),
+        ("ngx.http_time(nil)", "number argument only"),
+        ("ngx.parse_http_time(1290079655)", "string argument only"),
+    ]);
+}
+
+#[test]
 fn time_functions_work_in_every_request_phase() {
-    let script =
-        "assert(ngx.now() > 0 and ngx.time() > 0 and #ngx.today() == 10 and #ngx.utctime() == 19) ngx.update_time()";
+    let script = "assert(ngx.now() > 0 and ngx.time() > 0 and #ngx.today() == 10 and #ngx.utctime() == 19 \
+and #ngx.http_time(ngx.time()) == 29 and ngx.parse_http_time(ngx.cookie_time(0)) == 0) ngx.update_time()";
     run_everywhere(&engine(), script);
 }
 

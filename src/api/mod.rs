@@ -3,6 +3,7 @@
 //! errors raised at the caller's level, ngx.exit's yield, `ngx.ctx`/`ngx.status` fields, the
 //! coroutine wrappers and `require`).
 
+mod codec;
 pub(crate) mod consts;
 mod ctx;
 mod header;
@@ -20,7 +21,7 @@ mod var;
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use mlua::{Function, IntoLua, LightUserData, Lua, MultiValue, Table, Value};
+use mlua::{FromLuaMulti, Function, IntoLua, LightUserData, Lua, MultiValue, Table, Value};
 use parking_lot::Mutex;
 
 use crate::cache::CodeCache;
@@ -170,6 +171,21 @@ pub(crate) fn reply<V: IntoLua>(lua: &Lua, result: Result<V, String>) -> mlua::R
     }
 }
 
+/// Adds `name` to `table`: a function whose result is its value, or an argument error (`Err`) for
+/// the `checked` glue to raise at the caller's level.
+pub(crate) fn add_function<A, R>(
+    lua: &Lua,
+    table: &Table,
+    name: &str,
+    f: impl Fn(&Lua, A) -> mlua::Result<Result<R, String>> + Send + 'static,
+) -> mlua::Result<()>
+where
+    A: FromLuaMulti,
+    R: IntoLua,
+{
+    table.set(name, lua.create_function(move |lua, args: A| reply(lua, f(lua, args)?))?)
+}
+
 /// Separates a Lua failure (out of memory while building a value: raised as is) from an
 /// argument error (handed to the glue).
 pub(crate) fn lua_failure<T>(result: Result<mlua::Result<T>, String>) -> mlua::Result<Result<T, String>> {
@@ -192,8 +208,12 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     let impl_table = lua.create_table()?;
     ngx.set("req", lua.create_table()?)?;
     consts::register(&ngx)?;
+    // Functions for `ngx` itself that need no request and only check their arguments.
+    let ngx_functions = lua.create_table()?;
+    impl_table.set("ngx", &ngx_functions)?;
+    codec::register(lua, &ngx_functions)?;
     let clock = time::Clock::new();
-    time::register(lua, &ngx, &clock)?;
+    time::register(lua, &ngx, &ngx_functions, &clock)?;
     phase::register(lua, &ngx, &current)?;
     resp::register(lua, &current, &impl_table, &setup.logger, &setup.default_type)?;
     ctx::register(lua, &current, &impl_table)?;

@@ -5,7 +5,7 @@ use mlua::{FromLuaMulti, IntoLua, Lua, Table, Value};
 
 use super::consts::METHODS;
 use super::resp::integer_arg;
-use super::uri::{encode_args, escape, for_each_arg};
+use super::uri::{args_table, encode_args, escape, insert_multi};
 use super::{fail, string_or_number, type_name, CurrentRequest, YIELDING};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
@@ -63,14 +63,16 @@ pub(crate) fn register(
                 )
             }
         };
-        Ok(args_table(lua, request.input.query(), max, table)?)
+        let (table, truncated) = args_table(lua, request.input.query(), max, table)?;
+        Ok(Truncated(table, truncated))
     })?;
     req.add("get_post_args", ANY, |lua, request, max: Value| {
         let max = max_arg(&max, "get_post_args")?;
         // The host hands the body over up front or not at all: none is nginx's unread body.
         let body =
             request.input.body().ok_or("no request body found; maybe you should turn on lua_need_request_body?")?;
-        Ok(args_table(lua, body, max, None)?)
+        let (table, truncated) = args_table(lua, body, max, None)?;
+        Ok(Truncated(table, truncated))
     })?;
     req.add("set_header", REWRITE, |_, request, (name, value): (Value, Value)| {
         Ok(set_header(request, &name, &value)?)
@@ -236,35 +238,6 @@ fn max_arg(max: &Value, api: &str) -> Result<usize, String> {
     })
 }
 
-/// The table `get_uri_args`/`get_post_args` return (into `table` when given, cleared first):
-/// repeated keys as arrays, bare keys as `true`.
-fn args_table(lua: &Lua, query: &[u8], max: usize, table: Option<Table>) -> mlua::Result<Truncated> {
-    let table = match table {
-        Some(table) => {
-            table.clear()?;
-            table
-        }
-        None => lua.create_table()?,
-    };
-    let truncated = for_each_arg(query, max, |key, value| {
-        let value = match value {
-            Some(value) => Value::String(lua.create_string(value)?),
-            None => Value::Boolean(true),
-        };
-        insert_multi(lua, &table, lua.create_string(key)?, value)
-    })?;
-    Ok(Truncated(table, truncated))
-}
-
-/// Sets `table[key] = value`, turning a repeated key into an array of its values in order.
-fn insert_multi(lua: &Lua, table: &Table, key: mlua::LuaString, value: Value) -> mlua::Result<()> {
-    match table.raw_get::<Value>(&key)? {
-        Value::Nil => table.raw_set(key, value),
-        Value::Table(values) => values.raw_push(value),
-        first => table.raw_set(key, lua.create_sequence_from([first, value])?),
-    }
-}
-
 /// The table `get_headers` returns: names lowercased (unless `raw`), repeated headers as arrays
 /// of their values in order.
 fn headers_table<'a>(lua: &Lua, headers: impl Iterator<Item = (&'a [u8], &'a [u8])>, raw: bool) -> mlua::Result<Table> {
@@ -335,7 +308,7 @@ fn set_header(request: &mut RequestState, name: &Value, value: &Value) -> Result
 }
 
 /// A string argument (numbers are turned into strings, as `luaL_checklstring` does).
-fn scalar_arg(value: &Value, position: usize, api: &str) -> Result<Vec<u8>, String> {
+pub(super) fn scalar_arg(value: &Value, position: usize, api: &str) -> Result<Vec<u8>, String> {
     string_or_number(value)
         .ok_or_else(|| format!("bad argument #{position} to '{api}' (string expected, got {})", type_name(value)))
 }
