@@ -10,6 +10,7 @@ mod header;
 mod host;
 mod log;
 mod phase;
+mod process;
 mod req;
 mod resp;
 mod shdict;
@@ -19,6 +20,7 @@ mod uri;
 mod var;
 
 use std::ffi::c_void;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use mlua::{FromLuaMulti, Function, IntoLua, LightUserData, Lua, MultiValue, Table, Value};
@@ -113,6 +115,10 @@ pub(crate) struct Setup<'a> {
     pub variables: Option<VariableResolver>,
     /// `EngineConfig::default_type`, added when the engine sends the response headers.
     pub default_type: Arc<str>,
+    /// This worker's index and the number of workers (`ngx.worker.id`, `count`).
+    pub worker: (usize, usize),
+    /// Set when the engine starts shutting down (`ngx.worker.exiting`).
+    pub exiting: Arc<AtomicBool>,
 }
 
 static SIGNAL_ANCHOR: u8 = 0;
@@ -215,6 +221,8 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     let clock = time::Clock::new();
     time::register(lua, &ngx, &ngx_functions, &clock)?;
     phase::register(lua, &ngx, &current)?;
+    let (index, count) = setup.worker;
+    process::register(lua, &ngx, process::WorkerInfo { index, count, exiting: setup.exiting.clone() })?;
     resp::register(lua, &current, &impl_table, &setup.logger, &setup.default_type)?;
     ctx::register(lua, &current, &impl_table)?;
     var::register(lua, &current, &impl_table, setup.variables.clone())?;
