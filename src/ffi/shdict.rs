@@ -130,6 +130,16 @@ fn owned_value(value: Option<DictValue>) -> le_value {
     out
 }
 
+/// Writes `value` to an out-parameter the caller may leave NULL.
+///
+/// # Safety
+/// A non-NULL `out` must be writable.
+unsafe fn write_optional<T>(out: *mut T, value: T) {
+    if !out.is_null() {
+        unsafe { write_out(out, value) }
+    }
+}
+
 /// # Safety
 /// `key`'s pointer must be valid for its length.
 unsafe fn key_bytes<'a>(key: le_str) -> Result<&'a [u8], Error> {
@@ -186,9 +196,7 @@ pub extern "C" fn le_dict_get(
         let found = dict.dict.get(unsafe { key_bytes(key)? }).map_err(dict_error)?;
         let flags = found.as_ref().map_or(0, |(_, flags)| *flags);
         unsafe { write_out(value_out, owned_value(found.map(|(value, _)| value))) };
-        if !flags_out.is_null() {
-            unsafe { write_out(flags_out, flags) };
-        }
+        unsafe { write_optional(flags_out, flags) };
         Ok(())
     })
 }
@@ -233,9 +241,7 @@ pub extern "C" fn le_dict_set(
         let exptime = seconds(exptime, "exptime")?;
         let evicted =
             dict.dict.store(mode, unsafe { key_bytes(key)? }, value, exptime, flags).map_err(|(e, _)| dict_error(e))?;
-        if !forcible.is_null() {
-            unsafe { write_out(forcible, evicted) };
-        }
+        unsafe { write_optional(forcible, evicted) };
         Ok(())
     })
 }
@@ -270,9 +276,7 @@ pub extern "C" fn le_dict_incr(
         let init = unsafe { init.as_ref() }.copied();
         let init_ttl = seconds(init_ttl, "init_ttl")?;
         let (value, _) = dict.dict.incr(unsafe { key_bytes(key)? }, by, init, init_ttl).map_err(dict_error)?;
-        if !out.is_null() {
-            unsafe { write_out(out, value) };
-        }
+        unsafe { write_optional(out, value) };
         Ok(())
     })
 }
@@ -347,9 +351,7 @@ pub extern "C" fn le_dict_flush_expired(
 ) -> le_result {
     call(err, || {
         let count = unsafe { handle(dict, "dict")? }.dict.flush_expired(max);
-        if !flushed.is_null() {
-            unsafe { write_out(flushed, count) };
-        }
+        unsafe { write_optional(flushed, count) };
         Ok(())
     })
 }
