@@ -561,8 +561,11 @@ typedef void (*le_dict_key_fn)(struct le_str key, void *user_data);
 /**
  * Called from the engine's clock thread when an engine-driven wait of `request` completes
  * (`ngx.sleep`): the host should resume the request, typically by scheduling
- * `le_request_resume` on its own thread. It may also resume or free the request right here.
- * Never called for a request after `le_request_free` returned.
+ * `le_request_resume` on its own thread. It may also resume or free the request right here:
+ * a wake that completes while a call is still using the request is held back until that call
+ * returns. Never called for a request after `le_request_free` returned. Keep it short (one
+ * clock thread serves every wake of the engine), and do not free the request while holding a
+ * lock this callback takes: the free waits for a callback in flight.
  */
 typedef void (*le_wake_fn)(struct le_request *request, void *user_data);
 

@@ -536,6 +536,20 @@ impl Request {
         self.wake.set_waker(waker);
     }
 
+    /// Has the clock thread call the waker again, soon: for a host layer that received a wake
+    /// while it could not act on it.
+    pub(crate) fn wake_again(&self) {
+        let slot = Arc::downgrade(&self.wake);
+        self.shared.scheduler.at(
+            Instant::now(),
+            Box::new(move |_| {
+                if let Some(slot) = slot.upgrade() {
+                    slot.wake_again();
+                }
+            }),
+        );
+    }
+
     /// The host-driven waits of the suspended phase (async host functions, body reads): perform
     /// each and `complete` it, then `resume`.
     pub fn pending(&self) -> &[PendingOp] {

@@ -604,7 +604,50 @@ static void a_resume_before_the_wake_runs_nothing(void) {
   le_engine_free(engine);
 }
 
+/* Resumes right in the wake callback; counts resumes the request refused. */
+static atomic_int refused_resumes;
+static void resume_in_wake(le_request *request, void *user_data) {
+  (void)user_data;
+  le_error *err = NULL;
+  if (le_request_resume(request, &err) == LE_STATUS_ERROR) {
+    atomic_fetch_add(&refused_resumes, 1);
+    le_error_free(err);
+  }
+}
+
+/* A wake that fires while le_request_run is still returning is held back until it has: the
+ * callback may resume the request at once, as the header allows. */
+static void resuming_in_the_wake_callback_never_races_the_run(void) {
+  enum { N = 2000 };
+  le_engine *engine = async_engine(2);
+  le_script *script = le_test_compile(engine, "content", "ngx.sleep(0) ngx.say('ok')");
+  static le_request *requests[N];
+  atomic_store(&refused_resumes, 0);
+  for (int i = 0; i < N; i++) {
+    requests[i] = request_on(engine, "/", LE_WORKER_ANY);
+    CHECK_OK(le_request_set_waker, requests[i], resume_in_wake, NULL);
+    le_error *err = NULL;
+    le_status status = le_request_run(requests[i], LE_PHASE_CONTENT, script, &err);
+    CHECK(status == LE_STATUS_YIELD || status == LE_STATUS_DONE);
+  }
+  double deadline = now_seconds() + 30;
+  for (int i = 0; i < N; i++) {
+    le_response_view view;
+    /* The resume may still be returning on the clock thread: then the request is busy. */
+    while ((le_request_is_suspended(requests[i]) || le_request_response(requests[i], &view) != LE_OK) &&
+           now_seconds() < deadline)
+      sleep_ms(1);
+    CHECKF(!le_request_is_suspended(requests[i]), "request %d never resumed", i);
+    CHECK_STR(view.body, "ok\n");
+    le_request_free(requests[i]);
+  }
+  CHECK_EQ(atomic_load(&refused_resumes), 0);
+  le_script_free(script);
+  le_engine_free(engine);
+}
+
 TEST_MAIN(
+    TEST_CASE(resuming_in_the_wake_callback_never_races_the_run),
     TEST_CASE(sleeps_overlap_on_an_event_loop_thread),
     TEST_CASE(ten_thousand_requests_on_four_host_threads),
     TEST_CASE(freed_requests_are_never_woken),
