@@ -79,7 +79,7 @@ typedef enum le_result {
    */
   LE_ERR_BUDGET = 5,
   /**
-   * A worker hit its Lua memory cap.
+   * A worker hit its Lua memory cap, or a shared dict is full ("no memory").
    */
   LE_ERR_MEMORY = 6,
   /**
