@@ -4,9 +4,11 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 )
@@ -303,5 +305,31 @@ func TestClosed(t *testing.T) {
 	s.Close()
 	if _, err := r.Run(PhaseContent, s); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Run on a closed request: %v", err)
+	}
+}
+
+// Requests and engines nobody closed are freed by the GC (a safety net, not the API).
+func TestForgottenHandlesAreFreed(t *testing.T) {
+	state := func() *engineState {
+		e, err := New(Config{Workers: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 10 {
+			if _, err := e.NewRequest(RequestInit{Method: "GET", Path: "/"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := e.Compile("forgotten", "return"); err != nil {
+			t.Fatal(err)
+		}
+		return e.state
+	}()
+	for i := 0; i < 100 && !state.freed.Load(); i++ {
+		runtime.GC()
+		time.Sleep(time.Millisecond)
+	}
+	if !state.freed.Load() {
+		t.Fatal("a forgotten engine was never freed")
 	}
 }

@@ -131,8 +131,10 @@ func (m *Middleware) writeAnswer(w http.ResponseWriter, x *Exchange) {
 		status = http.StatusOK
 	}
 	body := x.Body()
-	if len(body) == 0 && status >= 400 && !x.HeadersSent() {
-		body = errorPage(status)
+	if len(body) == 0 && !x.HeadersSent() {
+		if code := x.ExitCode(); code >= 400 && code <= 999 {
+			body = errorPage(int(code))
+		}
 	}
 	w.WriteHeader(validStatus(status))
 	if len(body) > 0 {

@@ -175,6 +175,9 @@ func (p *Pipeline) HasContent() bool { return p.phases.Content != nil }
 // Status returns the status scripts set, or 0.
 func (x *Exchange) Status() int { return x.f.status() }
 
+// ExitCode returns the argument of the last ngx.exit (or the status of ngx.redirect), or 0.
+func (x *Exchange) ExitCode() int64 { return int64(x.f.c.view.exit_code) }
+
 // HeadersSent reports whether scripts produced output.
 func (x *Exchange) HeadersSent() bool { return bool(x.f.c.view.headers_sent) }
 
