@@ -109,16 +109,18 @@ func (f *frame) body() []byte { return cBytes(f.c.view.body) }
 // Snapshots ----------------------------------------------------------------------------------
 
 // snapshotWriter copies a request snapshot into a frame's data: the header array first, then
-// the strings.
+// the strings. A snapshot that does not fit sets overflow instead of writing.
 type snapshotWriter struct {
-	init    *C.le_request_init
-	headers []C.le_header
-	data    []byte
-	pos     int
+	init     *C.le_request_init
+	headers  []C.le_header
+	data     []byte
+	pos      int
+	overflow bool
 }
 
 func headerBytes(n int) int { return n * C.sizeof_le_header }
 
+// newSnapshotWriter starts a snapshot with room for up to nHeaders headers.
 func newSnapshotWriter(f *frame, nHeaders int) snapshotWriter {
 	c := f.c
 	c.init = C.le_request_init{}
@@ -127,7 +129,9 @@ func newSnapshotWriter(f *frame, nHeaders int) snapshotWriter {
 		data: unsafe.Slice((*byte)(unsafe.Pointer(c.data)), int(c.data_cap)),
 		pos:  headerBytes(nHeaders),
 	}
-	if nHeaders > 0 {
+	if w.pos > len(w.data) {
+		w.overflow = true
+	} else if nHeaders > 0 {
 		w.headers = unsafe.Slice((*C.le_header)(unsafe.Pointer(c.data)), nHeaders)[:0]
 		c.init.headers = &w.headers[:1][0]
 	}
@@ -135,29 +139,31 @@ func newSnapshotWriter(f *frame, nHeaders int) snapshotWriter {
 }
 
 func (w *snapshotWriter) str(s string) C.le_str {
-	if s == "" {
+	if s == "" || w.overflow {
 		return C.le_str{}
 	}
-	n := copy(w.data[w.pos:], s)
+	if len(s) > len(w.data)-w.pos {
+		w.overflow = true
+		return C.le_str{}
+	}
 	p := &w.data[w.pos]
-	w.pos += n
-	return C.le_str{ptr: (*C.uint8_t)(unsafe.Pointer(p)), len: C.size_t(n)}
+	w.pos += copy(w.data[w.pos:], s)
+	return C.le_str{ptr: (*C.uint8_t)(unsafe.Pointer(p)), len: C.size_t(len(s))}
 }
 
 func (w *snapshotWriter) header(name, value string) {
+	if len(w.headers) == cap(w.headers) {
+		w.overflow = true
+		return
+	}
 	w.headers = append(w.headers, C.le_header{name: w.str(name), value: w.str(value)})
 	w.init.n_headers = C.size_t(len(w.headers))
 }
 
 func (w *snapshotWriter) body(body []byte) {
-	if body == nil {
-		return
-	}
-	w.init.has_body = true
-	if len(body) > 0 {
-		n := copy(w.data[w.pos:], body)
-		w.init.body = C.le_str{ptr: (*C.uint8_t)(unsafe.Pointer(&w.data[w.pos])), len: C.size_t(n)}
-		w.pos += n
+	if body != nil {
+		w.init.has_body = true
+		w.init.body = w.str(unsafe.String(unsafe.SliceData(body), len(body)))
 	}
 }
 
@@ -201,22 +207,31 @@ func (init *RequestInit) write(f *frame) {
 	w.body(init.Body)
 }
 
-// httpSize returns the headers and bytes a snapshot of r needs (Go keeps Host out of r.Header;
-// the snapshot has it as a header, as nginx sees it).
-func httpSize(r *http.Request, body []byte) (int, int) {
-	nHeaders := 1
-	n := len(r.Method) + len(r.URL.Path) + len(r.URL.RawQuery) + len(r.Proto) + len("https") +
-		len(r.RemoteAddr) + len(body) + len("Host") + len(r.Host)
+// writeHTTP writes the snapshot of r into a frame in one pass over its headers when they fit
+// the usual room, else into a frame sized for them. Go keeps Host out of r.Header; the snapshot
+// has it as a header, as nginx sees it.
+func writeHTTP(r *http.Request, body []byte) *frame {
+	// Room for every header name with one value, and a few repeated ones.
+	f := getFrame(0)
+	if tryWriteHTTP(f, r, body, len(r.Header)+8) {
+		return f
+	}
+	framePool.Put(f)
+	nHeaders, size := 1, len(r.Host)+len("Host")
 	for name, values := range r.Header {
 		for _, v := range values {
-			n += len(name) + len(v)
+			size += len(name) + len(v)
 			nHeaders++
 		}
 	}
-	return nHeaders, n + headerBytes(nHeaders)
+	size += len(r.Method) + len(r.URL.Path) + len(r.URL.RawQuery) + len(r.Proto) + len("https") +
+		len(r.RemoteAddr) + len(body) + headerBytes(nHeaders)
+	f = getFrame(size)
+	tryWriteHTTP(f, r, body, nHeaders)
+	return f
 }
 
-func writeHTTP(f *frame, r *http.Request, body []byte, nHeaders int) {
+func tryWriteHTTP(f *frame, r *http.Request, body []byte, nHeaders int) bool {
 	w := newSnapshotWriter(f, nHeaders)
 	w.init.method = w.str(r.Method)
 	w.init.path = w.str(r.URL.Path)
@@ -233,6 +248,7 @@ func writeHTTP(f *frame, r *http.Request, body []byte, nHeaders int) {
 		}
 	}
 	w.body(body)
+	return !w.overflow
 }
 
 // remoteIP strips the port from "ip:port" or "[ip6]:port", as nginx's $remote_addr has none.

@@ -289,3 +289,18 @@ func TestMiddlewareClosed(t *testing.T) {
 		t.Fatalf("closed middleware answered %d", w.Code)
 	}
 }
+
+// Snapshots bigger than a pooled frame (many repeated headers, long values) get a bigger one.
+func TestMiddlewareLargeRequests(t *testing.T) {
+	s := newSite(t, phaseSources{
+		content: `local h = ngx.req.get_headers() ngx.say(#h["x-many"], " ", #h["x-big"], " ", h.host)`,
+	}, MiddlewareConfig{}, nil)
+	r := httptest.NewRequest("GET", "/", nil)
+	for i := range 40 {
+		r.Header.Add("X-Many", strings.Repeat("v", i))
+	}
+	r.Header.Set("X-Big", strings.Repeat("b", 10000))
+	w := httptest.NewRecorder()
+	s.handler.ServeHTTP(w, r)
+	s.expect(w, 200, "40 10000 example.com\n")
+}

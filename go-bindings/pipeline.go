@@ -119,9 +119,7 @@ func (p *Pipeline) BeginHTTP(r *http.Request, body []byte) (*Exchange, error) {
 	if err != nil {
 		return nil, err
 	}
-	nHeaders, size := httpSize(r, body)
-	x.f = getFrame(size)
-	writeHTTP(x.f, r, body, nHeaders)
+	x.f = writeHTTP(r, body)
 	return x.start()
 }
 

@@ -36,10 +36,7 @@ func (e *Engine) NewHTTPRequest(r *http.Request, body []byte) (*Request, error) 
 	if err := e.acquire(); err != nil {
 		return nil, err
 	}
-	nHeaders, size := httpSize(r, body)
-	f := getFrame(size)
-	writeHTTP(f, r, body, nHeaders)
-	return e.newRequest(f)
+	return e.newRequest(writeHTTP(r, body))
 }
 
 // newRequest creates the C request from the snapshot in f; the caller holds an engine
