@@ -8,7 +8,6 @@ import (
 	"log"
 	"net/http"
 	"net/textproto"
-	"strconv"
 )
 
 // MiddlewareConfig configures a net/http [Middleware].
@@ -126,18 +125,8 @@ func (m *Middleware) writeAnswer(w http.ResponseWriter, x *Exchange) {
 	if !applyHeaders(h, x) {
 		h["Content-Type"] = m.defaultType
 	}
-	status := x.Status()
-	if status == 0 {
-		status = http.StatusOK
-	}
-	body := x.Body()
-	if len(body) == 0 && !x.HeadersSent() {
-		if code := x.ExitCode(); code >= 400 && code <= 999 {
-			body = errorPage(int(code))
-		}
-	}
-	w.WriteHeader(validStatus(status))
-	if len(body) > 0 {
+	w.WriteHeader(x.AnswerStatus())
+	if body := x.AnswerBody(); len(body) > 0 {
 		w.Write(body) //nolint:errcheck // the client went away; log still runs
 	}
 }
@@ -152,34 +141,13 @@ func applyHeaders(h http.Header, x *Exchange) (hasType bool) {
 		if key == "Content-Type" {
 			hasType = true
 		}
-		if seenBefore(x, i, name) {
+		if x.HeaderRepeated(i) {
 			h[key] = append(h[key], string(value))
 		} else {
 			h[key] = []string{string(value)}
 		}
 	}
 	return hasType
-}
-
-func seenBefore(x *Exchange, i int, name []byte) bool {
-	for j := 0; j < i; j++ {
-		if other, _ := x.Header(j); bytes.EqualFold(other, name) {
-			return true
-		}
-	}
-	return false
-}
-
-func validStatus(status int) int {
-	if status < 100 || status > 999 {
-		return http.StatusInternalServerError
-	}
-	return status
-}
-
-// errorPage is the body of an answer without one, like nginx's error pages.
-func errorPage(status int) []byte {
-	return []byte(strconv.Itoa(status) + " " + http.StatusText(status) + "\n")
 }
 
 // fail answers with an error status and reports err.
@@ -192,7 +160,7 @@ func (m *Middleware) fail(w http.ResponseWriter, r *http.Request, status int, er
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
-	w.Write(errorPage(status)) //nolint:errcheck
+	w.Write(ErrorPage(status)) //nolint:errcheck
 }
 
 func logError(r *http.Request, err error) {

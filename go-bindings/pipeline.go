@@ -6,7 +6,9 @@ package luaengine
 import "C"
 
 import (
+	"bytes"
 	"net/http"
+	"strconv"
 	"sync"
 )
 
@@ -190,6 +192,53 @@ func (x *Exchange) Header(i int) (name, value []byte) {
 
 // Body returns what ngx.say and ngx.print wrote.
 func (x *Exchange) Body() []byte { return x.f.body() }
+
+// HeaderRepeated reports whether a header before the i-th has the same name (compared
+// case-insensitively): the first of a name replaces the response's header, repeats add values.
+func (x *Exchange) HeaderRepeated(i int) bool {
+	name, _ := x.Header(i)
+	for j := 0; j < i; j++ {
+		if other, _ := x.Header(j); bytes.EqualFold(other, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// AnswerStatus is the status to send for Lua's answer: the one scripts set, 200 if none did,
+// 500 if it is not a valid HTTP status.
+func (x *Exchange) AnswerStatus() int {
+	status := x.Status()
+	if status == 0 {
+		return 200
+	}
+	return validStatus(status)
+}
+
+// AnswerBody is the body to send for Lua's answer: what the scripts wrote, or, like nginx, a
+// short error page for ngx.exit(status ≥ 400) without output.
+func (x *Exchange) AnswerBody() []byte {
+	body := x.Body()
+	if len(body) == 0 && !x.HeadersSent() {
+		if code := x.ExitCode(); code >= 400 && code <= 999 {
+			return ErrorPage(int(code))
+		}
+	}
+	return body
+}
+
+func validStatus(status int) int {
+	if status < 100 || status > 999 {
+		return http.StatusInternalServerError
+	}
+	return status
+}
+
+// ErrorPage is the body of an error answer without one, like nginx's error pages:
+// "403 Forbidden\n".
+func ErrorPage(status int) []byte {
+	return []byte(strconv.Itoa(status) + " " + http.StatusText(status) + "\n")
+}
 
 // HeaderFilter runs the header_filter script (if any) before the wrapped handler's response
 // headers go out. Afterwards Status and Header report what the scripts set: apply them to the
