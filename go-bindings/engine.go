@@ -158,8 +158,11 @@ func New(config Config) (*Engine, error) {
 		return nil, takeError(cerr, CodeInvalidArgument)
 	}
 	e := &Engine{state: state}
-	e.life.init()
 	e.cleanup = runtime.AddCleanup(e, (*engineState).free, state)
+	e.life.init(func() {
+		e.cleanup.Stop()
+		state.free()
+	})
 	return e, nil
 }
 
@@ -174,36 +177,16 @@ func (s *engineState) deleteHandles() {
 // with ErrClosed from now on. Requests and pipelines already running finish normally; the
 // engine's memory is released when the last of them is closed. Close is idempotent.
 func (e *Engine) Close() error {
-	if e.life.close() {
-		e.releaseState()
-	}
+	e.life.close()
 	return nil
-}
-
-func (e *Engine) acquire() error {
-	if !e.life.acquire() {
-		return ErrClosed
-	}
-	return nil
-}
-
-func (e *Engine) release() {
-	if e.life.release() {
-		e.releaseState()
-	}
-}
-
-func (e *Engine) releaseState() {
-	e.cleanup.Stop()
-	e.state.free()
 }
 
 // Workers returns the number of workers (Lua states); 0 once the engine is closed.
 func (e *Engine) Workers() int {
-	if e.acquire() != nil {
+	if e.life.acquire() != nil {
 		return 0
 	}
-	defer e.release()
+	defer e.life.release()
 	return int(C.le_engine_worker_count(e.state.ptr))
 }
 
@@ -219,10 +202,10 @@ type Stats struct {
 
 // Stats reads the engine's counters.
 func (e *Engine) Stats() (Stats, error) {
-	if err := e.acquire(); err != nil {
+	if err := e.life.acquire(); err != nil {
 		return Stats{}, err
 	}
-	defer e.release()
+	defer e.life.release()
 	var s C.le_stats
 	if r := C.le_engine_stats(e.state.ptr, &s); r != C.LE_OK {
 		return Stats{}, &Error{Code: Code(r), Message: "luaengine: reading stats failed"}
@@ -246,10 +229,10 @@ type WorkerStats struct {
 
 // WorkerStats reads the counters of worker i (0 ≤ i < Workers()).
 func (e *Engine) WorkerStats(i int) (WorkerStats, error) {
-	if err := e.acquire(); err != nil {
+	if err := e.life.acquire(); err != nil {
 		return WorkerStats{}, err
 	}
-	defer e.release()
+	defer e.life.release()
 	if i < 0 {
 		return WorkerStats{}, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("luaengine: worker %d", i)}
 	}
@@ -267,10 +250,10 @@ func (e *Engine) WorkerStats(i int) (WorkerStats, error) {
 // Reload checks every file script now and recompiles those whose file changed; it returns how
 // many did. Phases already running finish on the version they started with.
 func (e *Engine) Reload() (int, error) {
-	if err := e.acquire(); err != nil {
+	if err := e.life.acquire(); err != nil {
 		return 0, err
 	}
-	defer e.release()
+	defer e.life.release()
 	var n C.size_t
 	var cerr *C.le_error
 	if C.le_engine_reload(e.state.ptr, &n, &cerr) != C.LE_OK {

@@ -146,7 +146,7 @@ func (s *valueSize) add(v any, depth int) error {
 	}
 	s.values++
 	switch v := v.(type) {
-	case nil, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+	case nil, bool:
 		return nil
 	case string:
 		s.data += len(v)
@@ -172,18 +172,23 @@ func (s *valueSize) add(v any, depth int) error {
 		return nil
 	}
 	rv := reflect.ValueOf(v)
-	switch {
-	case rv.Kind() == reflect.Slice || rv.Kind() == reflect.Array:
+	switch kindOf(rv) {
+	case scalarKind:
+		return nil
+	case stringKind:
+		s.data += rv.Len()
+		return nil
+	case listKind:
 		for i := 0; i < rv.Len(); i++ {
 			if err := s.add(rv.Index(i).Interface(), depth+1); err != nil {
 				return err
 			}
 		}
 		return nil
-	case rv.Kind() == reflect.Map && rv.Type().Key().Kind() == reflect.String:
+	case mapKind:
 		for it := rv.MapRange(); it.Next(); {
 			s.keys++
-			s.data += len(it.Key().String())
+			s.data += it.Key().Len()
 			if err := s.add(it.Value().Interface(), depth+1); err != nil {
 				return err
 			}
@@ -191,6 +196,34 @@ func (s *valueSize) add(v any, depth int) error {
 		return nil
 	}
 	return fmt.Errorf("cannot pass a Go %T to Lua", v)
+}
+
+// What a Go value of another type than the common ones becomes in Lua, by its kind (so named
+// types such as `type Count int` pass too).
+const (
+	unsupportedKind = iota
+	scalarKind      // booleans and numbers
+	stringKind
+	listKind // slices and arrays: a sequence
+	mapKind  // maps with string keys
+)
+
+func kindOf(rv reflect.Value) int {
+	switch rv.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64:
+		return scalarKind
+	case reflect.String:
+		return stringKind
+	case reflect.Slice, reflect.Array:
+		return listKind
+	case reflect.Map:
+		if rv.Type().Key().Kind() == reflect.String {
+			return mapKind
+		}
+	}
+	return unsupportedKind
 }
 
 // valueWriter lays results out in the block valueSize measured.
@@ -234,55 +267,49 @@ func (w *valueWriter) put(dst *C.le_value, v any) {
 	switch v := v.(type) {
 	case nil:
 		dst.type_ = C.LE_VALUE_NIL
-	case bool:
-		dst.type_, dst.boolean = C.LE_VALUE_BOOLEAN, C.bool(v)
-	case int:
-		w.integer(dst, int64(v))
-	case int8:
-		w.integer(dst, int64(v))
-	case int16:
-		w.integer(dst, int64(v))
-	case int32:
-		w.integer(dst, int64(v))
-	case int64:
-		w.integer(dst, v)
-	case uint:
-		w.unsigned(dst, uint64(v))
-	case uint8:
-		w.integer(dst, int64(v))
-	case uint16:
-		w.integer(dst, int64(v))
-	case uint32:
-		w.integer(dst, int64(v))
-	case uint64:
-		w.unsigned(dst, v)
-	case float32:
-		dst.type_, dst.number = C.LE_VALUE_NUMBER, C.double(v)
-	case float64:
-		dst.type_, dst.number = C.LE_VALUE_NUMBER, C.double(v)
+		return
 	case string:
 		dst.type_, dst.string = C.LE_VALUE_STRING, w.str(v)
+		return
 	case []byte:
 		dst.type_, dst.string = C.LE_VALUE_STRING, w.str(unsafe.String(unsafe.SliceData(v), len(v)))
+		return
 	case []any:
 		w.array(dst, len(v), func(i int) any { return v[i] })
+		return
 	case map[string]any:
 		w.mapValue(dst, len(v), func(yield func(string, any)) {
 			for key, item := range v {
 				yield(key, item)
 			}
 		})
-	default:
-		rv := reflect.ValueOf(v)
-		if rv.Kind() == reflect.Map {
-			w.mapValue(dst, rv.Len(), func(yield func(string, any)) {
-				for it := rv.MapRange(); it.Next(); {
-					yield(it.Key().String(), it.Value().Interface())
-				}
-			})
-		} else {
-			w.array(dst, rv.Len(), func(i int) any { return rv.Index(i).Interface() })
+		return
+	}
+	// The types valueSize.add let through, by kind.
+	rv := reflect.ValueOf(v)
+	switch rv.Kind() {
+	case reflect.Bool:
+		dst.type_, dst.boolean = C.LE_VALUE_BOOLEAN, C.bool(rv.Bool())
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		dst.type_, dst.integer = C.LE_VALUE_INTEGER, C.int64_t(rv.Int())
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
+		if u := rv.Uint(); u <= math.MaxInt64 {
+			dst.type_, dst.integer = C.LE_VALUE_INTEGER, C.int64_t(u)
+		} else { // beyond int64: a number, as Lua would hold it
+			dst.type_, dst.number = C.LE_VALUE_NUMBER, C.double(u)
 		}
+	case reflect.Float32, reflect.Float64:
+		dst.type_, dst.number = C.LE_VALUE_NUMBER, C.double(rv.Float())
+	case reflect.String:
+		dst.type_, dst.string = C.LE_VALUE_STRING, w.str(rv.String())
+	case reflect.Map:
+		w.mapValue(dst, rv.Len(), func(yield func(string, any)) {
+			for it := rv.MapRange(); it.Next(); {
+				yield(it.Key().String(), it.Value().Interface())
+			}
+		})
+	default:
+		w.array(dst, rv.Len(), func(i int) any { return rv.Index(i).Interface() })
 	}
 }
 
@@ -301,17 +328,4 @@ func (w *valueWriter) mapValue(dst *C.le_value, n int, each func(yield func(stri
 		w.put(&items[i], item)
 		i++
 	})
-}
-
-func (w *valueWriter) integer(dst *C.le_value, v int64) {
-	dst.type_, dst.integer = C.LE_VALUE_INTEGER, C.int64_t(v)
-}
-
-// unsigned passes integers beyond int64 as numbers, as Lua would hold them.
-func (w *valueWriter) unsigned(dst *C.le_value, v uint64) {
-	if v > math.MaxInt64 {
-		dst.type_, dst.number = C.LE_VALUE_NUMBER, C.double(v)
-		return
-	}
-	w.integer(dst, int64(v))
 }

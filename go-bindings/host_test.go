@@ -20,6 +20,12 @@ local function dump(v)
 end
 `
 
+// Named types pass by their kind.
+type (
+	count int
+	label string
+)
+
 func TestHostFunctionValues(t *testing.T) {
 	var got []any
 	e := newEngine(t, Config{Functions: map[string]HostFunc{
@@ -35,6 +41,7 @@ func TestHostFunctionValues(t *testing.T) {
 				[]string{"x", "y"},
 				map[string]int{"n": 5},
 				map[string]any{},
+				count(3), []label{"a"},
 			}, nil
 		},
 	}})
@@ -61,6 +68,7 @@ func TestHostFunctionValues(t *testing.T) {
 		"{1=string:x,2=string:y}",
 		"{n=number:5}",
 		"{}",
+		"number:3", "{1=string:a}",
 	}, "\n") + "\n"
 	if body != wantBody {
 		t.Fatalf("results:\n got %s\nwant %s", body, wantBody)

@@ -3,30 +3,42 @@ package luaengine
 import "sync/atomic"
 
 // lifetime counts the users of a C handle: one reference for the owner until Close, plus one
-// per user that must keep the handle alive (a request run, a pipeline). The handle is released
-// when the count drops to zero, so Close never frees memory another goroutine is using.
+// per user that must keep the handle alive (a request, a pipeline, a phase run). free runs when
+// the count drops to zero, so Close never frees memory another goroutine is using.
 type lifetime struct {
 	refs   atomic.Int64
 	closed atomic.Bool
+	free   func()
 }
 
-func (l *lifetime) init() { l.refs.Store(1) }
+func (l *lifetime) init(free func()) {
+	l.free = free
+	l.refs.Store(1)
+}
 
-// acquire takes a reference unless Close was called.
-func (l *lifetime) acquire() bool {
+// acquire takes a reference, or fails with ErrClosed once Close was called.
+func (l *lifetime) acquire() error {
 	for {
 		n := l.refs.Load()
 		if n == 0 || l.closed.Load() {
-			return false
+			return ErrClosed
 		}
 		if l.refs.CompareAndSwap(n, n+1) {
-			return true
+			return nil
 		}
 	}
 }
 
-// release drops a reference and reports whether it was the last one.
-func (l *lifetime) release() bool { return l.refs.Add(-1) == 0 }
+// release drops a reference.
+func (l *lifetime) release() {
+	if l.refs.Add(-1) == 0 {
+		l.free()
+	}
+}
 
-// close drops the owner's reference (once) and reports whether it was the last one.
-func (l *lifetime) close() bool { return l.closed.CompareAndSwap(false, true) && l.release() }
+// close drops the owner's reference, once.
+func (l *lifetime) close() {
+	if l.closed.CompareAndSwap(false, true) {
+		l.release()
+	}
+}

@@ -31,7 +31,7 @@ type Pipeline struct {
 // NewPipeline makes a pipeline of the given scripts. It keeps the engine and the scripts alive
 // until it is closed, so they may be closed before it.
 func (e *Engine) NewPipeline(phases Phases) (*Pipeline, error) {
-	if err := e.acquire(); err != nil {
+	if err := e.life.acquire(); err != nil {
 		return nil, err
 	}
 	p := &Pipeline{engine: e, phases: phases}
@@ -43,14 +43,14 @@ func (e *Engine) NewPipeline(phases Phases) (*Pipeline, error) {
 		if err := s.acquire(); err != nil {
 			for _, acquired := range scripts[:i] {
 				if acquired != nil {
-					acquired.release()
+					acquired.life.release()
 				}
 			}
-			e.release()
+			e.life.release()
 			return nil, err
 		}
 	}
-	p.life.init()
+	p.life.init(p.free)
 	return p, nil
 }
 
@@ -65,25 +65,17 @@ func (p *Pipeline) Phases() Phases { return p.phases }
 // Close stops the pipeline from beginning new exchanges (Begin fails with ErrClosed); the
 // exchanges in flight finish normally, and the scripts and engine are released after the last.
 func (p *Pipeline) Close() error {
-	if p.life.close() {
-		p.free()
-	}
+	p.life.close()
 	return nil
-}
-
-func (p *Pipeline) release() {
-	if p.life.release() {
-		p.free()
-	}
 }
 
 func (p *Pipeline) free() {
 	for _, s := range p.scripts() {
 		if s != nil {
-			s.release()
+			s.life.release()
 		}
 	}
-	p.engine.release()
+	p.engine.life.release()
 }
 
 // Exchange is one request going through a Pipeline. Use it from one goroutine, and end it with
@@ -126,13 +118,13 @@ func (p *Pipeline) BeginHTTP(r *http.Request, body []byte) (*Exchange, error) {
 }
 
 func (p *Pipeline) exchange() (*Exchange, error) {
-	if !p.life.acquire() {
-		return nil, ErrClosed
+	if err := p.life.acquire(); err != nil {
+		return nil, err
 	}
 	// The pipeline's own engine reference keeps the engine alive; a closed engine takes no
 	// new requests all the same.
 	if p.engine.life.closed.Load() {
-		p.release()
+		p.life.release()
 		return nil, ErrClosed
 	}
 	x := exchangePool.Get().(*Exchange)
@@ -280,5 +272,5 @@ func (x *Exchange) recycle() {
 	x.f.recycle()
 	*x = Exchange{}
 	exchangePool.Put(x)
-	p.release()
+	p.life.release()
 }

@@ -21,7 +21,7 @@ type Request struct {
 
 // NewRequest creates a request from plain fields, copying them.
 func (e *Engine) NewRequest(init RequestInit) (*Request, error) {
-	if err := e.acquire(); err != nil {
+	if err := e.life.acquire(); err != nil {
 		return nil, err
 	}
 	f := getFrame(init.size())
@@ -33,7 +33,7 @@ func (e *Engine) NewRequest(init RequestInit) (*Request, error) {
 // address and headers (Host included). The engine never reads r.Body: pass the body already
 // read as body, or nil for none (ngx.req.get_body_data() then returns nil).
 func (e *Engine) NewHTTPRequest(r *http.Request, body []byte) (*Request, error) {
-	if err := e.acquire(); err != nil {
+	if err := e.life.acquire(); err != nil {
 		return nil, err
 	}
 	return e.newRequest(writeHTTP(r, body))
@@ -45,14 +45,14 @@ func (e *Engine) newRequest(f *frame) (*Request, error) {
 	f.plan()
 	if _, err := f.start(e); err != nil {
 		f.recycle()
-		e.release()
+		e.life.release()
 		return nil, err
 	}
 	r := &Request{f: f}
 	// A Request nobody closed is freed when the GC finds it, engine reference included.
 	r.cleanup = runtime.AddCleanup(r, func(f *frame) {
 		f.finish()
-		f.engine.release()
+		f.engine.life.release()
 		f.destroy()
 	}, f)
 	return r, nil
@@ -97,7 +97,7 @@ func (r *Request) Run(phase Phase, script *Script) (Status, error) {
 	if err := script.acquire(); err != nil {
 		return StatusError, err
 	}
-	defer script.release()
+	defer script.life.release()
 	f := r.f
 	f.plan().add(phase, script, false)
 	f.c.answered = false
@@ -167,6 +167,6 @@ func (r *Request) Close() error {
 	f.finish()
 	e := f.engine
 	f.recycle()
-	e.release()
+	e.life.release()
 	return nil
 }

@@ -85,10 +85,10 @@ type Script struct {
 // Compiling the same name and source again reuses the cached bytecode. Syntax errors are
 // *Error values with CodeSyntax, Chunk and Line.
 func (e *Engine) Compile(name, source string) (*Script, error) {
-	if err := e.acquire(); err != nil {
+	if err := e.life.acquire(); err != nil {
 		return nil, err
 	}
-	defer e.release()
+	defer e.life.release()
 	var ptr *C.le_script
 	var cerr *C.le_error
 	r := C.le_script_compile(e.state.ptr, goStr(name), goStr(source), &ptr, &cerr)
@@ -103,10 +103,10 @@ func (e *Engine) Compile(name, source string) (*Script, error) {
 // CompileFile compiles a Lua file. The script follows its file: when the file changes it is
 // recompiled at the next check (Config.FileCheckInterval) or Engine.Reload.
 func (e *Engine) CompileFile(path string) (*Script, error) {
-	if err := e.acquire(); err != nil {
+	if err := e.life.acquire(); err != nil {
 		return nil, err
 	}
-	defer e.release()
+	defer e.life.release()
 	var ptr *C.le_script
 	var cerr *C.le_error
 	r := C.le_script_compile_file(e.state.ptr, goStr(path), &ptr, &cerr)
@@ -119,8 +119,11 @@ func (e *Engine) CompileFile(path string) (*Script, error) {
 
 func newScript(ptr *C.le_script, name string) *Script {
 	s := &Script{ptr: ptr, name: name}
-	s.life.init()
 	s.cleanup = runtime.AddCleanup(s, func(ptr *C.le_script) { C.le_script_free(ptr) }, ptr)
+	s.life.init(func() {
+		s.cleanup.Stop()
+		C.le_script_free(ptr)
+	})
 	return s
 }
 
@@ -130,31 +133,15 @@ func (s *Script) Name() string { return s.name }
 // Close releases the script. Runs already using it (directly or through a Pipeline) finish
 // first; running it afterwards fails with ErrClosed. Close is idempotent.
 func (s *Script) Close() error {
-	if s.life.close() {
-		s.free()
-	}
+	s.life.close()
 	return nil
 }
 
 func (s *Script) acquire() error {
 	if s == nil {
-		return &Error{Code: CodeInvalidArgument, Message: "luaengine: nil script"}
+		return &Error{Code: CodeInvalidArgument, Message: "luaengine: nil script", Phase: NoPhase}
 	}
-	if !s.life.acquire() {
-		return ErrClosed
-	}
-	return nil
-}
-
-func (s *Script) release() {
-	if s.life.release() {
-		s.free()
-	}
-}
-
-func (s *Script) free() {
-	s.cleanup.Stop()
-	C.le_script_free(s.ptr)
+	return s.life.acquire()
 }
 
 // goStr views a Go string as an le_str for the duration of one C call, which copies it; the

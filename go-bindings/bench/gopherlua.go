@@ -28,13 +28,22 @@ func (q *request) reset(r *http.Request) { *q = request{r: r, body: q.body[:0]} 
 // exitSignal is raised by ngx.exit to unwind the script; the handler recognises it.
 var exitSignal = lua.LString("ngx.exit")
 
-// compile parses and compiles a script once; every state makes functions from the proto.
-func compile(name, source string) (*lua.FunctionProto, error) {
-	chunk, err := parse.Parse(strings.NewReader(source), name)
-	if err != nil {
-		return nil, err
+// compile parses and compiles the phase scripts once; states make functions from the protos.
+func compile(sources []string) ([]*lua.FunctionProto, error) {
+	var protos []*lua.FunctionProto
+	for i, source := range sources {
+		name := fmt.Sprintf("phase%d", i)
+		chunk, err := parse.Parse(strings.NewReader(source), name)
+		if err != nil {
+			return nil, err
+		}
+		proto, err := lua.Compile(chunk, name)
+		if err != nil {
+			return nil, err
+		}
+		protos = append(protos, proto)
 	}
-	return lua.Compile(chunk, name)
+	return protos, nil
 }
 
 // newState opens the libraries a sandboxed script gets.
@@ -209,14 +218,11 @@ type pooledState struct {
 
 // NewPooled compiles the phase scripts (run in order) into a handler.
 func NewPooled(sources ...string) (*Pooled, error) {
-	p := &Pooled{}
-	for i, source := range sources {
-		proto, err := compile(fmt.Sprintf("phase%d", i), source)
-		if err != nil {
-			return nil, err
-		}
-		p.protos = append(p.protos, proto)
+	protos, err := compile(sources)
+	if err != nil {
+		return nil, err
 	}
+	p := &Pooled{protos: protos}
 	p.pool.New = func() any {
 		s := &pooledState{L: newState(), lower: map[string]string{}}
 		s.ngx = ngxAPI(s.L, func() *request { return &s.cur }, s.lowerName)
@@ -258,14 +264,11 @@ type Rebuilt struct {
 
 // NewRebuilt compiles the phase scripts (run in order) into a handler.
 func NewRebuilt(sources ...string) (*Rebuilt, error) {
-	p := &Rebuilt{}
-	for i, source := range sources {
-		proto, err := compile(fmt.Sprintf("phase%d", i), source)
-		if err != nil {
-			return nil, err
-		}
-		p.protos = append(p.protos, proto)
+	protos, err := compile(sources)
+	if err != nil {
+		return nil, err
 	}
+	p := &Rebuilt{protos: protos}
 	p.pool.New = func() any { return newState() }
 	return p, nil
 }
