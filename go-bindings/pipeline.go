@@ -140,16 +140,12 @@ func (x *Exchange) start() (*Exchange, error) {
 	plan.add(PhaseContent, s.Content, false)
 	plan.add(PhaseHeaderFilter, s.HeaderFilter, true)
 	plan.add(PhaseBodyFilter, s.BodyFilter, true)
-	x.f.engine = x.p.engine
-	status := Status(C.lego_start(x.p.engine.state.ptr, x.f.c, C.LE_WORKER_ANY))
+	_, err := x.f.start(x.p.engine)
 	if x.f.c.request == nil {
-		err := x.f.takeError(CodeInvalidArgument)
 		x.recycle()
 		return nil, err
 	}
-	if status == StatusError {
-		x.err = x.f.takeError(CodeRuntime)
-	}
+	x.err = err
 	return x, nil
 }
 
@@ -252,10 +248,8 @@ func (x *Exchange) run(phase Phase, s *Script) error {
 	}
 	x.f.plan().add(phase, s, false)
 	x.f.c.answered = false
-	if Status(C.lego_run(x.f.c)) == StatusError {
-		return x.f.takeError(CodeRuntime)
-	}
-	return nil
+	_, err := x.f.run()
+	return err
 }
 
 // Finish runs the log script (if any) after the response is sent, frees the request and ends

@@ -59,17 +59,39 @@ func (e *Engine) newRequest(f *frame) (*Request, error) {
 }
 
 // start creates the C request from the snapshot and runs the planned batch, holding the
-// caller's engine reference in f.engine. A creation failure leaves no request behind.
+// caller's engine reference in f.engine. It returns the batch's status and failure; when the
+// request could not be created, f.c.request is nil.
 func (f *frame) start(e *Engine) (Status, error) {
 	f.engine = e
 	status := Status(C.lego_start(e.state.ptr, f.c, C.LE_WORKER_ANY))
 	if f.c.request == nil {
 		return StatusError, f.takeError(CodeInvalidArgument)
 	}
-	if status == StatusError {
-		return status, f.takeError(CodeRuntime)
+	return status, f.outcome(status)
+}
+
+// run runs the planned batch on the request.
+func (f *frame) run() (Status, error) {
+	status := Status(C.lego_run(f.c))
+	return status, f.outcome(status)
+}
+
+// outcome is the error of a batch that stopped early: a step failed, or a step waits. Waiting
+// needs the wake-ups the C ABI does not have yet; with them, this is where the goroutine will
+// park until the wake callback fires, then resume the request and the rest of the batch.
+func (f *frame) outcome(status Status) error {
+	switch status {
+	case StatusError:
+		return f.takeError(CodeRuntime)
+	case StatusYield:
+		phase := Phase(f.c.phases[f.c.next_step-1])
+		return &Error{
+			Code:    CodeInvalidState,
+			Message: "luaengine: the " + phase.String() + " phase waits; the Go bindings cannot resume requests yet",
+			Phase:   phase,
+		}
 	}
-	return status, nil
+	return nil
 }
 
 // finish runs what is left of the batch (the log phase) and frees the C request; it returns
@@ -89,7 +111,8 @@ func (r *Request) ID() uint64 { return uint64(r.f.c.id) }
 
 // Run runs one phase's script. It returns StatusOK (go on), StatusDone (the request is
 // answered: send the response), or StatusError with an *Error carrying the Lua message,
-// chunk, line and traceback.
+// chunk, line and traceback. (StatusYield, with an error, means the script waits, which needs
+// the async C ABI: not resumable yet.)
 func (r *Request) Run(phase Phase, script *Script) (Status, error) {
 	if r.f == nil {
 		return StatusError, ErrClosed
@@ -101,11 +124,7 @@ func (r *Request) Run(phase Phase, script *Script) (Status, error) {
 	f := r.f
 	f.plan().add(phase, script, false)
 	f.c.answered = false
-	status := Status(C.lego_run(f.c))
-	if status == StatusError {
-		return status, f.takeError(CodeRuntime)
-	}
-	return status, nil
+	return f.run()
 }
 
 // Response is what the scripts produced so far.
