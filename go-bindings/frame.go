@@ -46,6 +46,9 @@ func getFrame(need int) *frame {
 	return f
 }
 
+// ref is the frame's address for the glue functions (see lego_frame_ref in glue.h).
+func (f *frame) ref() C.lego_frame_ref { return C.lego_frame_ref(uintptr(unsafe.Pointer(f.c))) }
+
 func (f *frame) destroy() {
 	f.cleanup.Stop()
 	C.free(unsafe.Pointer(f.c))
@@ -60,7 +63,7 @@ func (f *frame) recycle() {
 // reset readies a frame for a new request.
 func (f *frame) reset() {
 	c := f.c
-	c.request, c.err, c.id = nil, nil, 0
+	c.engine, c.request, c.err, c.id = nil, nil, nil, 0
 	c.view = C.le_response_view{}
 	c.n_steps, c.next_step, c.answered = 0, 0, false
 }

@@ -18,7 +18,8 @@ static void read_view(lego_frame *f) {
   if (le_request_response(f->request, &f->view) != LE_OK) memset(&f->view, 0, sizeof f->view);
 }
 
-le_status lego_run(lego_frame *f) {
+le_status lego_run(lego_frame_ref frame) {
+  lego_frame *f = (lego_frame *)frame;
   le_status status = LE_STATUS_OK;
   while (f->next_step < f->n_steps) {
     uint32_t i = f->next_step++;
@@ -35,17 +36,19 @@ le_status lego_run(lego_frame *f) {
   return f->answered ? LE_STATUS_DONE : LE_STATUS_OK;
 }
 
-le_status lego_start(const le_engine *engine, lego_frame *f, uint32_t worker_hint) {
+le_status lego_start(lego_frame_ref frame, uint32_t worker_hint) {
+  lego_frame *f = (lego_frame *)frame;
   f->request = NULL;
-  if (le_request_new(engine, &f->init, worker_hint, &f->request, &f->err) != LE_OK) {
+  if (le_request_new(f->engine, &f->init, worker_hint, &f->request, &f->err) != LE_OK) {
     f->request = NULL;
     return LE_STATUS_ERROR;
   }
   f->id = le_request_id(f->request);
-  return lego_run(f);
+  return lego_run(frame);
 }
 
-le_status lego_finish(lego_frame *f) {
+le_status lego_finish(lego_frame_ref frame) {
+  lego_frame *f = (lego_frame *)frame;
   le_status status = LE_STATUS_OK;
   while (f->next_step < f->n_steps && status != LE_STATUS_ERROR) {
     uint32_t i = f->next_step++;

@@ -20,6 +20,8 @@
  * the outputs (`request`, `err`, `view`). Go only ever passes the frame's address to C.
  */
 typedef struct lego_frame {
+  /* Set by Go before lego_start. */
+  const le_engine *engine;
   le_request *request;
   /* The failure of the last step that failed; Go takes it and sets it back to NULL. */
   le_error *err;
@@ -47,21 +49,25 @@ typedef struct lego_frame {
 /* A zeroed frame with `data_cap` bytes of data; free it with free(). NULL when out of memory. */
 lego_frame *lego_frame_new(size_t data_cap);
 
-/* Creates the request from `f->init` (on success `f->request`, else `f->err`), then runs the
- * batch as lego_run does. Returns LE_STATUS_ERROR with `f->request == NULL` when creation
- * failed. */
-le_status lego_start(const le_engine *engine, lego_frame *f, uint32_t worker_hint);
+/* The functions below take the frame's address as an integer: it is C memory, and an integer
+ * argument spares cgo the check, on every call, that a pointer argument holds no Go pointer. */
+typedef uintptr_t lego_frame_ref;
+
+/* Creates the request from `f->init` on `f->engine` (on success `f->request`, else `f->err`),
+ * then runs the batch as lego_run does. Returns LE_STATUS_ERROR with `f->request == NULL` when
+ * creation failed. */
+le_status lego_start(lego_frame_ref frame, uint32_t worker_hint);
 
 /* Runs the batch from `f->next_step`, skipping the steps that do not apply (see `answered`).
  * LE_STATUS_ERROR (with `f->err`) and LE_STATUS_YIELD stop the batch with `next_step` past the
  * step that stopped. Reads the response view before returning. Returns the stopping status,
  * else DONE if the request is answered, else OK. */
-le_status lego_run(lego_frame *f);
+le_status lego_run(lego_frame_ref frame);
 
 /* Runs what is left of the batch whatever the request's state (a failure is kept in `f->err`
  * and stops it), then frees the request. Returns the status of the last step run
  * (LE_STATUS_OK when none ran). */
-le_status lego_finish(lego_frame *f);
+le_status lego_finish(lego_frame_ref frame);
 
 /* Everything an le_error says, read in one crossing. The strings live as long as the error. */
 typedef struct lego_error_fields {

@@ -63,7 +63,8 @@ func (e *Engine) newRequest(f *frame) (*Request, error) {
 // request could not be created, f.c.request is nil.
 func (f *frame) start(e *Engine) (Status, error) {
 	f.engine = e
-	status := Status(C.lego_start(e.state.ptr, f.c, C.LE_WORKER_ANY))
+	f.c.engine = e.state.ptr
+	status := Status(C.lego_start(f.ref(), C.LE_WORKER_ANY))
 	if f.c.request == nil {
 		return StatusError, f.takeError(CodeInvalidArgument)
 	}
@@ -72,7 +73,7 @@ func (f *frame) start(e *Engine) (Status, error) {
 
 // run runs the planned batch on the request.
 func (f *frame) run() (Status, error) {
-	status := Status(C.lego_run(f.c))
+	status := Status(C.lego_run(f.ref()))
 	return status, f.outcome(status)
 }
 
@@ -100,7 +101,7 @@ func (f *frame) finish() error {
 	if f.c.request == nil {
 		return nil
 	}
-	if Status(C.lego_finish(f.c)) == StatusError {
+	if Status(C.lego_finish(f.ref())) == StatusError {
 		return f.takeError(CodeRuntime)
 	}
 	return nil
