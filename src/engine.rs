@@ -6,12 +6,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::cache::{CacheStats, CodeCache, Script};
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, LuaSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::log::Logger;
+use crate::phase::Phase;
 use crate::request::{Request, RequestInit};
 use crate::scheduler::Scheduler;
 use crate::shdict::SharedDict;
+use crate::timer::Timers;
 use crate::worker::{Worker, WorkerStats};
 
 /// More workers than this is a configuration mistake, not a server.
@@ -32,7 +34,8 @@ pub(crate) struct Shared {
     cache: Arc<CodeCache>,
     dicts: Vec<Arc<SharedDict>>,
     pub logger: Logger,
-    pub scheduler: Scheduler,
+    pub scheduler: Arc<Scheduler>,
+    pub timers: Timers,
     next_request: AtomicU64,
     next_worker: AtomicUsize,
     phases_run: AtomicU64,
@@ -40,12 +43,17 @@ pub(crate) struct Shared {
 }
 
 impl Drop for Shared {
+    /// Runs the timers left, premature, as a worker does when nginx stops it (see `timer.rs`).
     fn drop(&mut self) {
-        self.scheduler.shutdown();
+        self.timers.shutdown(self);
     }
 }
 
 impl Shared {
+    pub(crate) fn worker(&self, index: usize) -> &Worker {
+        &self.workers[index]
+    }
+
     pub(crate) fn count_phase(&self) {
         self.phases_run.fetch_add(1, Ordering::Relaxed);
     }
@@ -77,22 +85,51 @@ impl Engine {
             .map(|(name, capacity)| Arc::new(SharedDict::new(name.clone(), *capacity)))
             .collect();
         let cache = Arc::new(CodeCache::new(config.file_check_interval, logger.clone()));
-        let workers = (0..config.worker_count())
-            .map(|index| Worker::new(index, &config, cache.clone(), logger.clone(), &dicts).map(Arc::new))
+        let scheduler = Arc::new(
+            Scheduler::start()
+                .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the clock thread: {e}")))?,
+        );
+        let worker_count = config.worker_count();
+        let timers = Timers::new(
+            scheduler.clone(),
+            worker_count,
+            config.max_pending_timers,
+            config.max_running_timers,
+            config.timer_ops.clone(),
+        );
+        let workers = (0..worker_count)
+            .map(|index| Worker::new(index, &config, cache.clone(), logger.clone(), &dicts, &timers).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
-        let shared = Shared {
+        let shared = Arc::new(Shared {
             workers,
             cache,
             dicts,
             logger,
-            scheduler: Scheduler::start()
-                .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the clock thread: {e}")))?,
+            scheduler,
+            timers,
             next_request: AtomicU64::new(1),
             next_worker: AtomicUsize::new(0),
             phases_run: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-        };
-        Ok(Engine { shared: Arc::new(shared) })
+        });
+        shared.timers.attach(Arc::downgrade(&shared));
+        Engine::run_init(&shared, &config)?;
+        Ok(Engine { shared })
+    }
+
+    /// init in every worker (OpenResty runs it before forking them), then init_worker in each.
+    fn run_init(shared: &Shared, config: &EngineConfig) -> Result<()> {
+        for (phase, source) in [(Phase::Init, &config.init), (Phase::InitWorker, &config.init_worker)] {
+            let Some(source) = source else { continue };
+            let script = match source {
+                LuaSource::Inline { name, source } => shared.cache.compile(name, source)?,
+                LuaSource::File(path) => shared.cache.compile_file(path)?,
+            };
+            for worker in &shared.workers {
+                worker.run_init(shared, phase, script.current())?;
+            }
+        }
+        Ok(())
     }
 
     /// The shared dict `name` (`ngx.shared.<name>` in scripts), for a host to seed or inspect.
@@ -140,7 +177,16 @@ impl Engine {
             cache: self.shared.cache.stats(),
             phases_run: self.shared.phases_run.load(Ordering::Relaxed),
             errors: self.shared.errors.load(Ordering::Relaxed),
-            workers: self.shared.workers.iter().map(|worker| worker.stats()).collect(),
+            workers: self
+                .shared
+                .workers
+                .iter()
+                .map(|worker| WorkerStats {
+                    pending_timers: self.shared.timers.pending(worker.index),
+                    running_timers: self.shared.timers.running(worker.index),
+                    ..worker.stats()
+                })
+                .collect(),
         }
     }
 

@@ -317,6 +317,29 @@ pub(crate) struct RequestState {
 }
 
 impl RequestState {
+    fn new(id: u64, input: Snapshot) -> RequestState {
+        RequestState {
+            id,
+            input,
+            response: Response::default(),
+            phase: None,
+            started_at: Instant::now(),
+            start_time: unix_millis(SystemTime::now()),
+            location_jump: false,
+            ctx: None,
+            content_type_set: false,
+            env: None,
+            suspended: None,
+            waits: Waits::default(),
+        }
+    }
+
+    /// The state of code that runs without a request (init, init_worker, timer callbacks): an
+    /// empty request with id 0, which the request APIs refuse by phase anyway.
+    pub(crate) fn detached() -> Box<RequestState> {
+        Box::new(RequestState::new(0, Snapshot::EMPTY))
+    }
+
     /// Whether the response headers are out, for scripts that would change them: header_filter
     /// runs while they are being sent (changes still count), body_filter and log after.
     pub(crate) fn headers_out(&self) -> bool {
@@ -324,6 +347,15 @@ impl RequestState {
             Some(Phase::HeaderFilter) => false,
             Some(Phase::BodyFilter | Phase::Log) => true,
             _ => self.response.headers_sent,
+        }
+    }
+
+    /// What to resume a suspended phase with: the next completed wait it waits for, or nothing
+    /// after a plain `coroutine.yield()`; `None` while its wait has not completed.
+    pub(crate) fn resume_event(&mut self, wake: &WakeSlot) -> Option<Option<Event>> {
+        match &self.suspended {
+            Some(suspended) if suspended.waiting => wake.next_for(&mut self.waits).map(Some),
+            _ => Some(None),
         }
     }
 
@@ -368,20 +400,7 @@ impl Request {
         I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
         I::IntoIter: Clone,
     {
-        let state = RequestState {
-            id,
-            input: Snapshot::new(init, headers),
-            response: Response::default(),
-            phase: None,
-            started_at: Instant::now(),
-            start_time: unix_millis(SystemTime::now()),
-            location_jump: false,
-            ctx: None,
-            content_type_set: false,
-            env: None,
-            suspended: None,
-            waits: Waits::default(),
-        };
+        let state = RequestState::new(id, Snapshot::new(init, headers));
         Request { id, state: Some(Box::new(state)), worker, shared, wake: Arc::default() }
     }
 
@@ -418,20 +437,13 @@ impl Request {
     /// `Ok(Status::Yield)` at once without running anything (a spurious resume is harmless).
     pub fn resume(&mut self) -> Result<Status> {
         let mut state = self.take_state()?;
-        let Some(suspended) = &state.suspended else {
+        if state.suspended.is_none() {
             self.state = Some(state);
             return Err(Error::invalid_state("the request is not suspended"));
-        };
-        let event = if suspended.waiting {
-            match self.next_event(&mut state) {
-                Some(event) => Some(event),
-                None => {
-                    self.state = Some(state);
-                    return Ok(Status::Yield);
-                }
-            }
-        } else {
-            None
+        }
+        let Some(event) = state.resume_event(&self.wake) else {
+            self.state = Some(state);
+            return Ok(Status::Yield);
         };
         let (state, result) = self.worker.resume(&self.shared, state, event);
         self.state = Some(state);
@@ -484,24 +496,8 @@ impl Request {
             state.waits.forget();
             return result;
         }
-        let now = Instant::now();
-        for (id, duration) in state.waits.sleeps.drain(..) {
-            let slot = Arc::downgrade(&self.wake);
-            self.shared.scheduler.at(
-                now + duration,
-                Box::new(move |_| {
-                    if let Some(slot) = slot.upgrade() {
-                        slot.wake(Event { id, result: Ok(Vec::new()) });
-                    }
-                }),
-            );
-        }
+        state.waits.start_sleeps(&self.shared.scheduler, &self.wake);
         result
-    }
-
-    /// The next completed wait the phase still waits for.
-    fn next_event(&self, state: &mut RequestState) -> Option<Event> {
-        std::iter::from_fn(|| self.wake.pop()).find(|event| state.waits.settle(event.id))
     }
 
     /// Whether a phase waits for `resume`.

@@ -14,6 +14,7 @@ mod resp;
 mod shdict;
 mod sleep;
 pub(crate) mod time;
+mod timer;
 mod uri;
 mod var;
 
@@ -31,6 +32,7 @@ use crate::log::Logger;
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 use crate::shdict::SharedDict;
+use crate::timer::Timers;
 use crate::wait::Event;
 use crate::worker::FunctionCache;
 
@@ -94,6 +96,9 @@ pub(crate) struct Installed {
     pub current: CurrentRequest,
     /// The worker's cached time, refreshed before every phase run and resume.
     pub clock: time::Clock,
+    /// Timer callbacks by id, and the chunk that runs one (see `timer.rs`).
+    pub timer_entries: Table,
+    pub timer_chunk: Function,
 }
 
 /// Everything `install` needs from the engine.
@@ -112,6 +117,9 @@ pub(crate) struct Setup<'a> {
     pub variables: Option<VariableResolver>,
     /// `EngineConfig::default_type`, added when the engine sends the response headers.
     pub default_type: Arc<str>,
+    pub timers: Timers,
+    /// The worker's index, which its timers run on.
+    pub worker: usize,
 }
 
 static SIGNAL_ANCHOR: u8 = 0;
@@ -228,6 +236,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     params.set("module_env", &module_env)?;
     params.set("host", host::module(lua, &current, setup.host_functions, setup.async_functions)?)?;
     sleep::register(lua, &current, &impl_table)?;
+    let timers = timer::register(lua, &current, &setup.timers, setup.worker)?;
     let dict_methods = lua.create_table()?;
     shdict::register(lua, setup.dicts, &dict_methods)?;
     params.set("dict_methods", dict_methods)?;
@@ -245,7 +254,9 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     base.set("require", glue.get::<Function>("require")?)?;
     base.set("pcall", glue.get::<Function>("pcall")?)?;
     base.set("xpcall", glue.get::<Function>("xpcall")?)?;
-    let print: Function = glue.get::<Function>("checked")?.call(impl_table.get::<Function>("print_log")?)?;
+    let checked: Function = glue.get("checked")?;
+    timer::install(lua, &ngx, &checked, &timers)?;
+    let print: Function = checked.call(impl_table.get::<Function>("print_log")?)?;
     base.set("print", print)?;
     if !setup.trusted {
         let package = lua.create_table()?;
@@ -265,7 +276,13 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     module_mt.set("__metatable", false)?;
     module_env.set_metatable(Some(module_mt))?;
     module_env.raw_set("_G", &module_env)?;
-    Ok(Installed { run_chunk: glue.get("run_chunk")?, current, clock })
+    Ok(Installed {
+        run_chunk: glue.get("run_chunk")?,
+        current,
+        clock,
+        timer_entries: timers.entries,
+        timer_chunk: timers.chunk,
+    })
 }
 
 /// Appends what `ngx.say` prints for a scalar: strings as they are, numbers as
