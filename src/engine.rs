@@ -22,10 +22,33 @@ const MAX_WORKERS: usize = 1024;
 /// nginx refuses shared zones under 8 pages; a dict this small holds a handful of entries.
 const MIN_DICT_CAPACITY: usize = 8 * 4096;
 
-/// A Lua request engine. Cheap to clone: clones share workers, scripts and stats.
+/// A Lua request engine. Cheap to clone: clones share workers, scripts and stats. Requests
+/// keep it running too; when the last clone and request are dropped, the engine stops before
+/// that drop returns: timer callbacks running finish (their sleeps end at once) and pending
+/// timers run once with `premature = true`, as nginx does when a worker exits.
 #[derive(Clone)]
 pub struct Engine {
-    shared: Arc<Shared>,
+    shared: Arc<Hold>,
+}
+
+/// A host's hold on the engine: every `Engine` clone and every `Request` shares one. When the
+/// last goes, the engine stops its timers (see `timer.rs`) before that drop returns, or, when
+/// it happens inside a timer callback, as soon as the callback returns. Engine threads use
+/// `Shared` directly, so they never delay that.
+pub(crate) struct Hold(Arc<Shared>);
+
+impl std::ops::Deref for Hold {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.timers.release(&self.0);
+    }
 }
 
 /// What requests and scripts share with the engine.
@@ -40,13 +63,6 @@ pub(crate) struct Shared {
     next_worker: AtomicUsize,
     phases_run: AtomicU64,
     errors: AtomicU64,
-}
-
-impl Drop for Shared {
-    /// Runs the timers left, premature, as a worker does when nginx stops it (see `timer.rs`).
-    fn drop(&mut self) {
-        self.timers.shutdown(self);
-    }
 }
 
 impl Shared {
@@ -75,7 +91,8 @@ pub struct Stats {
 }
 
 impl Engine {
-    /// Creates the workers (one Lua state each) and the code cache.
+    /// Creates the workers (one Lua state each) and the code cache, then runs
+    /// `EngineConfig::init` and `init_worker` in each worker; their errors are returned.
     pub fn new(config: EngineConfig) -> Result<Engine> {
         Engine::validate(&config)?;
         let logger = Logger::new(config.log.clone(), config.log_level);
@@ -113,8 +130,10 @@ impl Engine {
             errors: AtomicU64::new(0),
         });
         shared.timers.attach(Arc::downgrade(&shared));
-        Engine::run_init(&shared, &config)?;
-        Ok(Engine { shared })
+        // On failure the engine drops here, which runs the timers init_worker started, premature.
+        let engine = Engine { shared: Arc::new(Hold(shared)) };
+        Engine::run_init(&engine.shared, &config)?;
+        Ok(engine)
     }
 
     /// init in every worker (OpenResty runs it before forking them), then init_worker in each.

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use mlua::{Table, Thread};
 
 use crate::cache::Script;
-use crate::engine::Shared;
+use crate::engine::Hold;
 use crate::error::{Error, Result};
 use crate::host::HostValue;
 use crate::phase::{Phase, Status};
@@ -383,14 +383,15 @@ pub struct Request {
     id: u64,
     state: Option<Box<RequestState>>,
     worker: Arc<Worker>,
-    shared: Arc<Shared>,
+    /// Keeps the engine running while the request lives.
+    shared: Arc<Hold>,
     /// Completed waits, reached by the clock thread and the host.
     wake: Arc<WakeSlot>,
 }
 
 impl Request {
     pub(crate) fn new<'h, I>(
-        shared: Arc<Shared>,
+        shared: Arc<Hold>,
         worker: Arc<Worker>,
         id: u64,
         init: &RequestInit<'_>,

@@ -4,12 +4,14 @@
 //! worker never holds up the clock. A callback that waits (`ngx.sleep`, an async host call) is
 //! parked here and resumed by an executor thread when its wait completes.
 //!
-//! Shutdown (the engine's last handle dropped): new timers are refused ("process exiting"), the
-//! executor threads stop, every pending timer expires once with `premature = true` (as nginx
-//! expires a worker's timers when it exits; `every` timers too, once), sleeps end at once, and
-//! the thread dropping the engine runs all that itself. What still waits for the host after
-//! that is abandoned.
+//! Shutdown (the host released its last `Engine` and `Request`): new timers are refused
+//! ("process exiting"), the executor threads stop, every pending timer expires once with
+//! `premature = true` (as nginx expires a worker's timers when it exits; `every` timers too,
+//! once), sleeps end at once, and the releasing thread runs all that before its drop returns
+//! (an executor thread whose callback released the engine does it once the callback is over).
+//! What still waits for the host after that is abandoned.
 
+use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -73,6 +75,11 @@ const EXIT_RESUMES: u32 = 100;
 /// Executor threads at most: callbacks mostly wait on worker locks, not on CPUs.
 const MAX_EXECUTORS: usize = 4;
 
+thread_local! {
+    /// The timers whose executor job runs on this thread (their `Core`'s address), if any.
+    static RUNNING_JOB_OF: Cell<usize> = const { Cell::new(0) };
+}
+
 /// The engine's timers; clones share them.
 #[derive(Clone)]
 pub(crate) struct Timers(Arc<Core>);
@@ -88,6 +95,8 @@ struct Core {
     counts: Vec<Counts>,
     next_id: AtomicU64,
     exiting: AtomicBool,
+    /// The engine was released inside a timer callback: the executor shuts down after it.
+    release_after_job: AtomicBool,
     queue: Mutex<Queue>,
     work: Condvar,
     /// Callbacks waiting for a sleep or a host operation, by run key.
@@ -151,6 +160,7 @@ impl Timers {
             counts: (0..workers).map(|_| Counts::default()).collect(),
             next_id: AtomicU64::new(1),
             exiting: AtomicBool::new(false),
+            release_after_job: AtomicBool::new(false),
             queue: Mutex::default(),
             work: Condvar::new(),
             parked: Mutex::default(),
@@ -202,19 +212,30 @@ impl Timers {
         self.0.counts[worker].running.load(Ordering::Acquire)
     }
 
-    /// Called by the engine's drop, on whatever thread dropped it: see the module docs.
-    pub(crate) fn shutdown(&self, shared: &Shared) {
-        let core = &self.0;
-        core.exiting.store(true, Ordering::Release);
+    /// The host let go of the engine: shut down now (see the module docs), or, from inside a
+    /// timer callback, once it returns: the callback holds its worker's lock.
+    pub(crate) fn release(&self, shared: &Shared) {
+        if RUNNING_JOB_OF.get() == Arc::as_ptr(&self.0) as usize {
+            self.0.exiting.store(true, Ordering::Release);
+            self.0.release_after_job.store(true, Ordering::Release);
+        } else {
+            self.0.shutdown(shared);
+        }
+    }
+}
+
+impl Core {
+    fn shutdown(self: &Arc<Core>, shared: &Shared) {
+        self.exiting.store(true, Ordering::Release);
         let threads = {
-            let mut queue = core.queue.lock();
+            let mut queue = self.queue.lock();
             queue.stopped = true;
-            core.work.notify_all();
+            self.work.notify_all();
             std::mem::take(&mut queue.threads)
         };
         let me = std::thread::current().id();
         for thread in threads {
-            // The engine may be dropped by an executor thread itself, once its job is done.
+            // An executor thread that ran the releasing callback shuts down itself.
             if thread.thread().id() != me {
                 let _ = thread.join();
             }
@@ -222,18 +243,16 @@ impl Timers {
         shared.scheduler.shutdown();
         loop {
             // Not `while let`: the queue's lock must be released before the job runs.
-            let job = core.queue.lock().jobs.pop_front();
+            let job = self.queue.lock().jobs.pop_front();
             let Some(job) = job else { break };
-            core.run(shared, job);
+            self.run(shared, job);
         }
-        let abandoned: Vec<TimerRun> = core.parked.lock().drain().map(|(_, run)| run).collect();
+        let abandoned: Vec<TimerRun> = self.parked.lock().drain().map(|(_, run)| run).collect();
         for run in abandoned {
-            core.abandon(shared, run, "it still waits for the host");
+            self.abandon(shared, run, "it still waits for the host");
         }
     }
-}
 
-impl Core {
     fn schedule(self: &Arc<Core>, expiry: Expiry, delay: Duration) {
         let core = Arc::downgrade(self);
         let task = move |premature: bool| {
@@ -269,8 +288,7 @@ impl Core {
                         return;
                     }
                     if !queue.jobs.is_empty() {
-                        // The engine is held before a job is taken, so a job taken is a job run;
-                        // when it is gone the shutdown runs what is left.
+                        // The engine is held before a job is taken, so a job taken is a job run.
                         let Some(shared) = self.engine.get().and_then(Weak::upgrade) else { return };
                         break (queue.jobs.pop_front().expect("a job is queued"), shared);
                     }
@@ -279,10 +297,13 @@ impl Core {
                     queue.idle -= 1;
                 }
             };
+            RUNNING_JOB_OF.set(Arc::as_ptr(self) as usize);
             // A callback's panic (from a host function) must not take the executor down.
             let _ = catch_unwind(AssertUnwindSafe(|| self.run(&shared, job)));
-            // Possibly the engine's last handle: it then shuts down here, on this thread.
-            drop(shared);
+            RUNNING_JOB_OF.set(0);
+            if self.release_after_job.swap(false, Ordering::AcqRel) {
+                self.shutdown(&shared);
+            }
         }
     }
 

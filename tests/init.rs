@@ -164,3 +164,23 @@ fn init_code_may_come_from_files() {
     let missing = EngineConfig { init: Some(LuaSource::file(dir.join("missing.lua"))), ..with_init(1, None, None) };
     assert!(Engine::new(missing).is_err());
 }
+
+#[test]
+fn timers_started_before_an_init_worker_failure_run_premature() {
+    let lines: Lines = Default::default();
+    let sink = lines.clone();
+    let init_worker = "ngx.timer.at(100, function(premature) ngx.log(ngx.WARN, 'premature ', premature) end)
+        if ngx.shared.d:incr('n', 1, 0) == 2 then error('the second worker fails') end";
+    let config = EngineConfig {
+        log: Some(std::sync::Arc::new(move |r: &luaengine::LogRecord<'_>| {
+            sink.lock().unwrap().push((r.level, r.phase, r.location.to_string(), r.message.to_string(), r.request_id))
+        })),
+        log_level: LogLevel::Warn,
+        ..with_init(2, None, Some(init_worker))
+    };
+    let error = Engine::new(config).err().expect("the engine fails");
+    assert_eq!(error.message, "init_worker:2: the second worker fails");
+    let warnings: Vec<String> =
+        lines.lock().unwrap().iter().filter(|l| l.0 == LogLevel::Warn).map(|l| l.3.clone()).collect();
+    assert_eq!(warnings, ["premature true", "premature true"]);
+}

@@ -304,6 +304,24 @@ fn dropping_the_engine_ends_the_sleeps_of_running_callbacks() {
 }
 
 #[test]
+fn dropping_the_engine_waits_for_running_callbacks() {
+    let (engine, lines) = logged(EngineConfig::default());
+    let lua = "ngx.timer.at(0, function()
+            ngx.log(ngx.NOTICE, 'started')
+            local t = os.clock() while os.clock() - t < 0.05 do end
+            ngx.log(ngx.NOTICE, 'finished')
+        end)";
+    assert!(serve(&engine, "/t", &[], &[(Phase::Content, lua)]).error.is_none());
+    assert_eq!(notices(&lines, 1), ["started"]);
+    drop(engine);
+    // Nothing reaches the host's callbacks once the drop returned.
+    let logged = lines.lock().unwrap().len();
+    std::thread::sleep(Duration::from_millis(20));
+    assert_eq!(lines.lock().unwrap().len(), logged);
+    assert_eq!(notices(&lines, 2), ["started", "finished"]);
+}
+
+#[test]
 fn the_engine_can_be_dropped_from_inside_a_callback() {
     let keep: Arc<Mutex<Option<Engine>>> = Arc::default();
     let slot = keep.clone();
