@@ -8,6 +8,7 @@ use super::error::{call, le_error, le_result};
 use super::host::{host_functions, le_function};
 use super::shdict::{dict_configs, le_dict_config};
 use super::variable::{le_variable_fn, resolver};
+use super::wait::{le_timer_op_fn, timer_ops};
 use super::{handle, le_str, require_out, slice, write_out};
 use crate::config::{EngineConfig, LuaSource, DEFAULT_TYPE};
 use crate::engine::Engine;
@@ -105,6 +106,11 @@ pub struct le_config {
     pub max_pending_timers: u32,
     /// `lua_max_running_timers`, per worker. Default 256.
     pub max_running_timers: u32,
+    /// Receives the async host function calls of timer callbacks, which no request carries;
+    /// NULL makes such calls fail in the callback.
+    pub timer_op: le_timer_op_fn,
+    /// Passed to `timer_op`; the engine never frees it.
+    pub timer_op_user_data: *mut c_void,
 }
 
 /// An engine: workers, code cache and stats. Thread-safe: share one between host threads.
@@ -176,6 +182,8 @@ pub extern "C" fn le_config_default() -> le_config {
         init_worker_file: le_str::EMPTY,
         max_pending_timers: u32::try_from(defaults.max_pending_timers).unwrap_or(u32::MAX),
         max_running_timers: u32::try_from(defaults.max_running_timers).unwrap_or(u32::MAX),
+        timer_op: None,
+        timer_op_user_data: std::ptr::null_mut(),
     }
 }
 
@@ -239,7 +247,7 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
         init_worker: unsafe { lua_source("init_worker", config.init_worker, config.init_worker_file)? },
         max_pending_timers: config.max_pending_timers as usize,
         max_running_timers: config.max_running_timers as usize,
-        timer_ops: None,
+        timer_ops: timer_ops(config.timer_op, config.timer_op_user_data),
     })
 }
 
@@ -279,7 +287,10 @@ pub extern "C" fn le_engine_new(
 }
 
 /// Frees an engine. Scripts and requests still alive keep working and keep what they need
-/// until they are freed. NULL is ignored.
+/// until they are freed. When the last engine handle and request are gone, the engine stops
+/// before the freeing call returns: running timer callbacks finish (their sleeps end at once),
+/// pending timers run once with `premature = true`, and no callback reaches the host after
+/// that (a timer callback that frees them defers this until it returns). NULL is ignored.
 #[no_mangle]
 pub extern "C" fn le_engine_free(engine: *mut le_engine) {
     super::free_handle(engine)
