@@ -397,7 +397,7 @@ impl Core {
         if self.exiting.load(Ordering::Acquire) {
             run.exit_resumes += 1;
             if run.exit_resumes > EXIT_RESUMES {
-                return self.abandon(shared, run, "it still runs after 100 resumes");
+                return self.abandon(shared, run, &format!("it still runs after {EXIT_RESUMES} resumes"));
             }
         }
         let (state, result) = shared.worker(run.worker).resume(shared, run.state, event);
