@@ -9,6 +9,7 @@ mod header;
 mod host;
 mod log;
 mod phase;
+mod re;
 mod req;
 mod resp;
 mod shdict;
@@ -194,6 +195,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     consts::register(&ngx)?;
     let clock = time::Clock::new();
     time::register(lua, &ngx, &clock)?;
+    re::register(lua, &ngx)?;
     phase::register(lua, &ngx, &current)?;
     resp::register(lua, &current, &impl_table, &setup.logger, &setup.default_type)?;
     ctx::register(lua, &current, &impl_table)?;
