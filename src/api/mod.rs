@@ -3,6 +3,7 @@
 //! errors raised at the caller's level, ngx.exit's yield, `ngx.ctx`/`ngx.status` fields, the
 //! coroutine wrappers and `require`).
 
+mod cjson;
 pub(crate) mod consts;
 mod ctx;
 mod header;
@@ -217,6 +218,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     } else {
         (lua.create_table()?, lua.create_table()?)
     };
+    cjson::register(lua, &preload)?;
     let module_env = lua.create_table()?;
     let params = lua.create_table()?;
     params.set("ngx", &ngx)?;
@@ -310,24 +312,7 @@ pub(crate) fn format_number(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e15 {
         return format!("{}", n as i64);
     }
-    let scientific = format!("{n:.13e}");
-    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} has an exponent");
-    let exponent: i32 = exponent.parse().expect("{:e} exponent is a number");
-    if !(-4..14).contains(&exponent) {
-        let mantissa = trim_fraction(mantissa);
-        let sign = if exponent < 0 { '-' } else { '+' };
-        return format!("{mantissa}e{sign}{:02}", exponent.abs());
-    }
-    let decimals = usize::try_from(13 - exponent).unwrap_or(0);
-    trim_fraction(&format!("{n:.decimals$}")).to_string()
-}
-
-fn trim_fraction(text: &str) -> &str {
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        text
-    }
+    cjson::format_g(n, 14)
 }
 
 #[cfg(test)]
