@@ -15,14 +15,18 @@ use rustc_hash::FxBuildHasher;
 /// lua-nginx-module's default `lua_regex_cache_max_entries`.
 const CACHE_ENTRIES: usize = 1024;
 
+/// Match data kept per pattern for reuse.
+const SPARE_MATCH_DATA: usize = 8;
+
 /// PCRE2's error for a start offset past the subject (`PCRE2_ERROR_BADOFFSET`): what
 /// lua-nginx-module reports when `ctx.pos` points beyond the end.
 const ERROR_BADOFFSET: i32 = -33;
 
-/// The JIT stack a match may grow to. Every pattern is JIT-compiled (lua-nginx-module does it
-/// only with `j`), so the interpreter's generous heap limit no longer applies; PCRE2's 32 KB
-/// default would fail patterns that work without `j` in OpenResty.
-const JIT_STACK: usize = 1 << 20;
+/// The JIT stack a match may grow to (reserved per match data, used on demand). Every pattern is
+/// JIT-compiled (lua-nginx-module does it only with `j`), so the interpreter's generous heap
+/// limit no longer applies; PCRE2's 32 KB default would fail patterns that work without `j` in
+/// OpenResty.
+const JIT_STACK: usize = 256 << 10;
 
 /// The options of the `opts` string that change the compiled pattern. `o` (compile once) and
 /// `j` (JIT) are accepted and implied: every pattern is cached and JIT-compiled.
@@ -78,20 +82,42 @@ pub(crate) struct Pattern {
     dupnames: bool,
     /// (name, group) for each named group, in group order.
     names: Vec<(String, usize)>,
+    /// Match data to reuse: creating it (with its JIT stack) costs more than a match.
+    spare: Mutex<Vec<CaptureLocations>>,
 }
 
-/// Where a successful match put the pattern's groups.
-pub(crate) struct Captures(CaptureLocations);
+/// Where a successful match put the pattern's groups; its match data goes back to the pattern
+/// when dropped.
+pub(crate) struct Captures<'p> {
+    locations: Option<CaptureLocations>,
+    spare: &'p Mutex<Vec<CaptureLocations>>,
+}
 
-impl Captures {
+impl Captures<'_> {
+    fn locations(&self) -> &CaptureLocations {
+        self.locations.as_ref().expect("held until dropped")
+    }
+
     /// The (start, end) byte offsets of group `i`, None when it did not take part.
     pub(crate) fn get(&self, i: usize) -> Option<(usize, usize)> {
-        self.0.get(i)
+        self.locations().get(i)
     }
 
     /// The whole match.
     pub(crate) fn whole(&self) -> (usize, usize) {
-        self.0.get(0).expect("a match has group 0")
+        self.get(0).expect("a match has group 0")
+    }
+}
+
+impl Drop for Captures<'_> {
+    fn drop(&mut self) {
+        if let Some(locations) = self.locations.take() {
+            let mut spare = self.spare.lock();
+            // Enough for the workers matching one pattern at once; more would only hold memory.
+            if spare.len() < SPARE_MATCH_DATA {
+                spare.push(locations);
+            }
+        }
     }
 }
 
@@ -118,13 +144,15 @@ impl Pattern {
     /// Matches `subject` from byte offset `start`. The error is lua-nginx-module's
     /// `pcre_exec() failed: <PCRE2 code>` (e.g. -47 when the match limit stops a runaway
     /// backtracking pattern).
-    pub(crate) fn exec(&self, subject: &[u8], start: usize) -> Result<Option<Captures>, String> {
+    pub(crate) fn exec(&self, subject: &[u8], start: usize) -> Result<Option<Captures<'_>>, String> {
         if start > subject.len() {
             return Err(format!("pcre_exec() failed: {ERROR_BADOFFSET}"));
         }
-        let mut locations = self.regex.capture_locations();
-        match self.regex.captures_read_at(&mut locations, subject, start) {
-            Ok(Some(_)) => Ok(Some(Captures(locations))),
+        let locations = self.spare.lock().pop().unwrap_or_else(|| self.regex.capture_locations());
+        let mut captures = Captures { locations: Some(locations), spare: &self.spare };
+        let found = self.regex.captures_read_at(captures.locations.as_mut().expect("just set"), subject, start);
+        match found {
+            Ok(Some(_)) => Ok(Some(captures)),
             Ok(None) => Ok(None),
             Err(error) => Err(format!("pcre_exec() failed: {}", error.code())),
         }
@@ -195,7 +223,8 @@ fn build(pattern: &[u8], options: Options) -> Result<Pattern, String> {
         .enumerate()
         .filter_map(|(group, name)| name.as_ref().map(|name| (name.clone(), group)))
         .collect();
-    Ok(Pattern { regex, utf: options.has(Options::UTF), dupnames: options.has(Options::DUPNAMES), names })
+    let (utf, dupnames) = (options.has(Options::UTF), options.has(Options::DUPNAMES));
+    Ok(Pattern { regex, utf, dupnames, names, spare: Mutex::default() })
 }
 
 /// lua-nginx-module's wording: the PCRE2 message, the pattern, and where in it PCRE2 stopped

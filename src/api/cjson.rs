@@ -108,12 +108,22 @@ fn functions(lua: &Lua, metatables: &Metatables) -> mlua::Result<Table> {
         "decode",
         lua.create_function(move |lua, args: MultiValue| {
             let settings = *cfg.lock();
-            let text = single_argument("decode", args).and_then(|value| {
-                string_or_number(&value)
-                    .ok_or_else(|| format!("bad argument #1 to 'decode' (string expected, got {})", type_name(&value)))
-            });
             let array_mt = settings.decode_array_with_array_mt.then_some(&mt.array);
-            reply(lua, text.and_then(|text| Decoder::new(lua, &text, settings, array_mt).run()))
+            let result = single_argument("decode", args).and_then(|value| {
+                let text = match value {
+                    Value::String(text) => text,
+                    other => match string_or_number(&other) {
+                        Some(number) => lua.create_string(number).map_err(|e| e.to_string())?,
+                        None => {
+                            let got = type_name(&other);
+                            return Err(format!("bad argument #1 to 'decode' (string expected, got {got})"));
+                        }
+                    },
+                };
+                let bytes = text.as_bytes();
+                Decoder::new(lua, &bytes, settings, array_mt).run()
+            });
+            reply(lua, result)
         })?,
     )?;
     type Setter = fn(&mut Config, &Options) -> Result<Vec<Setting>, String>;
@@ -270,6 +280,31 @@ impl Options {
 /// C's `%.<precision>g`, which lua-cjson uses for numbers (fpconv_g_fmt).
 pub(crate) fn format_g(n: f64, precision: usize) -> String {
     let precision = precision.max(1);
+    if n.fract() == 0.0 && n.abs() < 10f64.powi(precision as i32) {
+        // Integers with at most `precision` digits print plainly (and -0 keeps its sign).
+        return if n == 0.0 && n.is_sign_negative() { "-0".into() } else { format!("{}", n as i64) };
+    }
+    // %g rounds the exact value to `precision` digits. When the shortest digits that read back
+    // as `n` are no more than that, and precision <= 15 (so the double's error stays below half
+    // a unit of the last digit; subnormals have less), the rounding gives those digits: skip
+    // the slow exact path.
+    if precision <= 15 && n.is_normal() {
+        let shortest = format!("{n:e}");
+        let (mantissa, exponent) = shortest.split_once('e').expect("{:e} has an exponent");
+        if mantissa.bytes().filter(u8::is_ascii_digit).count() <= precision {
+            let exponent: i32 = exponent.parse().expect("{:e} exponent is a number");
+            if exponent < -4 || exponent >= precision as i32 {
+                let sign = if exponent < 0 { '-' } else { '+' };
+                return format!("{mantissa}e{sign}{:02}", exponent.abs());
+            }
+            return format!("{n}");
+        }
+    }
+    format_g_exact(n, precision)
+}
+
+/// `%.<precision>g` from the exactly rounded digits.
+fn format_g_exact(n: f64, precision: usize) -> String {
     let scientific = format!("{n:.*e}", precision - 1);
     let (mantissa, exponent) = scientific.split_once('e').expect("{:e} has an exponent");
     let exponent: i32 = exponent.parse().expect("{:e} exponent is a number");
@@ -291,8 +326,21 @@ fn trim_fraction(text: &str) -> &str {
 
 /// A table being written: the position of the next element and how many were written.
 enum Frame {
-    Array { table: Table, len: i64, next: i64, written: usize },
-    Object { entries: std::vec::IntoIter<(Value, Value)>, written: usize },
+    Array {
+        table: Table,
+        len: i64,
+        next: i64,
+        written: usize,
+    },
+    /// An array whose (key, value) pairs were already read in index order.
+    Values {
+        entries: std::vec::IntoIter<(Value, Value)>,
+        written: usize,
+    },
+    Object {
+        entries: std::vec::IntoIter<(Value, Value)>,
+        written: usize,
+    },
 }
 
 struct Encoder<'a> {
@@ -311,42 +359,38 @@ impl Encoder<'_> {
                 if !self.value(value, &mut stack)? {
                     // An unsupported value skipped: drop its comma and key too.
                     self.out.truncate(mark);
-                    if let Some(Frame::Array { written, .. } | Frame::Object { written, .. }) = stack.last_mut() {
+                    if let Some(
+                        Frame::Array { written, .. } | Frame::Values { written, .. } | Frame::Object { written, .. },
+                    ) = stack.last_mut()
+                    {
                         *written -= 1;
                     }
                 }
             }
             let Some(frame) = stack.last_mut() else { return Ok(self.out) };
             let mark = self.out.len();
-            match frame {
+            let (item, written, close) = match frame {
                 Frame::Array { table, len, next, written } => {
-                    if *next > *len {
-                        self.out.push(b']');
-                        stack.pop();
-                        continue;
-                    }
-                    let value = table.raw_get(*next).map_err(|e| e.to_string())?;
+                    let item = if *next > *len { None } else { Some((None, table.raw_get(*next))) };
                     *next += 1;
-                    if *written > 0 {
-                        self.out.push(b',');
-                    }
-                    *written += 1;
-                    pending = Some((value, mark));
+                    (item, written, b']')
                 }
-                Frame::Object { entries, written } => {
-                    let Some((key, value)) = entries.next() else {
-                        self.out.push(b'}');
-                        stack.pop();
-                        continue;
-                    };
-                    if *written > 0 {
-                        self.out.push(b',');
-                    }
-                    *written += 1;
-                    self.key(&key)?;
-                    pending = Some((value, mark));
-                }
+                Frame::Values { entries, written } => (entries.next().map(|(_, v)| (None, Ok(v))), written, b']'),
+                Frame::Object { entries, written } => (entries.next().map(|(k, v)| (Some(k), Ok(v))), written, b'}'),
+            };
+            let Some((key, value)) = item else {
+                self.out.push(close);
+                stack.pop();
+                continue;
+            };
+            if *written > 0 {
+                self.out.push(b',');
             }
+            *written += 1;
+            if let Some(key) = key {
+                self.key(&key)?;
+            }
+            pending = Some((value.map_err(|e| e.to_string())?, mark));
         }
     }
 
@@ -465,7 +509,15 @@ impl Encoder<'_> {
         match self.array_length(&entries)? {
             Some(len) if len > 0 || !self.config.empty_table_as_object => {
                 self.out.push(b'[');
-                stack.push(Frame::Array { table, len, next: 1, written: 0 });
+                // lua_next walks a table's array part in order: when the keys read are exactly
+                // 1..=len, the values are already at hand.
+                let in_order = entries.len() as i64 == len
+                    && entries.iter().zip(1..).all(|((key, _), index)| matches!(key, Value::Integer(k) if *k == index));
+                if in_order {
+                    stack.push(Frame::Values { entries: entries.into_iter(), written: 0 });
+                } else {
+                    stack.push(Frame::Array { table, len, next: 1, written: 0 });
+                }
             }
             _ if metatable.is_some_and(|mt| mt == self.metatables.empty_array) => self.out.extend_from_slice(b"[]"),
             _ => {
@@ -892,7 +944,22 @@ fn expected(what: &str, (token, index): &(Token, usize)) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::format_g;
+    use super::{format_g, format_g_exact};
+
+    /// The shortcut through the shortest digits agrees with exact rounding.
+    #[test]
+    fn fast_number_formatting_matches_exact_rounding() {
+        let mut bits: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..5_000 {
+            bits = bits.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let candidates = [f64::from_bits(bits), (bits % 100_000) as f64 / 1000.0, (bits % 1000) as f64 * 0.1];
+            for n in candidates.into_iter().filter(|n| n.is_finite()) {
+                for precision in 1..=16 {
+                    assert_eq!(format_g(n, precision), format_g_exact(n, precision), "{n:e} at {precision}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn numbers_format_like_printf_g() {
@@ -903,5 +970,15 @@ mod tests {
         assert_eq!(format_g(-0.0, 14), "-0");
         assert_eq!(format_g(1.5e-7, 14), "1.5e-07");
         assert_eq!(format_g(100.0, 14), "100");
+        assert_eq!(format_g(0.1 + 0.2, 14), "0.3");
+        assert_eq!(format_g(0.1 + 0.2, 17), "0.30000000000000004");
+        assert_eq!(format_g(1.0 / 3.0, 14), "0.33333333333333");
+        assert_eq!(format_g(0.00012345, 14), "0.00012345");
+        assert_eq!(format_g(1.5e-5, 14), "1.5e-05");
+        assert_eq!(format_g(-2.5e20, 14), "-2.5e+20");
+        assert_eq!(format_g(1234.5, 3), "1.23e+03");
+        assert_eq!(format_g(99999.5, 5), "1e+05");
+        assert_eq!(format_g(f64::MAX, 14), "1.7976931348623e+308");
+        assert_eq!(format_g(5e-324, 14), "4.9406564584125e-324");
     }
 }

@@ -146,7 +146,8 @@ fn re_match(
     };
     let subject = text(lua, tostring, subject)?;
     let bytes = subject.as_bytes();
-    match pattern.exec(&bytes, ctx_start(lua, ctx.as_ref())?) {
+    let outcome = pattern.exec(&bytes, ctx_start(lua, ctx.as_ref())?);
+    match outcome {
         Err(message) => failure(lua, Failure::Return(message), 1),
         Ok(None) => Value::Nil.into_lua_multi(lua),
         Ok(Some(captures)) => {
@@ -185,7 +186,8 @@ fn re_find(
     };
     let subject = text(lua, tostring, subject)?;
     let bytes = subject.as_bytes();
-    match pattern.exec(&bytes, ctx_start(lua, ctx.as_ref())?) {
+    let outcome = pattern.exec(&bytes, ctx_start(lua, ctx.as_ref())?);
+    match outcome {
         Err(message) => failure(lua, Failure::Return(message), 2),
         Ok(None) => Value::Nil.into_lua_multi(lua),
         Ok(Some(captures)) => {
@@ -215,7 +217,8 @@ fn gmatch(lua: &Lua, tostring: &Function, subject: Value, regex: &Value, opts: &
         let mut next = next.lock();
         let Some(start) = *next else { return Value::Nil.into_lua_multi(lua) };
         let bytes = subject.as_bytes();
-        match pattern.exec(&bytes, start) {
+        let outcome = pattern.exec(&bytes, start);
+        match outcome {
             Err(message) => {
                 *next = None;
                 failure(lua, Failure::Return(message), 1)
@@ -249,7 +252,8 @@ fn exec(
         Err(f) => return failure(lua, f, 1),
     };
     let bytes = subject.as_bytes();
-    match pattern.exec(&bytes, start) {
+    let outcome = pattern.exec(&bytes, start);
+    match outcome {
         Err(message) => failure(lua, Failure::Return(message), 1),
         Ok(None) => Value::Nil.into_lua_multi(lua),
         Ok(Some(captures)) => {
