@@ -32,6 +32,7 @@ mod limits;
 mod log;
 mod modules;
 mod phase;
+mod regex_cache;
 mod request;
 mod sandbox;
 mod scheduler;

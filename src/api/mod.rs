@@ -5,6 +5,7 @@
 
 mod arg;
 mod codec;
+mod cjson;
 pub(crate) mod consts;
 mod ctx;
 mod header;
@@ -12,6 +13,7 @@ mod host;
 mod log;
 mod phase;
 mod process;
+mod re;
 mod req;
 mod resp;
 mod shdict;
@@ -227,6 +229,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     codec::register(lua, &ngx_functions)?;
     let clock = time::Clock::new();
     time::register(lua, &ngx, &ngx_functions, &clock)?;
+    re::register(lua, &ngx)?;
     phase::register(lua, &ngx, &current)?;
     let (index, count) = setup.worker;
     process::register(lua, &ngx, process::WorkerInfo { index, count, exiting: setup.exiting.clone() })?;
@@ -250,6 +253,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     } else {
         (lua.create_table()?, lua.create_table()?)
     };
+    cjson::register(lua, &preload)?;
     let module_env = lua.create_table()?;
     let params = lua.create_table()?;
     params.set("ngx", &ngx)?;
@@ -358,24 +362,7 @@ pub(crate) fn format_number(n: f64) -> String {
     if n.fract() == 0.0 && n.abs() < 1e15 {
         return format!("{}", n as i64);
     }
-    let scientific = format!("{n:.13e}");
-    let (mantissa, exponent) = scientific.split_once('e').expect("{:e} has an exponent");
-    let exponent: i32 = exponent.parse().expect("{:e} exponent is a number");
-    if !(-4..14).contains(&exponent) {
-        let mantissa = trim_fraction(mantissa);
-        let sign = if exponent < 0 { '-' } else { '+' };
-        return format!("{mantissa}e{sign}{:02}", exponent.abs());
-    }
-    let decimals = usize::try_from(13 - exponent).unwrap_or(0);
-    trim_fraction(&format!("{n:.decimals$}")).to_string()
-}
-
-fn trim_fraction(text: &str) -> &str {
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.')
-    } else {
-        text
-    }
+    cjson::format_g(n, 14)
 }
 
 #[cfg(test)]
