@@ -33,6 +33,11 @@ local function freeze(name, real)
   local own = getmetatable(real)
   -- A table whose fields all come from its metatable (ngx.var) is a per-request view already:
   -- hiding its metatable and refusing raw writes to it is enough, and saves a hop per lookup.
+  -- Views may share a metatable (the shared dicts): once hidden, getmetatable answers false.
+  if own == false and next(real) == nil then
+    names[real] = name
+    return real
+  end
   if own and next(real) == nil then
     own.__metatable = false
     own.__newindex = own.__newindex or refuse(name)

@@ -441,7 +441,7 @@ end
 -- ngx.shared.DICT: each dict is an empty table sharing one metatable of methods (so the
 -- sandbox can make it read-only), whose zone the methods find in `zones`; a dot instead of a
 -- colon is lua-resty-core's clear error.
-local zones = setmetatable({}, { __mode = "k" })
+local zones = {}
 local dict_index = {}
 for name, fn in pairs(P.dict_methods) do
   dict_index[name] = function(zone, ...)

@@ -256,8 +256,9 @@ static inline void le_test_content_says(le_engine *engine, const char *lua, cons
   le_script *script = le_test_compile(engine, "content", lua);
   le_request *request = le_test_request(engine, "/", NULL, 0);
   le_error *err = NULL;
-  le_test_status("le_request_run(content)", le_request_run(request, LE_PHASE_CONTENT, script, &err), err,
-                 LE_STATUS_DONE, file, line);
+  /* The status first: an argument list may read `err` before the call writes it. */
+  le_status status = le_request_run(request, LE_PHASE_CONTENT, script, &err);
+  le_test_status("le_request_run(content)", status, err, LE_STATUS_DONE, file, line);
   le_response_view view = le_test_response(request);
   if (!le_str_eq(view.body, body)) {
     fprintf(stderr, "%s:%d: the body of\n%s\nis \"%.*s\", expected \"%s\"\n", file, line, lua, (int)view.body.len,
