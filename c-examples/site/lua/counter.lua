@@ -1,0 +1,6 @@
+-- A counter shared by every worker (ngx.shared.counters is declared in site.json), and how many
+-- /hello requests the log phase has seen.
+local counters = ngx.shared.counters
+local hits = counters:incr("hits", 1, 0)
+ngx.say("hits: ", hits)
+ngx.say("hello logged: ", counters:get("hello_logged") or 0)
