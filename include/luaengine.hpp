@@ -87,8 +87,27 @@ class Error : public std::runtime_error {
 
 namespace detail {
 
-inline void check(le_result result, le_error *err) {
+/* Calls `c_call(&err)`, a C function returning le_result, and throws on failure. (The error is
+ * read only after the call: as a sibling argument it could be read before the call wrote it.) */
+template <class F>
+void call(F c_call) {
+  le_error *err = nullptr;
+  le_result result = c_call(&err);
   if (result != LE_OK) throw Error::adopt(result, err);
+}
+
+/* The same for a function returning le_status (a phase run). */
+template <class F>
+le_status run(F c_call) {
+  le_error *err = nullptr;
+  le_status status = c_call(&err);
+  if (status == LE_STATUS_ERROR) throw Error::adopt(LE_ERR_INTERNAL, err);
+  return status;
+}
+
+/* A view reader, whose failure has no error object. */
+inline void check(le_result result) {
+  if (result != LE_OK) throw Error::adopt(result, nullptr);
 }
 
 template <class T>
@@ -242,25 +261,24 @@ class Request {
 
   /* Runs one phase's script: Status::Ok, Done or Yield; script errors throw Error. */
   Status run(le_phase phase, const Script &script) {
-    le_error *err = nullptr;
-    return status(le_request_run(live(), phase, detail::require(script.get(), "Script"), &err), err);
+    const le_script *s = detail::require(script.get(), "Script");
+    return static_cast<Status>(detail::run([&](le_error **err) { return le_request_run(live(), phase, s, err); }));
   }
 
   /* Continues a phase that yielded. */
   Status resume() {
-    le_error *err = nullptr;
-    return status(le_request_resume(live(), &err), err);
+    return static_cast<Status>(detail::run([&](le_error **err) { return le_request_resume(live(), err); }));
   }
 
   Response response() {
     le_response_view v{};
-    detail::check(le_request_response(live(), &v), nullptr);
+    detail::check(le_request_response(live(), &v));
     return Response{v.status, v.headers_sent, v.exited, v.exit_code, Headers(v.headers, v.n_headers), view(v.body)};
   }
 
   RequestView inspect() {
     le_request_view v{};
-    detail::check(le_request_inspect(live(), &v), nullptr);
+    detail::check(le_request_inspect(live(), &v));
     return RequestView{view(v.method),
                        view(v.path),
                        view(v.query),
@@ -271,8 +289,7 @@ class Request {
 
   /* Hands the host's response (status and headers, copied) to the filters. */
   void set_response(uint16_t status, const le_header *headers, size_t n) {
-    le_error *err = nullptr;
-    detail::check(le_request_set_response(live(), status, headers, n, &err), err);
+    detail::call([&](le_error **err) { return le_request_set_response(live(), status, headers, n, err); });
   }
   void set_response(uint16_t status, const std::vector<le_header> &headers) {
     set_response(status, headers.data(), headers.size());
@@ -280,18 +297,18 @@ class Request {
 
   /* Runs body_filter on one chunk of the host's body. */
   BodyChunk body_filter(const Script &script, std::string_view chunk, bool eof) {
-    le_error *err = nullptr;
+    const le_script *s = detail::require(script.get(), "Script");
     le_body_chunk out{};
-    Status s = status(le_request_body_filter(live(), detail::require(script.get(), "Script"), str(chunk), eof, &out, &err), err);
-    return BodyChunk{s, view(out.data), out.eof};
+    le_status status =
+        detail::run([&](le_error **err) { return le_request_body_filter(live(), s, str(chunk), eof, &out, err); });
+    return BodyChunk{static_cast<Status>(status), view(out.data), out.eof};
   }
 
   /* `wake` is called on the engine's clock thread when an engine-driven wait (ngx.sleep) is
    * over; resume the request from any thread after it. It must not throw (that terminates). */
   void set_waker(std::function<void()> wake) {
     auto holder = std::make_unique<std::function<void()>>(std::move(wake));
-    le_error *err = nullptr;
-    detail::check(le_request_set_waker(live(), &Request::wake_trampoline, holder.get(), &err), err);
+    detail::call([&](le_error **err) { return le_request_set_waker(live(), &Request::wake_trampoline, holder.get(), err); });
     waker_ = std::move(holder);  // the old one is no longer called
   }
 
@@ -299,7 +316,7 @@ class Request {
   std::vector<Pending> pending() {
     const le_pending *ops = nullptr;
     size_t n = 0;
-    detail::check(le_request_pending(live(), &ops, &n), nullptr);
+    detail::check(le_request_pending(live(), &ops, &n));
     std::vector<Pending> out;
     out.reserve(n);
     for (size_t i = 0; i < n; i++) out.push_back(Pending{ops[i].id, view(ops[i].name), ops[i].args, ops[i].n_args});
@@ -307,8 +324,7 @@ class Request {
   }
 
   void complete(uint64_t id, const le_value *values, size_t n) {
-    le_error *err = nullptr;
-    detail::check(le_request_complete(live(), id, values, n, &err), err);
+    detail::call([&](le_error **err) { return le_request_complete(live(), id, values, n, err); });
   }
   /* Completes a wait with one string (a body read's body). */
   void complete(uint64_t id, std::string_view string) {
@@ -318,17 +334,11 @@ class Request {
     complete(id, &value, 1);
   }
   void complete_error(uint64_t id, std::string_view message) {
-    le_error *err = nullptr;
-    detail::check(le_request_complete_error(live(), id, str(message), &err), err);
+    detail::call([&](le_error **err) { return le_request_complete_error(live(), id, str(message), err); });
   }
 
  private:
   le_request *live() const { return detail::require(handle_.get(), "Request"); }
-
-  static Status status(le_status s, le_error *err) {
-    if (s == LE_STATUS_ERROR) throw Error::adopt(err ? le_error_code(err) : LE_ERR_INTERNAL, err);
-    return static_cast<Status>(s);
-  }
 
   static void wake_trampoline(le_request *, void *user_data) noexcept {
     (*static_cast<std::function<void()> *>(user_data))();
@@ -347,8 +357,7 @@ class Engine {
   /* Copies what the config points to; host function user data must outlive the engine. */
   explicit Engine(const le_config &config) {
     le_engine *handle = nullptr;
-    le_error *err = nullptr;
-    detail::check(le_engine_new(&config, &handle, &err), err);
+    detail::call([&](le_error **err) { return le_engine_new(&config, &handle, err); });
     handle_.reset(handle);
   }
 
@@ -358,38 +367,34 @@ class Engine {
 
   le_stats stats() const {
     le_stats out{};
-    detail::check(le_engine_stats(live(), &out), nullptr);
+    detail::check(le_engine_stats(live(), &out));
     return out;
   }
 
   /* Checks file scripts now; returns how many changed. */
   size_t reload() const {
     size_t reloaded = 0;
-    le_error *err = nullptr;
-    detail::check(le_engine_reload(live(), &reloaded, &err), err);
+    detail::call([&](le_error **err) { return le_engine_reload(live(), &reloaded, err); });
     return reloaded;
   }
 
   Script compile(std::string_view name, std::string_view source) const {
     le_script *script = nullptr;
-    le_error *err = nullptr;
-    detail::check(le_script_compile(live(), str(name), str(source), &script, &err), err);
+    detail::call([&](le_error **err) { return le_script_compile(live(), str(name), str(source), &script, err); });
     return Script(script);
   }
 
   /* A script that follows its file (see le_script_compile_file). */
   Script compile_file(std::string_view path) const {
     le_script *script = nullptr;
-    le_error *err = nullptr;
-    detail::check(le_script_compile_file(live(), str(path), &script, &err), err);
+    detail::call([&](le_error **err) { return le_script_compile_file(live(), str(path), &script, err); });
     return Script(script);
   }
 
   Request request(const RequestInit &init, uint32_t worker_hint = LE_WORKER_ANY) const {
     le_request_init raw = init.raw();
     le_request *request = nullptr;
-    le_error *err = nullptr;
-    detail::check(le_request_new(live(), &raw, worker_hint, &request, &err), err);
+    detail::call([&](le_error **err) { return le_request_new(live(), &raw, worker_hint, &request, err); });
     return Request(request);
   }
 
