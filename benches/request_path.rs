@@ -6,9 +6,11 @@
 //! Run: `cargo bench --bench request_path` (add `--no-default-features --features lua54` for
 //! Lua 5.4). Prints the median of several timed rounds, and the Rust-API path as an anchor.
 
-use std::ptr;
-use std::time::{Duration, Instant};
+mod common;
 
+use std::ptr;
+
+use common::median_ns;
 use luaengine::ffi::*;
 use luaengine::{Engine, EngineConfig, Phase, RequestInit};
 
@@ -87,20 +89,7 @@ impl Drop for CEngine {
 
 /// Median ns per iteration over `rounds` rounds of `per_round` iterations, after a warm-up.
 fn measure(rounds: usize, per_round: usize, mut once: impl FnMut()) -> f64 {
-    for _ in 0..per_round {
-        once();
-    }
-    let mut samples: Vec<Duration> = (0..rounds)
-        .map(|_| {
-            let start = Instant::now();
-            for _ in 0..per_round {
-                once();
-            }
-            start.elapsed()
-        })
-        .collect();
-    samples.sort();
-    samples[rounds / 2].as_nanos() as f64 / per_round as f64
+    median_ns(rounds, per_round, || (0..per_round).for_each(|_| once()))
 }
 
 fn main() {

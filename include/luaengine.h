@@ -79,7 +79,7 @@ typedef enum le_result {
    */
   LE_ERR_BUDGET = 5,
   /**
-   * A worker hit its Lua memory cap.
+   * A worker hit its Lua memory cap, or a shared dict is full ("no memory").
    */
   LE_ERR_MEMORY = 6,
   /**
@@ -123,6 +123,18 @@ typedef enum le_status {
  * One call of a host function, valid only during the callback.
  */
 typedef struct le_call le_call;
+
+/**
+ * A host's handle on one shared dict, the same store scripts reach as `ngx.shared.<name>`.
+ * Thread-safe: use it from any number of threads at once, while scripts use the dict too. It
+ * keeps the dict (not the engine) alive: free it with `le_dict_free`, before or after the engine.
+ *
+ * Dict failures return lua-nginx-module's message in the `le_error`: `LE_ERR_INVALID_STATE`
+ * for `"exists"`, `"not found"`, `"not a number"` and `"value is a list"`; `LE_ERR_MEMORY` for
+ * `"no memory"`; `LE_ERR_INVALID_ARGUMENT` for `"empty key"`, `"key too long"` (over 65535
+ * bytes), `"bad value type"` and NULL or out-of-range arguments.
+ */
+typedef struct le_dict le_dict;
 
 /**
  * An engine: workers, code cache and stats. Thread-safe: share one between host threads.
@@ -537,10 +549,23 @@ typedef struct le_body_chunk {
 } le_body_chunk;
 
 /**
+ * How `le_dict_set` treats an existing key and a full dict (lua-nginx-module's store methods).
+ */
+typedef uint32_t le_dict_mode;
+
+/**
+ * Called by `le_dict_keys` once per key, on the caller's thread. `key` is valid during the call.
+ */
+typedef void (*le_dict_key_fn)(struct le_str key, void *user_data);
+
+/**
  * Called from the engine's clock thread when an engine-driven wait of `request` completes
  * (`ngx.sleep`): the host should resume the request, typically by scheduling
- * `le_request_resume` on its own thread. It may also resume or free the request right here.
- * Never called for a request after `le_request_free` returned.
+ * `le_request_resume` on its own thread. It may also resume or free the request right here:
+ * a wake that completes while a call is still using the request is held back until that call
+ * returns. Never called for a request after `le_request_free` returned. Keep it short (one
+ * clock thread serves every wake of the engine), and do not free the request while holding a
+ * lock this callback takes: the free waits for a callback in flight.
  */
 typedef void (*le_wake_fn)(struct le_request *request, void *user_data);
 
@@ -611,6 +636,31 @@ typedef struct le_pending {
 #define LE_PHASE_LOG 7
 
 #define LE_PHASE_TIMER 8
+
+/**
+ * `set`: always stores, evicting least recently used entries when the dict is full.
+ */
+#define LE_DICT_SET 0
+
+/**
+ * `safe_set`: like set, but fails with `"no memory"` rather than evicting live entries.
+ */
+#define LE_DICT_SAFE_SET 1
+
+/**
+ * `add`: only when the key is absent (or expired); fails with `"exists"` otherwise.
+ */
+#define LE_DICT_ADD 2
+
+/**
+ * `safe_add`: add without evicting live entries.
+ */
+#define LE_DICT_SAFE_ADD 3
+
+/**
+ * `replace`: only when the key is present; fails with `"not found"` otherwise.
+ */
+#define LE_DICT_REPLACE 4
 
 
 
@@ -852,6 +902,133 @@ enum le_result le_script_compile_file(const struct le_engine *engine,
  * Frees a script. NULL is ignored.
  */
 void le_script_free(struct le_script *script);
+
+/**
+ * Looks up the engine's shared dict `name` (as declared in `le_config.shared_dicts`) and
+ * writes a new handle on it to `*out`; free it with `le_dict_free`. Fails with
+ * `LE_ERR_INVALID_ARGUMENT` when the engine has no dict of that name.
+ */
+enum le_result le_engine_dict(const struct le_engine *engine,
+                              struct le_str name,
+                              struct le_dict **out,
+                              struct le_error **err);
+
+/**
+ * Frees a dict handle (the dict lives on while its engine or other handles use it). NULL is
+ * ignored.
+ */
+void le_dict_free(struct le_dict *dict);
+
+/**
+ * Reads a live key (`dict:get`): `*value_out` gets its value, `LE_VALUE_NIL` when the key is
+ * absent or expired; numbers come back as `LE_VALUE_NUMBER` (the dict stores doubles).
+ * `*flags_out` (if not NULL) gets the user flags, 0 for an absent key. A string's bytes are
+ * copied for the caller: release them with `le_dict_value_free`, which accepts every value this
+ * function wrote, so calling it unconditionally is fine. Fails with `"value is a list"` on a
+ * list.
+ */
+enum le_result le_dict_get(const struct le_dict *dict,
+                           struct le_str key,
+                           struct le_value *value_out,
+                           uint32_t *flags_out,
+                           struct le_error **err);
+
+/**
+ * Releases the string bytes of a value `le_dict_get` wrote and makes it `LE_VALUE_NIL`. Does
+ * nothing to other values' memory; NULL is ignored. Pass only values `le_dict_get` wrote.
+ */
+void le_dict_value_free(struct le_value *value);
+
+/**
+ * Stores `*value` under `key` as `mode` says (`set`, `safe_set`, `add`, `safe_add`,
+ * `replace`), expiring after `exptime` seconds (0 = never), with user `flags`. `value` may be
+ * nil (deletes the key, like `dict:set(key, nil)`), boolean, integer (stored as a number),
+ * number or string (copied); arrays and maps fail with `"bad value type"`. `*forcible` (if
+ * not NULL) tells whether live entries were evicted to make room. Fails with `"exists"`
+ * (add), `"not found"` (replace) or `"no memory"` (the value does not fit, or a safe mode
+ * would have to evict).
+ */
+enum le_result le_dict_set(const struct le_dict *dict,
+                           le_dict_mode mode,
+                           struct le_str key,
+                           const struct le_value *value,
+                           double exptime,
+                           uint32_t flags,
+                           bool *forcible,
+                           struct le_error **err);
+
+/**
+ * Removes `key` (`dict:delete`); an absent key is not an error.
+ */
+enum le_result le_dict_delete(const struct le_dict *dict, struct le_str key, struct le_error **err);
+
+/**
+ * Adds `by` to the number under `key` (`dict:incr`) and writes the new value to `*out` (if not
+ * NULL). When the key is absent: with `init` not NULL it stores `*init + by`, expiring after
+ * `init_ttl` seconds (0 = never); with `init` NULL it fails with `"not found"`. Fails with
+ * `"not a number"` when the value is not a number.
+ */
+enum le_result le_dict_incr(const struct le_dict *dict,
+                            struct le_str key,
+                            double by,
+                            const double *init,
+                            double init_ttl,
+                            double *out,
+                            struct le_error **err);
+
+/**
+ * Seconds before a live `key` expires, 0 when it never does (`dict:ttl`). Fails with
+ * `"not found"`.
+ */
+enum le_result le_dict_ttl(const struct le_dict *dict,
+                           struct le_str key,
+                           double *out,
+                           struct le_error **err);
+
+/**
+ * Makes a live `key` expire `exptime` seconds from now, 0 = never (`dict:expire`). Fails with
+ * `"not found"`.
+ */
+enum le_result le_dict_expire(const struct le_dict *dict,
+                              struct le_str key,
+                              double exptime,
+                              struct le_error **err);
+
+/**
+ * Calls `visit` with up to `max` live keys (0 = all), most recently used first
+ * (`dict:get_keys`). The keys are copied before the first call, so `visit` may use the dict.
+ */
+enum le_result le_dict_keys(const struct le_dict *dict,
+                            size_t max,
+                            le_dict_key_fn visit,
+                            void *user_data,
+                            struct le_error **err);
+
+/**
+ * Makes every entry expire now (`dict:flush_all`); their memory is reclaimed by later stores
+ * or `le_dict_flush_expired`.
+ */
+enum le_result le_dict_flush_all(const struct le_dict *dict, struct le_error **err);
+
+/**
+ * Removes up to `max` expired entries (0 = all) and writes how many to `*flushed` (if not
+ * NULL) (`dict:flush_expired`).
+ */
+enum le_result le_dict_flush_expired(const struct le_dict *dict,
+                                     size_t max,
+                                     size_t *flushed,
+                                     struct le_error **err);
+
+/**
+ * The dict's size in bytes as configured (`dict:capacity`); 0 for NULL.
+ */
+size_t le_dict_capacity(const struct le_dict *dict);
+
+/**
+ * Bytes not used by entries, expired ones included until removed (`dict:free_space`); 0 for
+ * NULL.
+ */
+size_t le_dict_free_space(const struct le_dict *dict);
 
 /**
  * Gives the variable's value (copied). A later call replaces it.

@@ -2,7 +2,7 @@
 //! host threads (`Send + Sync`).
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::cache::{CacheStats, CodeCache, Script};
@@ -23,7 +23,21 @@ const MIN_DICT_CAPACITY: usize = 8 * 4096;
 /// A Lua request engine. Cheap to clone: clones share workers, scripts and stats.
 #[derive(Clone)]
 pub struct Engine {
+    // Declared first so it drops first: the flag is up before the last handle takes the shared
+    // state down.
+    _exiting: Arc<ExitingFlag>,
     shared: Arc<Shared>,
+}
+
+/// Raises `ngx.worker.exiting()` when the host drops its last `Engine` handle: requests still in
+/// flight (they keep the shared state alive) finish seeing it true, as nginx's workers do while
+/// they finish their requests on quit or reload.
+struct ExitingFlag(Arc<AtomicBool>);
+
+impl Drop for ExitingFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 /// What requests and scripts share with the engine.
@@ -77,8 +91,9 @@ impl Engine {
             .map(|(name, capacity)| Arc::new(SharedDict::new(name.clone(), *capacity)))
             .collect();
         let cache = Arc::new(CodeCache::new(config.file_check_interval, logger.clone()));
+        let exiting = Arc::new(AtomicBool::new(false));
         let workers = (0..config.worker_count())
-            .map(|index| Worker::new(index, &config, cache.clone(), logger.clone(), &dicts).map(Arc::new))
+            .map(|index| Worker::new(index, &config, cache.clone(), logger.clone(), &dicts, &exiting).map(Arc::new))
             .collect::<Result<Vec<_>>>()?;
         let shared = Shared {
             workers,
@@ -92,7 +107,7 @@ impl Engine {
             phases_run: AtomicU64::new(0),
             errors: AtomicU64::new(0),
         };
-        Ok(Engine { shared: Arc::new(shared) })
+        Ok(Engine { _exiting: Arc::new(ExitingFlag(exiting)), shared: Arc::new(shared) })
     }
 
     /// The shared dict `name` (`ngx.shared.<name>` in scripts), for a host to seed or inspect.

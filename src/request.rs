@@ -185,6 +185,25 @@ impl Snapshot {
     pub fn set_body(&mut self, body: &[u8]) {
         self.body = Some(self.push(body));
     }
+    /// Extends the body (`ngx.req.append_body`): in place while it is the last string in the
+    /// buffer, as it is between `init_body` and `finish_body` unless something else was set.
+    pub fn append_body(&mut self, data: &[u8]) {
+        let start = match self.body.clone() {
+            Some(body) if body.end == self.buf.len() => body.start,
+            body => {
+                let start = self.buf.len();
+                if let Some(body) = body {
+                    self.buf.extend_from_within(body);
+                }
+                start
+            }
+        };
+        self.buf.extend_from_slice(data);
+        self.body = Some(start..self.buf.len());
+    }
+    pub fn clear_body(&mut self) {
+        self.body = None;
+    }
 
     /// `ngx.req.set_header` as nginx does it: the first header of that name (compared
     /// case-insensitively) takes the first value in place and keeps its spelling, the other
@@ -305,6 +324,10 @@ pub(crate) struct RequestState {
     pub start_time: f64,
     /// Set by `ngx.req.set_uri(uri, true)` in rewrite; cleared when the next phase starts.
     pub location_jump: bool,
+    /// `ngx.req.discard_body` ran: the client's body is not wanted.
+    pub body_discarded: bool,
+    /// Between `ngx.req.init_body` and `ngx.req.finish_body`.
+    pub body_building: bool,
     /// `ngx.ctx`, created on first use.
     pub ctx: Option<Table>,
     /// A script set or cleared Content-Type: the default type is not added (nginx's mime_set).
@@ -387,6 +410,8 @@ impl Request {
             started_at: Instant::now(),
             start_time: unix_millis(SystemTime::now()),
             location_jump: false,
+            body_discarded: false,
+            body_building: false,
             ctx: None,
             content_type_set: false,
             env: None,
@@ -511,6 +536,20 @@ impl Request {
         self.wake.set_waker(waker);
     }
 
+    /// Has the clock thread call the waker again, soon: for a host layer that received a wake
+    /// while it could not act on it.
+    pub(crate) fn wake_again(&self) {
+        let slot = Arc::downgrade(&self.wake);
+        self.shared.scheduler.at(
+            Instant::now(),
+            Box::new(move |_| {
+                if let Some(slot) = slot.upgrade() {
+                    slot.wake_again();
+                }
+            }),
+        );
+    }
+
     /// The host-driven waits of the suspended phase (async host functions, body reads): perform
     /// each and `complete` it, then `resume`.
     pub fn pending(&self) -> &[PendingOp] {
@@ -607,6 +646,19 @@ impl Request {
     /// The first request header of that name now, compared case-insensitively.
     pub fn header(&self, name: impl AsRef<[u8]>) -> Option<&[u8]> {
         self.input().header(name.as_ref())
+    }
+
+    /// The request body now: the host's (given up front or completing `ngx.req.read_body`), or
+    /// the one scripts wrote with `ngx.req.init_body`/`append_body`/`finish_body` (which also
+    /// set the Content-Length header). `None` when the host gave none yet or a script discarded it.
+    pub fn body(&self) -> Option<&[u8]> {
+        self.input().body()
+    }
+
+    /// Whether a script called `ngx.req.discard_body`: the host should read and drop the client's
+    /// body (if it has not yet) rather than hand it over, as nginx does.
+    pub fn body_discarded(&self) -> bool {
+        self.state.as_ref().is_some_and(|state| state.body_discarded)
     }
 
     /// A variable a script set with `ngx.var.NAME = value` (names are case-insensitive, as in

@@ -117,12 +117,22 @@ impl WakeSlot {
 
     /// Queues a completed engine-driven wait and calls the waker, unless the request was freed.
     pub(crate) fn wake(&self, event: Event) {
+        self.notify(Some(event));
+    }
+
+    /// Calls the waker again (for a wake its host could not take at the time), unless the
+    /// request was freed.
+    pub(crate) fn wake_again(&self) {
+        self.notify(None);
+    }
+
+    fn notify(&self, event: Option<Event>) {
         let waker = {
             let mut state = self.state.lock();
             if state.cancelled {
                 return;
             }
-            state.ready.push_back(event);
+            state.ready.extend(event);
             let Some(waker) = state.waker.clone() else { return };
             state.waking = Some(std::thread::current().id());
             waker

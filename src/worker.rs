@@ -3,7 +3,7 @@
 //! coroutines here; a waiting request holds its coroutine but not the lock.
 
 use std::cell::{Cell, RefCell};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use mlua::chunk::ChunkMode;
@@ -100,6 +100,7 @@ impl Worker {
         cache: Arc<CodeCache>,
         logger: Logger,
         dicts: &[Arc<SharedDict>],
+        exiting: &Arc<AtomicBool>,
     ) -> Result<Worker> {
         let lua_error = |e: mlua::Error| Error::new(ErrorCode::Internal, format!("worker {index}: {e}"));
         let lua = sandbox::new_lua(config.trusted).map_err(lua_error)?;
@@ -119,6 +120,8 @@ impl Worker {
             dicts,
             variables: config.variables.clone(),
             default_type: default_type.clone(),
+            worker: (index, config.worker_count()),
+            exiting: exiting.clone(),
         };
         let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
         let env_mt = lua.create_table().map_err(lua_error)?;

@@ -1,12 +1,12 @@
-//! ngx.get_phase, the time functions (ngx.now, time, update_time, today, localtime, utctime)
-//! and the ngx.* constants.
+//! ngx.get_phase, the time functions (ngx.now, time, update_time, today, localtime, utctime,
+//! cookie_time, http_time, parse_http_time), ngx.config, ngx.worker and the ngx.* constants.
 
 mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::*;
-use luaengine::{LogLevel, Phase};
+use luaengine::{EngineConfig, LogLevel, Phase, RequestInit};
 
 #[test]
 fn get_phase_names_the_running_phase() {
@@ -94,9 +94,96 @@ fn utc_text(seconds: u64) -> String {
 }
 
 #[test]
+fn http_dates_format_and_parse() {
+    assert_bodies(&[
+        ("ngx.say(ngx.cookie_time(1290079655))", "Thu, 18-Nov-10 11:27:35 GMT\n"),
+        // Four-digit years after 2037, as nginx.
+        ("ngx.say(ngx.cookie_time(2200000000))", "Sun, 18-Sep-2039 23:06:40 GMT\n"),
+        ("ngx.say(ngx.http_time(1290079655))", "Thu, 18 Nov 2010 11:27:35 GMT\n"),
+        (
+            "ngx.say(ngx.http_time(0), '|', ngx.http_time(1290079655.9))",
+            "Thu, 01 Jan 1970 00:00:00 GMT|Thu, 18 Nov 2010 11:27:35 GMT\n",
+        ),
+        ("ngx.say(ngx.parse_http_time('Thu, 18 Nov 2010 11:27:35 GMT'))", "1290079655\n"),
+        ("ngx.say(ngx.parse_http_time('Thursday, 18-Nov-10 11:27:35 GMT'))", "1290079655\n"),
+        ("ngx.say(ngx.parse_http_time('Thu Nov 18 11:27:35 2010'))", "1290079655\n"),
+        ("ngx.say(ngx.parse_http_time('Thu, Nov 18 2010 11:27:35 GMT'))", "nil\n"),
+        ("ngx.say(ngx.parse_http_time('Mon, 29 Feb 2010 00:00:00 GMT'), ' ', ngx.parse_http_time(''))", "nil nil\n"),
+        ("ngx.say(ngx.parse_http_time(ngx.http_time(ngx.time())) == ngx.time())", "true\n"),
+        ("local t = ngx.parse_http_time(ngx.cookie_time(1290079655)) ngx.say(t)", "1290079655\n"),
+    ]);
+    assert_errors(&[
+        ("ngx.cookie_time('1290079655')", "number argument only"),
+        ("ngx.http_time(nil)", "number argument only"),
+        ("ngx.parse_http_time(1290079655)", "string argument only"),
+    ]);
+}
+
+#[test]
 fn time_functions_work_in_every_request_phase() {
-    let script =
-        "assert(ngx.now() > 0 and ngx.time() > 0 and #ngx.today() == 10 and #ngx.utctime() == 19) ngx.update_time()";
+    let script = "assert(ngx.now() > 0 and ngx.time() > 0 and #ngx.today() == 10 and #ngx.utctime() == 19 \
+and #ngx.http_time(ngx.time()) == 29 and ngx.parse_http_time(ngx.cookie_time(0)) == 0) ngx.update_time()";
+    run_everywhere(&engine(), script);
+}
+
+#[test]
+fn config_describes_the_api_followed() {
+    assert_bodies(&[
+        (
+            "ngx.say(ngx.config.subsystem, ' ', tostring(ngx.config.debug), ' [', ngx.config.prefix(), '] [', \
+ngx.config.nginx_configure(), ']')",
+            "http false [] []\n",
+        ),
+        // lua-nginx-module 0.10.28 in OpenResty 1.27.1.2 (nginx 1.27.1).
+        ("ngx.say(ngx.config.ngx_lua_version, ' ', ngx.config.nginx_version)", "10028 1027001\n"),
+        ("ngx.say(type(ngx.config.nginx_version), ' ', ngx.config.ngx_lua_version >= 10000)", "number true\n"),
+    ]);
+}
+
+#[test]
+fn worker_id_count_and_pid_map_to_engine_workers() {
+    let engine = engine_with(EngineConfig { workers: 3, ..Default::default() });
+    let script = engine
+        .compile(
+            "content",
+            "ngx.say(ngx.worker.id(), ' ', ngx.worker.count(), ' ', ngx.worker.pid(), ' ', ngx.worker.exiting())",
+        )
+        .unwrap();
+    for index in 0..3 {
+        let mut request = engine.new_request(&RequestInit::default(), [], Some(index));
+        request.run(Phase::Content, &script).unwrap();
+        let expected = format!("{index} 3 {} false\n", std::process::id());
+        assert_eq!(String::from_utf8_lossy(&request.response().body), expected);
+    }
+}
+
+#[test]
+fn worker_exiting_once_the_engine_is_dropped() {
+    let engine = engine();
+    let mut request = request(&engine, "/", &[]);
+    let scripts = [
+        (Phase::Rewrite, "ngx.ctx.seen = {tostring(ngx.worker.exiting())}"),
+        (Phase::Access, "table.insert(ngx.ctx.seen, tostring(ngx.worker.exiting()))"),
+        (
+            Phase::Content,
+            "table.insert(ngx.ctx.seen, tostring(ngx.worker.exiting())) ngx.say(table.concat(ngx.ctx.seen, ' '))",
+        ),
+    ]
+    .map(|(phase, lua)| (phase, engine.compile(phase.name(), lua).unwrap()));
+    let clone = engine.clone();
+    request.run(scripts[0].0, &scripts[0].1).unwrap();
+    drop(engine);
+    request.run(scripts[1].0, &scripts[1].1).unwrap();
+    // The last handle gone, the request in flight still runs, told the engine is going away.
+    drop(clone);
+    request.run(scripts[2].0, &scripts[2].1).unwrap();
+    assert_eq!(request.response().body, b"false false true\n");
+}
+
+#[test]
+fn config_and_worker_work_in_every_request_phase() {
+    let script = "assert(ngx.config.subsystem == 'http' and ngx.worker.id() == 0 and ngx.worker.count() == 1 \
+and ngx.worker.pid() > 0 and ngx.worker.exiting() == false and ngx.config.prefix() == '')";
     run_everywhere(&engine(), script);
 }
 

@@ -103,6 +103,13 @@ fn standard(engine: &Engine, version: &str, body: Option<&'static [u8]>) -> Requ
     engine.new_request(&init, HEADERS.iter().map(|(n, v)| (n.as_bytes(), v.as_bytes())), None)
 }
 
+/// The body a content snippet produces on a standard request of that HTTP version and body.
+fn content_on(version: &str, body: Option<&'static [u8]>, lua: &str) -> String {
+    let engine = engine();
+    let mut request = standard(&engine, version, body);
+    serve_request(&engine, &mut request, &[(Phase::Content, lua)]).body()
+}
+
 /// Runs each content snippet on a fresh standard request (with a form body).
 fn check(cases: &[(&str, &str)]) {
     let engine = engine();
@@ -335,16 +342,13 @@ fn raw_header_rebuilds_the_received_head() {
         ("ngx.print(ngx.req.raw_header(true))", headers_only),
         ("ngx.req.set_header('X-Foo', 'changed') ngx.req.set_method(ngx.HTTP_PUT) ngx.req.set_uri('/other') ngx.print(ngx.req.raw_header())", head),
     ]);
-    let engine = engine();
-    let mut request = standard(&engine, "HTTP/2.0", None);
     let lua = "local ok, err = pcall(function() ngx.req.raw_header() end) ngx.say(err)";
-    let outcome = serve_request(&engine, &mut request, &[(Phase::Content, lua)]);
-    assert_eq!(outcome.body(), "content:1: http2 requests not supported yet\n");
+    assert_eq!(content_on("HTTP/2.0", None, lua), "content:1: http2 requests not supported yet\n");
 }
 
 #[test]
 fn phase_restrictions_follow_the_context_lines() {
-    let cases: [(Phase, &str, Option<&str>); 14] = [
+    let cases: [(Phase, &str, Option<&str>); 20] = [
         (Phase::Log, "ngx.req.set_uri('/x')", Some("API disabled in the context of log")),
         (Phase::Log, "ngx.req.set_header('a', 'b')", Some("API disabled in the context of log")),
         (Phase::Log, "ngx.req.clear_header('a')", Some("API disabled in the context of log")),
@@ -359,6 +363,12 @@ fn phase_restrictions_follow_the_context_lines() {
         (Phase::HeaderFilter, "ngx.req.set_method(ngx.HTTP_PUT) assert(ngx.req.raw_header())", None),
         (Phase::BodyFilter, "ngx.req.set_uri('/x') ngx.req.set_header('a', 'b') ngx.req.set_uri_args('q')", None),
         (Phase::Rewrite, "ngx.req.set_uri('/x', true)", None),
+        (Phase::HeaderFilter, "ngx.req.discard_body()", Some("API disabled in the context of header_filter")),
+        (Phase::Log, "ngx.req.init_body()", Some("API disabled in the context of log")),
+        (Phase::BodyFilter, "ngx.req.get_body_file()", Some("API disabled in the context of body_filter")),
+        (Phase::Rewrite, "ngx.req.init_body() ngx.req.append_body('x') ngx.req.finish_body()", None),
+        (Phase::Access, "ngx.req.discard_body() assert(ngx.req.get_body_file() == nil)", None),
+        (Phase::Log, "assert(ngx.req.is_internal() == false)", None),
     ];
     let engine = engine();
     for (phase, lua, expected) in cases {
@@ -370,6 +380,93 @@ fn phase_restrictions_follow_the_context_lines() {
             (result, _) => panic!("{} {lua}: {result:?}", phase.name()),
         }
     }
+}
+
+#[test]
+fn discard_body() {
+    // lua-nginx-module: no body data afterwards, and get_post_args gives an empty table.
+    check(&[(
+        "ngx.req.discard_body() ngx.say(tostring(ngx.req.get_body_data()), ' ', next(ngx.req.get_post_args()))",
+        "nil nil\n",
+    )]);
+    // Without a body from the host, read_body after discard_body has nothing to wait for.
+    let engine = engine();
+    let mut request = standard(&engine, "", None);
+    let lua = "ngx.req.discard_body() ngx.req.read_body() ngx.say(tostring(ngx.req.get_body_data()))";
+    let outcome = serve_request(&engine, &mut request, &[(Phase::Access, lua)]);
+    assert_eq!((outcome.last(), outcome.body().as_str()), (Status::Done, "nil\n"));
+    assert!(request.body_discarded());
+    assert_eq!(request.body(), None);
+    assert!(!standard(&engine, "", Some(b"x")).body_discarded());
+}
+
+#[test]
+fn get_body_file_is_nil_as_bodies_stay_in_memory() {
+    check(&[("ngx.say(tostring(ngx.req.get_body_file()), ' ', ngx.req.get_body_data())", "nil p=1&q=x+y&q=z\n")]);
+}
+
+#[test]
+fn init_append_and_finish_body_replace_the_body() {
+    check(&[
+        // t/044-req-body.t: a new body written in pieces.
+        (
+            "ngx.req.init_body() ngx.req.append_body('hello, ') ngx.req.append_body('world') ngx.req.finish_body()
+ngx.say('data: ', ngx.req.get_body_data())",
+            "data: hello, world\n",
+        ),
+        (
+            "ngx.req.init_body(128 * 1024) ngx.req.append_body('a=') ngx.req.append_body(42) ngx.req.finish_body()
+ngx.say(ngx.req.get_post_args().a, ' ', ngx.req.get_headers()['content-length'])",
+            "42 4\n",
+        ),
+        // Before finish_body the new body is what was appended so far.
+        ("ngx.req.init_body() ngx.say('[', ngx.req.get_body_data(), ']')", "[]\n"),
+        (
+            "ngx.req.init_body() ngx.req.append_body('ab') ngx.req.set_header('X', 'y') ngx.req.append_body('cd')
+ngx.req.finish_body() ngx.say(ngx.req.get_body_data())",
+            "abcd\n",
+        ),
+        ("ngx.req.discard_body() ngx.req.init_body() ngx.req.append_body('z') ngx.req.finish_body() ngx.say(ngx.req.get_body_data())", "z\n"),
+    ]);
+    let engine = engine();
+    let mut request = standard(&engine, "", Some(b"old"));
+    let outcome = serve_request(
+        &engine,
+        &mut request,
+        &[
+            (Phase::Rewrite, "ngx.req.init_body() ngx.req.append_body('new body')"),
+            (Phase::Access, "ngx.req.append_body('!') ngx.req.finish_body()"),
+            (Phase::Content, "ngx.say(ngx.req.get_body_data())"),
+        ],
+    );
+    assert_eq!(outcome.body(), "new body!\n");
+    assert_eq!(request.body(), Some(&b"new body!"[..]));
+    assert_eq!(request.header("Content-Length"), Some(&b"9"[..]));
+}
+
+#[test]
+fn body_rewrites_check_their_order() {
+    check(&[
+        (
+            "local ok, err = pcall(ngx.req.append_body, 'x') ngx.say(err) ok, err = pcall(ngx.req.finish_body) ngx.say(err)",
+            "request_body not initialized\nrequest_body not initialized\n",
+        ),
+        (
+            "ngx.req.init_body() ngx.req.finish_body() local ok, err = pcall(ngx.req.append_body, 'x') ngx.say(err)",
+            "request_body not initialized\n",
+        ),
+        ("local ok, err = pcall(ngx.req.init_body, -1) ngx.say(err)", "bad size argument: -1\n"),
+        ("local ok, err = pcall(ngx.req.init_body, 'big') ngx.say(err)", "bad argument #1 to 'init_body' (number expected, got string)\n"),
+        ("ngx.req.init_body() local ok, err = pcall(ngx.req.append_body) ngx.say(err)", "bad argument #1 to 'append_body' (string expected, got nil)\n"),
+    ]);
+    let lua = "local ok, err = pcall(ngx.req.init_body) ngx.say(err)";
+    assert_eq!(content_on("", None, lua), "request body not read yet\n");
+}
+
+#[test]
+fn is_internal_is_false_as_there_are_no_internal_redirects() {
+    let engine = engine();
+    run_everywhere(&engine, "assert(ngx.req.is_internal() == false)");
 }
 
 #[test]

@@ -4,12 +4,14 @@
 //! coroutine wrappers and `require`).
 
 mod arg;
+mod codec;
 pub(crate) mod consts;
 mod ctx;
 mod header;
 mod host;
 mod log;
 mod phase;
+mod process;
 mod req;
 mod resp;
 mod shdict;
@@ -19,9 +21,10 @@ mod uri;
 mod var;
 
 use std::ffi::c_void;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use mlua::{Function, IntoLua, LightUserData, Lua, MultiValue, Table, Value};
+use mlua::{FromLuaMulti, Function, IntoLua, LightUserData, Lua, MultiValue, Table, Value};
 use parking_lot::Mutex;
 
 use crate::cache::CodeCache;
@@ -113,6 +116,10 @@ pub(crate) struct Setup<'a> {
     pub variables: Option<VariableResolver>,
     /// `EngineConfig::default_type`, added when the engine sends the response headers.
     pub default_type: Arc<str>,
+    /// This worker's index and the number of workers (`ngx.worker.id`, `count`).
+    pub worker: (usize, usize),
+    /// Set when the engine starts shutting down (`ngx.worker.exiting`).
+    pub exiting: Arc<AtomicBool>,
 }
 
 static SIGNAL_ANCHOR: u8 = 0;
@@ -171,6 +178,21 @@ pub(crate) fn reply<V: IntoLua>(lua: &Lua, result: Result<V, String>) -> mlua::R
     }
 }
 
+/// Adds `name` to `table`: a function whose result is its value, or an argument error (`Err`) for
+/// the `checked` glue to raise at the caller's level.
+pub(crate) fn add_function<A, R>(
+    lua: &Lua,
+    table: &Table,
+    name: &str,
+    f: impl Fn(&Lua, A) -> mlua::Result<Result<R, String>> + Send + 'static,
+) -> mlua::Result<()>
+where
+    A: FromLuaMulti,
+    R: IntoLua,
+{
+    table.set(name, lua.create_function(move |lua, args: A| reply(lua, f(lua, args)?))?)
+}
+
 /// Separates a Lua failure (out of memory while building a value: raised as is) from an
 /// argument error (handed to the glue).
 pub(crate) fn lua_failure<T>(result: Result<mlua::Result<T>, String>) -> mlua::Result<Result<T, String>> {
@@ -193,9 +215,15 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     let impl_table = lua.create_table()?;
     ngx.set("req", lua.create_table()?)?;
     consts::register(&ngx)?;
+    // Functions for `ngx` itself that need no request and only check their arguments.
+    let ngx_functions = lua.create_table()?;
+    impl_table.set("ngx", &ngx_functions)?;
+    codec::register(lua, &ngx_functions)?;
     let clock = time::Clock::new();
-    time::register(lua, &ngx, &clock)?;
+    time::register(lua, &ngx, &ngx_functions, &clock)?;
     phase::register(lua, &ngx, &current)?;
+    let (index, count) = setup.worker;
+    process::register(lua, &ngx, process::WorkerInfo { index, count, exiting: setup.exiting.clone() })?;
     resp::register(lua, &current, &impl_table, &setup.logger, &setup.default_type)?;
     ctx::register(lua, &current, &impl_table)?;
     var::register(lua, &current, &impl_table, setup.variables.clone())?;

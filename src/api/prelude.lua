@@ -35,6 +35,9 @@ end
 for _, name in ipairs(P.checked) do
   ngx[name] = checked(impl[name])
 end
+for name, fn in pairs(impl.ngx) do
+  ngx[name] = checked(fn)
+end
 for name, fn in pairs(impl.req) do
   ngx.req[name] = checked(fn)
 end

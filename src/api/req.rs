@@ -5,7 +5,7 @@ use mlua::{FromLuaMulti, IntoLua, Lua, Table, Value};
 
 use super::consts::METHODS;
 use super::resp::integer_arg;
-use super::uri::{encode_args, escape, for_each_arg};
+use super::uri::{args_table, encode_args, escape, insert_multi};
 use super::{fail, string_or_number, type_name, CurrentRequest, YIELDING};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
@@ -17,6 +17,9 @@ const ANY: Phases =
 /// Rewriting the URI and the headers stops at the log phase.
 const REWRITE: Phases =
     Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter]);
+/// Reading, discarding and rewriting the body: before the response (lua-nginx-module's
+/// `rewrite_by_lua*`, `access_by_lua*`, `content_by_lua*`).
+const BODY: Phases = Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content]);
 /// `set_method`, `http_version` and `raw_header` stop after the header filter.
 const HEADERS: Phases = Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter]);
 
@@ -49,8 +52,53 @@ pub(crate) fn register(
     })?;
     // Without a body from the host, a host-driven wait for it (the body arrives as the result).
     req.add("read_body", YIELDING, |_, request, ()| {
-        Ok(request.input.body().is_none().then(|| request.waits.host(READ_BODY.into(), Vec::new())))
+        let unread = request.input.body().is_none() && !request.body_discarded;
+        Ok(unread.then(|| request.waits.host(READ_BODY.into(), Vec::new())))
     })?;
+    // The body is dropped at once; the host learns it from `Request::body_discarded`.
+    req.add("discard_body", BODY, |_, request, ()| {
+        request.input.clear_body();
+        request.body_discarded = true;
+        request.body_building = false;
+        Ok(Value::Nil)
+    })?;
+    // Bodies are kept in memory, never in a file.
+    req.add("get_body_file", BODY, |_, _, ()| Ok(Value::Nil))?;
+    req.add("init_body", BODY, |_, request, size: Value| {
+        if !size.is_nil() {
+            let size = integer_arg(&size, 1, "init_body")?;
+            if size < 0 {
+                return Err(format!("bad size argument: {size}").into());
+            }
+        }
+        if request.input.body().is_none() && !request.body_discarded {
+            return Err("request body not read yet".into());
+        }
+        // The size is nginx's buffer before it spills to a file: in memory, there is no limit.
+        request.input.set_body(b"");
+        request.body_building = true;
+        Ok(Value::Nil)
+    })?;
+    req.add("append_body", BODY, |_, request, data: Value| {
+        let data = scalar_arg(&data, 1, "append_body")?;
+        if !request.body_building {
+            return Err("request_body not initialized".into());
+        }
+        request.input.append_body(&data);
+        Ok(Value::Nil)
+    })?;
+    // As nginx, the new body's length replaces the Content-Length request header.
+    req.add("finish_body", BODY, |_, request, ()| {
+        if !request.body_building {
+            return Err("request_body not initialized".into());
+        }
+        request.body_building = false;
+        let length = request.input.body().map_or(0, <[u8]>::len).to_string();
+        request.input.set_header(b"Content-Length", &[length.as_bytes()]);
+        Ok(Value::Nil)
+    })?;
+    // The engine makes no internal redirects: every request is the client's.
+    req.add("is_internal", ANY, |_, _, ()| Ok(false))?;
     req.add("get_method", ANY, |lua, request, ()| Ok(lua.create_string(request.input.method())?))?;
     req.add("get_uri_args", ANY, |lua, request, (max, tab): (Value, Value)| {
         let max = max_arg(&max, "get_uri_args")?;
@@ -63,14 +111,19 @@ pub(crate) fn register(
                 )
             }
         };
-        Ok(args_table(lua, request.input.query(), max, table)?)
+        let (table, truncated) = args_table(lua, request.input.query(), max, table)?;
+        Ok(Truncated(table, truncated))
     })?;
     req.add("get_post_args", ANY, |lua, request, max: Value| {
         let max = max_arg(&max, "get_post_args")?;
+        if request.body_discarded {
+            return Ok(Truncated(lua.create_table()?, false));
+        }
         // The host hands the body over up front or not at all: none is nginx's unread body.
         let body =
             request.input.body().ok_or("no request body found; maybe you should turn on lua_need_request_body?")?;
-        Ok(args_table(lua, body, max, None)?)
+        let (table, truncated) = args_table(lua, body, max, None)?;
+        Ok(Truncated(table, truncated))
     })?;
     req.add("set_header", REWRITE, |_, request, (name, value): (Value, Value)| {
         Ok(set_header(request, &name, &value)?)
@@ -236,35 +289,6 @@ fn max_arg(max: &Value, api: &str) -> Result<usize, String> {
     })
 }
 
-/// The table `get_uri_args`/`get_post_args` return (into `table` when given, cleared first):
-/// repeated keys as arrays, bare keys as `true`.
-fn args_table(lua: &Lua, query: &[u8], max: usize, table: Option<Table>) -> mlua::Result<Truncated> {
-    let table = match table {
-        Some(table) => {
-            table.clear()?;
-            table
-        }
-        None => lua.create_table()?,
-    };
-    let truncated = for_each_arg(query, max, |key, value| {
-        let value = match value {
-            Some(value) => Value::String(lua.create_string(value)?),
-            None => Value::Boolean(true),
-        };
-        insert_multi(lua, &table, lua.create_string(key)?, value)
-    })?;
-    Ok(Truncated(table, truncated))
-}
-
-/// Sets `table[key] = value`, turning a repeated key into an array of its values in order.
-fn insert_multi(lua: &Lua, table: &Table, key: mlua::LuaString, value: Value) -> mlua::Result<()> {
-    match table.raw_get::<Value>(&key)? {
-        Value::Nil => table.raw_set(key, value),
-        Value::Table(values) => values.raw_push(value),
-        first => table.raw_set(key, lua.create_sequence_from([first, value])?),
-    }
-}
-
 /// The table `get_headers` returns: names lowercased (unless `raw`), repeated headers as arrays
 /// of their values in order.
 fn headers_table<'a>(lua: &Lua, headers: impl Iterator<Item = (&'a [u8], &'a [u8])>, raw: bool) -> mlua::Result<Table> {
@@ -335,7 +359,7 @@ fn set_header(request: &mut RequestState, name: &Value, value: &Value) -> Result
 }
 
 /// A string argument (numbers are turned into strings, as `luaL_checklstring` does).
-fn scalar_arg(value: &Value, position: usize, api: &str) -> Result<Vec<u8>, String> {
+pub(super) fn scalar_arg(value: &Value, position: usize, api: &str) -> Result<Vec<u8>, String> {
     string_or_number(value)
         .ok_or_else(|| format!("bad argument #{position} to '{api}' (string expected, got {})", type_name(value)))
 }

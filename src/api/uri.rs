@@ -1,14 +1,61 @@
 //! Query strings as lua-nginx-module reads and writes them: `a=1&b&c=` parsed with URI
-//! unescaping (`+` is a space), Lua tables encoded like `ngx.encode_args`.
+//! unescaping (`+` is a space), Lua tables encoded like `ngx.encode_args`, and the escape sets of
+//! `ngx.escape_uri`.
 
-use mlua::{Table, Value};
+use mlua::{Lua, LuaString, Table, Value};
 
 use super::{string_or_number, type_name};
 
-/// Bytes `ngx.encode_args` leaves as they are: letters, digits and `-._~!*'()`, as
-/// lua-nginx-module's URI component escaping.
-fn is_unreserved(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || b"-._~!*'()".contains(&byte)
+/// What `ngx.escape_uri(str, type)` escapes, by its type number (lua-nginx-module's
+/// `ngx_http_lua_escape_uri` sets, which differ from the README's prose for 0: the code is what
+/// OpenResty users get). Every type escapes the control bytes below 0x20.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EscapeType {
+    /// 0: a full URI; also what `ngx.encode_args` escapes keys and values with.
+    Uri,
+    /// 1: query arguments.
+    Args,
+    /// 2 (the default): a URI component: all but letters, digits and `-._~!*'()`.
+    UriComponent,
+    /// 3: text for HTML attributes.
+    Html,
+    /// 4: a Refresh header's URL.
+    Refresh,
+    /// 5 and 6: memcached keys and mail auth: only blanks, `%` and controls, bytes ≥ 0x7f kept.
+    Memcached,
+}
+
+impl EscapeType {
+    /// The type for `ngx.escape_uri`'s number, None when it is out of range (0 to 6).
+    pub(crate) fn from_number(number: i64) -> Option<EscapeType> {
+        Some(match number {
+            0 => EscapeType::Uri,
+            1 => EscapeType::Args,
+            2 => EscapeType::UriComponent,
+            3 => EscapeType::Html,
+            4 => EscapeType::Refresh,
+            5 | 6 => EscapeType::Memcached,
+            _ => return None,
+        })
+    }
+
+    pub(crate) fn escapes(self, byte: u8) -> bool {
+        if byte < 0x20 {
+            return true;
+        }
+        if byte >= 0x7f {
+            return self != EscapeType::Memcached;
+        }
+        let printable: &[u8] = match self {
+            EscapeType::Uri => b" \"#%&+/:;<=>?[\\]^{}",
+            EscapeType::Args => b" #%+?",
+            EscapeType::UriComponent => return !(byte.is_ascii_alphanumeric() || b"-._~!*'()".contains(&byte)),
+            EscapeType::Html => b" \"#%'",
+            EscapeType::Refresh => b" \"'",
+            EscapeType::Memcached => b" %",
+        };
+        printable.contains(&byte)
+    }
 }
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
@@ -85,8 +132,38 @@ pub(crate) fn for_each_arg<E>(
     Ok(false)
 }
 
-/// A table of arguments as a query string, as `ngx.encode_args` builds it: `key=value` escaped,
-/// `true` as a bare key, `false` left out, arrays as repeated keys; in the table's own order.
+/// The table `get_uri_args`/`get_post_args` return (into `table` when given, cleared first):
+/// repeated keys as arrays, bare keys as `true`; true second when arguments were left out.
+pub(crate) fn args_table(lua: &Lua, query: &[u8], max: usize, table: Option<Table>) -> mlua::Result<(Table, bool)> {
+    let table = match table {
+        Some(table) => {
+            table.clear()?;
+            table
+        }
+        None => lua.create_table()?,
+    };
+    let truncated = for_each_arg(query, max, |key, value| {
+        let value = match value {
+            Some(value) => Value::String(lua.create_string(value)?),
+            None => Value::Boolean(true),
+        };
+        insert_multi(lua, &table, lua.create_string(key)?, value)
+    })?;
+    Ok((table, truncated))
+}
+
+/// Sets `table[key] = value`, turning a repeated key into an array of its values in order.
+pub(crate) fn insert_multi(lua: &Lua, table: &Table, key: LuaString, value: Value) -> mlua::Result<()> {
+    match table.raw_get::<Value>(&key)? {
+        Value::Nil => table.raw_set(key, value),
+        Value::Table(values) => values.raw_push(value),
+        first => table.raw_set(key, lua.create_sequence_from([first, value])?),
+    }
+}
+
+/// A table of arguments as a query string, as `ngx.encode_args` builds it: `key=value` escaped
+/// as a URI (type 0), `true` as a bare key, `false` left out, arrays as repeated keys; in the
+/// table's own order.
 pub(crate) fn encode_args(table: &Table) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     for pair in table.pairs::<Value, Value>() {
@@ -118,10 +195,10 @@ fn encode_arg(out: &mut Vec<u8>, key: &[u8], value: &Value) -> Result<(), String
     if !out.is_empty() {
         out.push(b'&');
     }
-    escape(out, key, |byte| !is_unreserved(byte));
+    escape(out, key, |byte| EscapeType::Uri.escapes(byte));
     if let Some(text) = text {
         out.push(b'=');
-        escape(out, &text, |byte| !is_unreserved(byte));
+        escape(out, &text, |byte| EscapeType::Uri.escapes(byte));
     }
     Ok(())
 }
@@ -154,9 +231,18 @@ mod tests {
     }
 
     #[test]
-    fn escaping_keeps_unreserved_bytes() {
-        let mut out = Vec::new();
-        escape(&mut out, b"a b&c=d/~*\xff", |byte| !is_unreserved(byte));
-        assert_eq!(out, b"a%20b%26c%3Dd%2F~*%FF");
+    fn escape_types_escape_their_sets() {
+        let escaped = |kind: EscapeType| {
+            let mut out = Vec::new();
+            escape(&mut out, b"a b&c=d/~*@$,|'\x7f\xff\n", |byte| kind.escapes(byte));
+            out
+        };
+        assert_eq!(escaped(EscapeType::UriComponent), b"a%20b%26c%3Dd%2F~*%40%24%2C%7C'%7F%FF%0A");
+        assert_eq!(escaped(EscapeType::Uri), b"a%20b%26c%3Dd%2F~*@$,|'%7F%FF%0A");
+        assert_eq!(escaped(EscapeType::Args), b"a%20b&c=d/~*@$,|'%7F%FF%0A");
+        assert_eq!(escaped(EscapeType::Html), b"a%20b&c=d/~*@$,|%27%7F%FF%0A");
+        assert_eq!(escaped(EscapeType::Memcached), b"a%20b&c=d/~*@$,|'\x7f\xff%0A");
+        assert_eq!(EscapeType::from_number(6), Some(EscapeType::Memcached));
+        assert_eq!(EscapeType::from_number(7), None);
     }
 }

@@ -22,7 +22,7 @@ pub enum le_result {
     LE_ERR_RUNTIME = 4,
     /// A phase used up its instruction or time budget.
     LE_ERR_BUDGET = 5,
-    /// A worker hit its Lua memory cap.
+    /// A worker hit its Lua memory cap, or a shared dict is full ("no memory").
     LE_ERR_MEMORY = 6,
     /// A script file could not be read.
     LE_ERR_IO = 7,

@@ -82,16 +82,21 @@ pub struct le_response_view {
     pub body: le_str,
 }
 
+/// The handle's state: bits over IDLE. BUSY while a call uses the request; FREE when
+/// `le_request_free` left the release to that call; WAKE when a wake came during that call
+/// (the call hands it back to the clock thread when it ends, so the callback finds the request
+/// free to resume).
 const IDLE: u8 = 0;
 const BUSY: u8 = 1;
-const FREE_PENDING: u8 = 2;
+const FREE: u8 = 2;
+const WAKE: u8 = 4;
 
 /// A request bound to one worker. Use it from one thread at a time (any thread). It may be
 /// freed at any point, even from a callback while one of its phases runs: it is then released
 /// when that phase returns.
 pub struct le_request {
     request: UnsafeCell<Request>,
-    state: AtomicU8,
+    pub(crate) state: AtomicU8,
     views: UnsafeCell<Views>,
     /// Readable while a phase runs (from callbacks), so kept outside the exclusive cell.
     id: u64,
@@ -139,11 +144,31 @@ pub(crate) fn exclusive<T>(ptr: *mut le_request, f: impl FnOnce(&mut Request, &m
     let request = unsafe { &mut *handle.request.get() };
     let result = f(request, unsafe { &mut *handle.views.get() });
     handle.suspended.store(request.is_suspended(), Ordering::Release);
-    if handle.state.compare_exchange(BUSY, IDLE, Ordering::Release, Ordering::Acquire).is_err() {
+    let before = handle.state.fetch_and(!(BUSY | WAKE), Ordering::AcqRel);
+    if before & FREE != 0 {
         // le_request_free ran meanwhile and left the release to us.
         drop(unsafe { Box::from_raw(ptr) });
+    } else if before & WAKE != 0 {
+        request.wake_again();
     }
     Ok(result)
+}
+
+/// What the clock thread does with a wake for this request: call the host's callback when the
+/// request is free, or leave the wake to the call that is using it (see `WAKE`).
+pub(crate) fn deliver_wake(handle: &le_request, callback: impl FnOnce()) {
+    let mut state = handle.state.load(Ordering::Acquire);
+    loop {
+        let next = match state {
+            IDLE => return callback(),
+            s if s & FREE != 0 => return,
+            s => s | WAKE,
+        };
+        match handle.state.compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return,
+            Err(actual) => state = actual,
+        }
+    }
 }
 
 /// Creates a request from the host's snapshot, bound to worker `worker_hint % workers`, or to
@@ -365,16 +390,16 @@ pub extern "C" fn le_request_is_suspended(request: *const le_request) -> bool {
 pub extern "C" fn le_request_free(request: *mut le_request) {
     super::guard((), || {
         let Some(handle) = (unsafe { request.as_ref() }) else { return };
+        let mut state = handle.state.load(Ordering::Acquire);
         loop {
-            match handle.state.compare_exchange(IDLE, FREE_PENDING, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return drop(unsafe { Box::from_raw(request) }),
-                // A call is running it: leave the release to that call, unless it just ended.
-                Err(BUSY) => {
-                    if handle.state.compare_exchange(BUSY, FREE_PENDING, Ordering::AcqRel, Ordering::Acquire).is_ok() {
-                        return;
-                    }
-                }
-                Err(_) => return, // already being freed
+            if state & FREE != 0 {
+                return; // already being freed
+            }
+            // A call is running it: leave the release to that call, unless it just ended.
+            match handle.state.compare_exchange_weak(state, state | FREE, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(IDLE) => return drop(unsafe { Box::from_raw(request) }),
+                Ok(_) => return,
+                Err(actual) => state = actual,
             }
         }
     })

@@ -6,13 +6,16 @@ use std::sync::Arc;
 
 use super::error::{call, le_error, le_result};
 use super::host::{copy_value, le_value};
-use super::request::{exclusive, le_request};
+use super::request::{deliver_wake, exclusive, le_request};
 use super::{le_str, require_out, slice, write_out};
 
 /// Called from the engine's clock thread when an engine-driven wait of `request` completes
 /// (`ngx.sleep`): the host should resume the request, typically by scheduling
-/// `le_request_resume` on its own thread. It may also resume or free the request right here.
-/// Never called for a request after `le_request_free` returned.
+/// `le_request_resume` on its own thread. It may also resume or free the request right here:
+/// a wake that completes while a call is still using the request is held back until that call
+/// returns. Never called for a request after `le_request_free` returned. Keep it short (one
+/// clock thread serves every wake of the engine), and do not free the request while holding a
+/// lock this callback takes: the free waits for a callback in flight.
 pub type le_wake_fn = Option<unsafe extern "C" fn(request: *mut le_request, user_data: *mut c_void)>;
 
 /// A host-driven wait of a suspended request: perform it, then `le_request_complete` it by
@@ -39,7 +42,10 @@ unsafe impl Sync for CWaker {}
 
 impl CWaker {
     fn wake(&self) {
-        unsafe { (self.callback)(self.request, self.user_data) };
+        // SAFETY: the request outlives every wake (le_request_free cancels waits and waits for
+        // a wake in flight).
+        let handle = unsafe { &*self.request };
+        deliver_wake(handle, || unsafe { (self.callback)(self.request, self.user_data) });
     }
 }
 

@@ -249,6 +249,26 @@ static inline le_str le_test_header(const le_response_view *view, const char *na
   return le_s("");
 }
 
+/* Runs `lua` as the content phase of a fresh request, which must finish (DONE), and checks
+ * that the body is exactly `body`. */
+static inline void le_test_content_says(le_engine *engine, const char *lua, const char *body, const char *file,
+                                        int line) {
+  le_script *script = le_test_compile(engine, "content", lua);
+  le_request *request = le_test_request(engine, "/", NULL, 0);
+  le_error *err = NULL;
+  le_test_status("le_request_run(content)", le_request_run(request, LE_PHASE_CONTENT, script, &err), err,
+                 LE_STATUS_DONE, file, line);
+  le_response_view view = le_test_response(request);
+  if (!le_str_eq(view.body, body)) {
+    fprintf(stderr, "%s:%d: the body of\n%s\nis \"%.*s\", expected \"%s\"\n", file, line, lua, (int)view.body.len,
+            view.body.ptr ? (const char *)view.body.ptr : "", body);
+    exit(1);
+  }
+  le_request_free(request);
+  le_script_free(script);
+}
+#define CONTENT_SAYS(engine, lua, body) le_test_content_says((engine), (lua), (body), __FILE__, __LINE__)
+
 /* ---- running ------------------------------------------------------------------------------ */
 
 typedef struct {

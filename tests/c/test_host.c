@@ -128,25 +128,14 @@ static le_engine *host_engine(void) {
   return engine;
 }
 
-/* Runs `lua` as the content phase of a fresh request and checks the body. */
-static void content_says(le_engine *engine, const char *lua, const char *body) {
-  le_script *script = le_test_compile(engine, "content", lua);
-  le_request *request = le_test_request(engine, "/", NULL, 0);
-  RUN(request, LE_PHASE_CONTENT, script, LE_STATUS_DONE);
-  le_response_view view = le_test_response(request);
-  CHECKF(le_str_eq(view.body, body), "body: %.*s", (int)view.body.len, (const char *)view.body.ptr);
-  le_request_free(request);
-  le_script_free(script);
-}
-
 static void every_type_round_trips(void) {
   le_engine *engine = host_engine();
-  content_says(engine,
+  CONTENT_SAYS(engine,
                "local host = require('host')\n"
                "local n, b, i, f, s, a, m, e = host.echo(nil, true, -42, 2.5, 'a\\0b', {'x', {7}}, {k = {deep = 'v'}}, {})\n"
                "ngx.say(n, ' ', b, ' ', i, ' ', f, ' ', #s, ' ', a[1], a[2][1], ' ', m.k.deep, ' ', next(e))",
                "nil true -42 2.5 3 x7 v nil\n");
-  content_says(engine, "ngx.say(select('#', require('host').echo()))", "0\n");
+  CONTENT_SAYS(engine, "ngx.say(select('#', require('host').echo()))", "0\n");
   le_engine_free(engine);
 }
 
@@ -166,7 +155,7 @@ static void the_host_sees_typed_arguments(void) {
 
 static void nested_results_become_tables(void) {
   le_engine *engine = host_engine();
-  content_says(engine,
+  CONTENT_SAYS(engine,
                "local c, none = require('host').config()\n"
                "ngx.say(c.name, ' ', #c.ports, ' ', c.ports[1] + c.ports[2], ' ', c.tls, ' ', c.ratio, ' ', none)",
                "api 2 523 true 0.5 nil\n");
@@ -175,7 +164,7 @@ static void nested_results_become_tables(void) {
 
 static void host_errors_are_lua_errors(void) {
   le_engine *engine = host_engine();
-  content_says(engine, "local ok, err = pcall(function() require('host').fails() end) ngx.say(ok, ' ', err)",
+  CONTENT_SAYS(engine, "local ok, err = pcall(function() require('host').fails() end) ngx.say(ok, ' ', err)",
                "false content:1: database is down\n");
   le_script *script = le_test_compile(engine, "content", "ngx.say('before')\nrequire('host').fails()");
   le_request *request = le_test_request(engine, "/", NULL, 0);
@@ -186,13 +175,13 @@ static void host_errors_are_lua_errors(void) {
   le_request_free(request);
   le_script_free(script);
   /* The worker keeps serving. */
-  content_says(engine, "ngx.say(require('host').echo('next'))", "next\n");
+  CONTENT_SAYS(engine, "ngx.say(require('host').echo('next'))", "next\n");
   le_engine_free(engine);
 }
 
 static void malformed_results_are_refused(void) {
   le_engine *engine = host_engine();
-  content_says(engine, "ngx.say(require('host').malformed())", "ok\n");
+  CONTENT_SAYS(engine, "ngx.say(require('host').malformed())", "ok\n");
   le_engine_free(engine);
 }
 
