@@ -12,9 +12,11 @@
  * to park a request and come back to it later. So a phase that yields (ngx.sleep) blocks its pool
  * thread on a condition variable until the request's wake callback (called on the engine's
  * clock thread) signals it, then resumes on that thread. The thread holds no Lua worker while it
- * waits (other requests run on the same worker meanwhile) and burns no CPU, but it is taken:
- * the pool has kThreadsPerWorker threads per Lua worker, so that many requests can sleep at
- * once before new ones queue. Stopping the server cuts such waits short (503).
+ * waits (other requests run on the same worker meanwhile) and burns no CPU, but it is taken.
+ * cpp-httplib also gives each connection a pool thread for its whole life, idle keep-alive time
+ * included (cut here to 1 s). The pool has kThreadsPerWorker threads per Lua worker: that many
+ * connections are served, or sleep, at once before new ones queue. Stopping the server cuts
+ * waits short (503). The C server has none of these limits.
  */
 #include <httplib.h>
 #include <pthread.h>
@@ -418,6 +420,8 @@ int main(int argc, char **argv) {
   server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   size_t limit = site->config().client_max_body_size;
   server.set_payload_max_length(limit ? limit : std::numeric_limits<size_t>::max());
+  // A kept-alive connection holds its pool thread while idle: keep that short.
+  server.set_keep_alive_timeout(1);
   httplib::Server::Handler handler = [&](const httplib::Request &req, httplib::Response &res) {
     current = std::make_unique<Exchange>(*site, waits, req);
     current->serve(res);
