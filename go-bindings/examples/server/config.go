@@ -1,0 +1,167 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Config is the JSON site config shared with the C and C++ example servers (see README.md).
+type Config struct {
+	Listen            string           `json:"listen"`
+	Workers           int              `json:"workers"`
+	DefaultType       string           `json:"default_type"`
+	ClientMaxBodySize Size             `json:"client_max_body_size"`
+	Lua               LuaConfig        `json:"lua"`
+	SharedDicts       map[string]Size  `json:"shared_dicts"`
+	Init              string           `json:"init"`
+	InitFile          string           `json:"init_file"`
+	InitWorker        string           `json:"init_worker"`
+	InitWorkerFile    string           `json:"init_worker_file"`
+	Locations         []LocationConfig `json:"locations"`
+	dir               string           // the config file's folder: relative paths start there
+}
+
+// LuaConfig is the "lua" object.
+type LuaConfig struct {
+	PackagePath []string `json:"package_path"`
+	Trusted     bool     `json:"trusted"`
+}
+
+// LocationConfig is one entry of "locations".
+type LocationConfig struct {
+	Match            string        `json:"match"`
+	Path             string        `json:"path"`
+	Rewrite          string        `json:"rewrite"`
+	RewriteFile      string        `json:"rewrite_file"`
+	Access           string        `json:"access"`
+	AccessFile       string        `json:"access_file"`
+	Content          string        `json:"content"`
+	ContentFile      string        `json:"content_file"`
+	HeaderFilter     string        `json:"header_filter"`
+	HeaderFilterFile string        `json:"header_filter_file"`
+	BodyFilter       string        `json:"body_filter"`
+	BodyFilterFile   string        `json:"body_filter_file"`
+	Log              string        `json:"log"`
+	LogFile          string        `json:"log_file"`
+	Static           *StaticConfig `json:"static"`
+}
+
+// StaticConfig is what the server answers itself when a location has no content script.
+type StaticConfig struct {
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers"`
+	Body    string            `json:"body"`
+}
+
+// Size is a byte count written as a number or a string with a k or m suffix ("10m").
+type Size int64
+
+func (s *Size) UnmarshalJSON(data []byte) error {
+	var n int64
+	if err := json.Unmarshal(data, &n); err == nil {
+		*s = Size(n)
+		return nil
+	}
+	var text string
+	if err := json.Unmarshal(data, &text); err != nil {
+		return fmt.Errorf("a size is a number or a string such as \"10m\", not %s", data)
+	}
+	v, err := parseSize(text)
+	*s = Size(v)
+	return err
+}
+
+func parseSize(text string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(text))
+	unit := int64(1)
+	switch {
+	case strings.HasSuffix(t, "k"):
+		unit, t = 1<<10, t[:len(t)-1]
+	case strings.HasSuffix(t, "m"):
+		unit, t = 1<<20, t[:len(t)-1]
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("bad size %q (a number of bytes with an optional k or m suffix)", text)
+	}
+	return n * unit, nil
+}
+
+// loadConfig reads and checks a site config; unknown keys and wrong types are errors naming
+// the key.
+func loadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	c := &Config{Listen: "127.0.0.1:8080", DefaultType: "text/plain", ClientMaxBodySize: 1 << 20}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	c.dir = filepath.Dir(path)
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (c *Config) check() error {
+	if c.Init != "" || c.InitFile != "" || c.InitWorker != "" || c.InitWorkerFile != "" {
+		return fmt.Errorf("init and init_worker need the engine's init phases, which the C ABI does not offer yet")
+	}
+	if c.Workers < 0 {
+		return fmt.Errorf("workers: %d is negative", c.Workers)
+	}
+	for i, l := range c.Locations {
+		where := fmt.Sprintf("locations[%d]", i)
+		if l.Match != "exact" && l.Match != "prefix" {
+			return fmt.Errorf("%s.match: %q is neither \"exact\" nor \"prefix\"", where, l.Match)
+		}
+		if !strings.HasPrefix(l.Path, "/") {
+			return fmt.Errorf("%s.path: %q does not start with /", where, l.Path)
+		}
+		for _, p := range l.phases() {
+			if p.inline != "" && p.file != "" {
+				return fmt.Errorf("%s: both %s and %s_file are set", where, p.key, p.key)
+			}
+		}
+		if l.Content != "" || l.ContentFile != "" {
+			if l.Static != nil {
+				return fmt.Errorf("%s: both a content script and static are set", where)
+			}
+		}
+	}
+	return nil
+}
+
+// phaseSource is one Lua-bearing key of a location: inline source or a file.
+type phaseSource struct {
+	key          string
+	inline, file string
+}
+
+func (l *LocationConfig) phases() [6]phaseSource {
+	return [6]phaseSource{
+		{"rewrite", l.Rewrite, l.RewriteFile},
+		{"access", l.Access, l.AccessFile},
+		{"content", l.Content, l.ContentFile},
+		{"header_filter", l.HeaderFilter, l.HeaderFilterFile},
+		{"body_filter", l.BodyFilter, l.BodyFilterFile},
+		{"log", l.Log, l.LogFile},
+	}
+}
+
+// path resolves a path from the config relative to its folder.
+func (c *Config) path(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.dir, p)
+}

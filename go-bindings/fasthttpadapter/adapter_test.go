@@ -1,0 +1,174 @@
+package fasthttpadapter
+
+import (
+	"errors"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+
+	luaengine "github.com/libluaengine/luaengine/go-bindings"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type site struct {
+	t       *testing.T
+	m       *Middleware
+	handler fasthttp.RequestHandler
+	mu      sync.Mutex
+	events  []string
+	errs    []error
+}
+
+func (s *site) event(e string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, e)
+}
+
+// newSite wraps next (or a handler writing "from next") with the phase scripts, given as
+// phase name → Lua source.
+func newSite(t *testing.T, sources map[luaengine.Phase]string, next fasthttp.RequestHandler) *site {
+	s := &site{t: t}
+	e, err := luaengine.New(luaengine.Config{Workers: 2, Log: func(r luaengine.LogRecord) {
+		if r.Level == luaengine.LogInfo {
+			s.event(r.Phase.String() + ":" + r.Message)
+		}
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	scripts := map[luaengine.Phase]*luaengine.Script{}
+	for phase, source := range sources {
+		script, err := e.Compile(phase.String(), source)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { script.Close() })
+		scripts[phase] = script
+	}
+	m, err := New(e, Config{
+		Phases: luaengine.Phases{
+			Rewrite: scripts[luaengine.PhaseRewrite], Access: scripts[luaengine.PhaseAccess],
+			Content: scripts[luaengine.PhaseContent], HeaderFilter: scripts[luaengine.PhaseHeaderFilter],
+			BodyFilter: scripts[luaengine.PhaseBodyFilter], Log: scripts[luaengine.PhaseLog],
+		},
+		ErrorLog: func(_ *fasthttp.RequestCtx, err error) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.errs = append(s.errs, err)
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if next == nil {
+		next = func(ctx *fasthttp.RequestCtx) {
+			s.event("next")
+			ctx.SetBodyString("from next\n")
+		}
+	}
+	if m.Name() != "luaengine" {
+		t.Fatalf("name %q", m.Name())
+	}
+	s.m = m
+	s.handler = m.Process(next)
+	return s
+}
+
+// do serves one request from 192.0.2.7:1234 and returns the response.
+func (s *site) do(method, uri, body string, headers ...string) *fasthttp.Response {
+	var req fasthttp.Request
+	req.Header.SetMethod(method)
+	req.SetRequestURI(uri)
+	req.Header.SetHost("example.com")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Add(headers[i], headers[i+1])
+	}
+	if body != "" {
+		req.SetBodyString(body)
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(192, 0, 2, 7), Port: 1234}, nil)
+	s.handler(&ctx)
+	resp := &fasthttp.Response{}
+	ctx.Response.CopyTo(resp)
+	return resp
+}
+
+func (s *site) expect(resp *fasthttp.Response, status int, body string) {
+	s.t.Helper()
+	if resp.StatusCode() != status || string(resp.Body()) != body {
+		s.t.Fatalf("got %d %q, want %d %q", resp.StatusCode(), resp.Body(), status, body)
+	}
+}
+
+func (s *site) expectEvents(want ...string) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if strings.Join(s.events, "|") != strings.Join(want, "|") {
+		s.t.Fatalf("events:\n got %q\nwant %q", s.events, want)
+	}
+	s.events = nil
+}
+
+func TestContent(t *testing.T) {
+	s := newSite(t, map[luaengine.Phase]string{
+		luaengine.PhaseRewrite: `ngx.ctx.trace = "rewrite"`,
+		luaengine.PhaseAccess:  `ngx.ctx.trace = ngx.ctx.trace .. ",access"`,
+		luaengine.PhaseContent: `ngx.say(ngx.ctx.trace, " ", ngx.var.uri, " ", ngx.var.arg_a, " ", ngx.var.host, " ",
+			ngx.var.remote_addr, " ", ngx.req.get_headers()["x-token"], " ", ngx.req.get_body_data())`,
+		luaengine.PhaseHeaderFilter: `ngx.log(ngx.INFO, "header_filter")`,
+		luaengine.PhaseBodyFilter:   `ngx.log(ngx.INFO, "body_filter")`,
+		luaengine.PhaseLog:          `ngx.log(ngx.INFO, "log ", ngx.status)`,
+	}, nil)
+	resp := s.do("POST", "/t?a=1", "payload", "X-Token", "secret")
+	s.expect(resp, 200, "rewrite,access /t 1 example.com 192.0.2.7 secret payload\n")
+	if string(resp.Header.ContentType()) != "text/plain" {
+		t.Fatalf("content type %q", resp.Header.ContentType())
+	}
+	s.expectEvents("header_filter:header_filter", "body_filter:body_filter", "log:log 200")
+}
+
+func TestWrappedHandler(t *testing.T) {
+	s := newSite(t, map[luaengine.Phase]string{
+		luaengine.PhaseAccess:       `if ngx.req.get_headers()["x-token"] ~= "secret" then return ngx.exit(403) end`,
+		luaengine.PhaseHeaderFilter: `ngx.log(ngx.INFO, "header_filter") ngx.status = 202`,
+		luaengine.PhaseBodyFilter:   `ngx.log(ngx.INFO, "body_filter")`,
+		luaengine.PhaseLog:          `ngx.log(ngx.INFO, "log")`,
+	}, nil)
+	s.expect(s.do("GET", "/", "", "X-Token", "secret"), 202, "from next\n")
+	s.expectEvents("next", "header_filter:header_filter", "body_filter:body_filter", "log:log")
+	s.expect(s.do("GET", "/", "", "X-Token", "wrong"), 202, "403 Forbidden\n")
+	s.expectEvents("header_filter:header_filter", "body_filter:body_filter", "log:log")
+}
+
+func TestFailClosed(t *testing.T) {
+	for _, phase := range []luaengine.Phase{luaengine.PhaseRewrite, luaengine.PhaseAccess, luaengine.PhaseHeaderFilter, luaengine.PhaseBodyFilter} {
+		t.Run(phase.String(), func(t *testing.T) {
+			s := newSite(t, map[luaengine.Phase]string{phase: `error("broken")`}, nil)
+			resp := s.do("GET", "/", "")
+			s.expect(resp, 500, "500 Internal Server Error\n")
+			var le *luaengine.Error
+			if len(s.errs) != 1 || !errors.As(s.errs[0], &le) || le.Phase != phase {
+				t.Fatalf("errors %v", s.errs)
+			}
+			if phase == luaengine.PhaseRewrite || phase == luaengine.PhaseAccess {
+				s.expectEvents() // the wrapped handler never ran
+			}
+		})
+	}
+}
+
+func TestClosed(t *testing.T) {
+	s := newSite(t, map[luaengine.Phase]string{luaengine.PhaseContent: `ngx.say("x")`}, nil)
+	s.expect(s.do("GET", "/", ""), 200, "x\n")
+	s.m.Close()
+	s.expect(s.do("GET", "/", ""), 503, "503 Service Unavailable\n")
+}

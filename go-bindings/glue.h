@@ -1,0 +1,91 @@
+/*
+ * The C side of the Go bindings: a frame per request that Go fills in place (no cgo pointer
+ * passing), and helpers that do several C ABI calls per cgo crossing.
+ */
+#ifndef LUAENGINE_GO_GLUE_H
+#define LUAENGINE_GO_GLUE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "luaengine.h"
+
+/* Steps one batch may hold: the six request phases, with room to spare. */
+#define LEGO_MAX_STEPS 8
+
+/*
+ * Everything one request needs across the boundary, in C memory that Go writes directly:
+ * the snapshot (`init`, whose headers and strings live in `data`), the planned phase runs, and
+ * the outputs (`request`, `err`, `view`). Go only ever passes the frame's address to C.
+ */
+typedef struct lego_frame {
+  /* Set by Go before lego_start. */
+  const le_engine *engine;
+  le_request *request;
+  /* The failure of the last step that failed; Go takes it and sets it back to NULL. */
+  le_error *err;
+  /* Refreshed after every batch; valid until the next call on the request. */
+  le_response_view view;
+  /* The batch: run steps [next_step, n_steps). */
+  uint32_t n_steps;
+  uint32_t next_step;
+  /* A step answered the request (LE_STATUS_DONE). Request phases (rewrite, access, content)
+   * run only until then, filter steps (`answer_only`) only from then on, like nginx runs its
+   * filters on the response whoever produced it. */
+  bool answered;
+  le_phase phases[LEGO_MAX_STEPS];
+  const le_script *scripts[LEGO_MAX_STEPS];
+  bool answer_only[LEGO_MAX_STEPS];
+  /* le_request_id, set by lego_start. */
+  uint64_t id;
+  le_request_init init;
+  /* `data_cap` bytes right after the frame: init.headers first, then the strings init points
+   * to. 16-byte aligned. */
+  unsigned char *data;
+  size_t data_cap;
+} lego_frame;
+
+/* A zeroed frame with `data_cap` bytes of data; free it with free(). NULL when out of memory. */
+lego_frame *lego_frame_new(size_t data_cap);
+
+/* The functions below take the frame's address as an integer: it is C memory, and an integer
+ * argument spares cgo the check, on every call, that a pointer argument holds no Go pointer. */
+typedef uintptr_t lego_frame_ref;
+
+/* Creates the request from `f->init` on `f->engine` (on success `f->request`, else `f->err`),
+ * then runs the batch as lego_run does. Returns LE_STATUS_ERROR with `f->request == NULL` when
+ * creation failed. */
+le_status lego_start(lego_frame_ref frame, uint32_t worker_hint);
+
+/* Runs the batch from `f->next_step`, skipping the steps that do not apply (see `answered`).
+ * LE_STATUS_ERROR (with `f->err`) and LE_STATUS_YIELD stop the batch with `next_step` past the
+ * step that stopped. Reads the response view before returning. Returns the stopping status,
+ * else DONE if the request is answered, else OK. */
+le_status lego_run(lego_frame_ref frame);
+
+/* Runs what is left of the batch whatever the request's state (a failure is kept in `f->err`
+ * and stops it), then frees the request. Returns the status of the last step run
+ * (LE_STATUS_OK when none ran). */
+le_status lego_finish(lego_frame_ref frame);
+
+/* Everything an le_error says, read in one crossing. The strings live as long as the error. */
+typedef struct lego_error_fields {
+  le_result code;
+  le_str message;
+  le_str chunk;
+  uint32_t line;
+  le_str traceback;
+} lego_error_fields;
+
+void lego_error_read(const le_error *error, lego_error_fields *out);
+
+/* Points a host function entry or the log sink at the Go callbacks, with a cgo.Handle as the
+ * user data (kept as an integer on the Go side, so no Go pointer ever reaches C). */
+void lego_set_function(le_function *function, le_str name, uintptr_t handle);
+void lego_set_log(le_config *config, uintptr_t handle);
+
+/* Hands `n` results (or, with `fail`, an error message) to a host call in one crossing. */
+le_result lego_call_answer(le_call *call, const le_value *values, size_t n, bool fail, le_str message);
+
+#endif

@@ -1,0 +1,306 @@
+package luaengine
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// site is a middleware under test with what it reported.
+type site struct {
+	t       *testing.T
+	handler http.Handler
+	logs    *logs
+	mu      sync.Mutex
+	errs    []error
+	events  []string // what the wrapped handler and the log records saw, in order
+	nextRan bool
+}
+
+// phaseSources are Lua sources per phase; empty ones are not set.
+type phaseSources struct {
+	rewrite, access, content, headerFilter, bodyFilter, log string
+}
+
+func newSite(t *testing.T, src phaseSources, config MiddlewareConfig, next http.Handler) *site {
+	s := &site{t: t, logs: &logs{}}
+	e := newEngine(t, Config{
+		Log: func(r LogRecord) {
+			s.logs.add(r)
+			if r.Level == LogInfo { // what the scripts log; the engine reports failures as errors
+				s.event(r.Phase.String() + ":" + r.Message)
+			}
+		},
+		InstructionBudget: 1000000,
+	})
+	script := func(name, source string) *Script {
+		if source == "" {
+			return nil
+		}
+		return compile(t, e, name, source)
+	}
+	config.Phases = Phases{
+		Rewrite:      script("rewrite", src.rewrite),
+		Access:       script("access", src.access),
+		Content:      script("content", src.content),
+		HeaderFilter: script("header_filter", src.headerFilter),
+		BodyFilter:   script("body_filter", src.bodyFilter),
+		Log:          script("log", src.log),
+	}
+	config.ErrorLog = func(_ *http.Request, err error) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.errs = append(s.errs, err)
+	}
+	m, err := NewMiddleware(e, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if next == nil {
+		next = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.event("next")
+			io.WriteString(w, "from next\n")
+		})
+	}
+	s.handler = m.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		s.nextRan = true
+		s.mu.Unlock()
+		next.ServeHTTP(w, r)
+	}))
+	return s
+}
+
+func (s *site) event(e string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.events = append(s.events, e)
+}
+
+func (s *site) get(target string, headers ...string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest("GET", target, nil)
+	for i := 0; i+1 < len(headers); i += 2 {
+		r.Header.Add(headers[i], headers[i+1])
+	}
+	w := httptest.NewRecorder()
+	s.handler.ServeHTTP(w, r)
+	return w
+}
+
+func (s *site) expect(w *httptest.ResponseRecorder, status int, body string) {
+	s.t.Helper()
+	if w.Code != status || w.Body.String() != body {
+		s.t.Fatalf("got %d %q, want %d %q", w.Code, w.Body.String(), status, body)
+	}
+}
+
+func (s *site) expectEvents(want ...string) {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if strings.Join(s.events, "|") != strings.Join(want, "|") {
+		s.t.Fatalf("events:\n got %q\nwant %q", s.events, want)
+	}
+}
+
+func (s *site) phaseError() *Error {
+	s.t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var le *Error
+	if len(s.errs) != 1 || !errors.As(s.errs[0], &le) {
+		s.t.Fatalf("errors reported: %v", s.errs)
+	}
+	return le
+}
+
+func TestMiddlewareContent(t *testing.T) {
+	s := newSite(t, phaseSources{
+		content: `ngx.say("hello ", ngx.var.uri, " ", ngx.var.arg_a, " ", ngx.var.host, " ", ngx.var.remote_addr)`,
+	}, MiddlewareConfig{}, nil)
+	w := s.get("/t?a=1")
+	s.expect(w, 200, "hello /t 1 example.com 192.0.2.1\n")
+	if w.Header().Get("Content-Type") != "text/plain" || s.nextRan {
+		t.Fatalf("headers %v, next ran %v", w.Header(), s.nextRan)
+	}
+}
+
+func TestMiddlewareAllPhasesAroundContent(t *testing.T) {
+	s := newSite(t, phaseSources{
+		rewrite:      `ngx.ctx.trace = "rewrite"`,
+		access:       `ngx.ctx.trace = ngx.ctx.trace .. ",access"`,
+		content:      `ngx.ctx.trace = ngx.ctx.trace .. ",content" ngx.say(ngx.ctx.trace)`,
+		headerFilter: `ngx.log(ngx.INFO, ngx.ctx.trace, ",header_filter")`,
+		bodyFilter:   `ngx.log(ngx.INFO, "body_filter")`,
+		log:          `ngx.log(ngx.INFO, "log ", ngx.status)`,
+	}, MiddlewareConfig{DefaultType: "text/html"}, nil)
+	w := s.get("/")
+	s.expect(w, 200, "rewrite,access,content\n")
+	if w.Header().Get("Content-Type") != "text/html" {
+		t.Fatalf("content type %q", w.Header().Get("Content-Type"))
+	}
+	s.expectEvents("header_filter:rewrite,access,content,header_filter", "body_filter:body_filter", "log:log 200")
+}
+
+func TestMiddlewareWrappedHandler(t *testing.T) {
+	s := newSite(t, phaseSources{
+		rewrite:      `ngx.ctx.user = ngx.req.get_headers()["x-user"]`,
+		access:       `if ngx.ctx.user ~= "alice" then return ngx.exit(403) end ngx.log(ngx.INFO, "access ok")`,
+		headerFilter: `ngx.log(ngx.INFO, "header_filter ", ngx.ctx.user) ngx.status = 202`,
+		bodyFilter:   `ngx.log(ngx.INFO, "body_filter")`,
+		log:          `ngx.log(ngx.INFO, "log")`,
+	}, MiddlewareConfig{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Upstream", "1")
+		io.WriteString(w, "chunk 1\n")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "chunk 2\n")
+	}))
+	w := s.get("/", "X-User", "alice")
+	s.expect(w, 202, "chunk 1\nchunk 2\n")
+	if w.Header().Get("X-Upstream") != "1" {
+		t.Fatalf("headers %v", w.Header())
+	}
+	// nginx runs body_filter per chunk and once more at the end of the body.
+	s.expectEvents("access:access ok", "header_filter:header_filter alice",
+		"body_filter:body_filter", "body_filter:body_filter", "body_filter:body_filter", "log:log")
+
+	// Denied in access: 403 from Lua, the filters run on it (header_filter changes the status,
+	// the body stays nginx's page for the exit code), the wrapped handler never does.
+	s.events = nil
+	s.nextRan = false
+	w = s.get("/", "X-User", "mallory")
+	s.expect(w, 202, "403 Forbidden\n")
+	if s.nextRan {
+		t.Fatal("the wrapped handler ran for a denied request")
+	}
+	s.expectEvents("header_filter:header_filter mallory", "body_filter:body_filter", "log:log")
+}
+
+func TestMiddlewareNextWithoutFilters(t *testing.T) {
+	s := newSite(t, phaseSources{access: `ngx.ctx.x = 1`, log: `ngx.log(ngx.INFO, "log")`}, MiddlewareConfig{}, nil)
+	s.expect(s.get("/"), 200, "from next\n")
+	s.expectEvents("next", "log:log")
+}
+
+func TestMiddlewareFailClosed(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		src  phaseSources
+		code Code
+	}{
+		{"rewrite error", phaseSources{rewrite: `error("rewrite broke")`}, CodeRuntime},
+		{"access error", phaseSources{access: `local t = nil; return t.field`}, CodeRuntime},
+		{"access budget", phaseSources{access: `while true do end`}, CodeBudget},
+		{"access ngx.ERROR", phaseSources{access: `ngx.exit(ngx.ERROR)`}, CodeAborted},
+		{"content error", phaseSources{content: `error("content broke")`}, CodeRuntime},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			c.src.log = `ngx.log(ngx.INFO, "log still runs")`
+			s := newSite(t, c.src, MiddlewareConfig{}, nil)
+			s.expect(s.get("/"), 500, "500 Internal Server Error\n")
+			if s.nextRan {
+				t.Fatal("the wrapped handler ran after a failure")
+			}
+			if le := s.phaseError(); le.Code != c.code {
+				t.Fatalf("error %#v", le)
+			}
+			s.expectEvents("log:log still runs")
+		})
+	}
+}
+
+func TestMiddlewareFilterFailures(t *testing.T) {
+	// header_filter fails on the wrapped handler's response: it never goes out.
+	s := newSite(t, phaseSources{headerFilter: `error("no headers for you")`}, MiddlewareConfig{}, nil)
+	s.expect(s.get("/"), 500, "500 Internal Server Error\n")
+	if le := s.phaseError(); le.Phase != PhaseHeaderFilter || le.Message != "header_filter:1: no headers for you" {
+		t.Fatalf("error %#v", le)
+	}
+
+	// body_filter fails: the headers are out, the body is cut.
+	s = newSite(t, phaseSources{bodyFilter: `error("cut")`}, MiddlewareConfig{}, nil)
+	s.expect(s.get("/"), 200, "")
+	if le := s.phaseError(); le.Phase != PhaseBodyFilter {
+		t.Fatalf("error %#v", le)
+	}
+
+	// log fails: the response is already sent; the failure is reported.
+	s = newSite(t, phaseSources{content: `ngx.say("ok")`, log: `error("log broke")`}, MiddlewareConfig{}, nil)
+	s.expect(s.get("/"), 200, "ok\n")
+	if le := s.phaseError(); le.Phase != PhaseLog {
+		t.Fatalf("error %#v", le)
+	}
+}
+
+func TestMiddlewareExitAndRedirect(t *testing.T) {
+	s := newSite(t, phaseSources{
+		rewrite: `if ngx.var.uri == "/old" then return ngx.redirect("/new") end`,
+		access:  `if ngx.var.uri == "/gone" then return ngx.exit(410) end`,
+		content: `ngx.status = 404 ngx.say("custom")`,
+	}, MiddlewareConfig{}, nil)
+	w := s.get("/old")
+	s.expect(w, 302, "")
+	if w.Header().Get("Location") != "/new" {
+		t.Fatalf("headers %v", w.Header())
+	}
+	s.expect(s.get("/gone"), 410, "410 Gone\n")
+	s.expect(s.get("/x"), 404, "custom\n")
+}
+
+func TestMiddlewareBody(t *testing.T) {
+	var seen string
+	s := newSite(t, phaseSources{access: `ngx.log(ngx.INFO, "body ", ngx.req.get_body_data())`},
+		MiddlewareConfig{MaxBodySize: 16}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			b, _ := io.ReadAll(r.Body)
+			seen = string(b)
+		}))
+	post := func(body string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		s.handler.ServeHTTP(w, httptest.NewRequest("POST", "/", strings.NewReader(body)))
+		return w
+	}
+	s.expect(post("name=alice"), 200, "")
+	if seen != "name=alice" {
+		t.Fatalf("the wrapped handler read %q", seen)
+	}
+	s.expectEvents("access:body name=alice")
+	s.expect(post(strings.Repeat("x", 17)), 413, "413 Request Entity Too Large\n")
+}
+
+func TestMiddlewareClosed(t *testing.T) {
+	e := newEngine(t, Config{})
+	m, err := NewMiddleware(e, MiddlewareConfig{
+		Phases:   Phases{Content: compile(t, e, "content", `ngx.say("x")`)},
+		ErrorLog: func(*http.Request, error) {},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := m.Wrap(nil)
+	m.Close()
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+	if w.Code != 503 {
+		t.Fatalf("closed middleware answered %d", w.Code)
+	}
+}
+
+// Snapshots bigger than a pooled frame (many repeated headers, long values) get a bigger one.
+func TestMiddlewareLargeRequests(t *testing.T) {
+	s := newSite(t, phaseSources{
+		content: `local h = ngx.req.get_headers() ngx.say(#h["x-many"], " ", #h["x-big"], " ", h.host)`,
+	}, MiddlewareConfig{}, nil)
+	r := httptest.NewRequest("GET", "/", nil)
+	for i := range 40 {
+		r.Header.Add("X-Many", strings.Repeat("v", i))
+	}
+	r.Header.Set("X-Big", strings.Repeat("b", 10000))
+	w := httptest.NewRecorder()
+	s.handler.ServeHTTP(w, r)
+	s.expect(w, 200, "40 10000 example.com\n")
+}
