@@ -161,6 +161,13 @@ typedef struct le_request le_request;
 typedef struct le_script le_script;
 
 /**
+ * An async host function called by a timer callback. No request carries it: the host gets
+ * this handle from its `le_timer_op_fn` and owns it until it passes it to exactly one of
+ * `le_timer_op_complete`, `le_timer_op_complete_error` or `le_timer_op_free`, from any thread.
+ */
+typedef struct le_timer_op le_timer_op;
+
+/**
  * Where the resolver writes its answer, valid during the callback.
  */
 typedef struct le_variable_answer le_variable_answer;
@@ -274,6 +281,61 @@ typedef void (*le_variable_fn)(void *user_data,
                                struct le_variable_answer *answer);
 
 /**
+ * The type of an `le_value`.
+ */
+typedef uint32_t le_value_type;
+
+/**
+ * A value crossing between Lua and a host function. Only the fields of its `type` are read;
+ * zero-initialise the others. Arrays and maps nest up to `LE_MAX_VALUE_DEPTH` levels.
+ *
+ * Values the engine passes in point into engine memory valid during the callback; values the
+ * host returns point into host memory that the engine copies before `le_call_return` returns.
+ */
+typedef struct le_value {
+  le_value_type type_;
+  bool boolean;
+  /**
+   * On LuaJIT, whose numbers are all doubles, integral numbers arrive as integers.
+   */
+  int64_t integer;
+  double number;
+  /**
+   * Binary-safe.
+   */
+  struct le_str string;
+  /**
+   * `LE_VALUE_ARRAY`: the `len` elements. `LE_VALUE_MAP`: the `len` values, `keys[i]` naming
+   * `items[i]`.
+   */
+  const struct le_value *items;
+  const struct le_str *keys;
+  size_t len;
+} le_value;
+
+/**
+ * A host-driven wait of a suspended request: perform it, then `le_request_complete` it by
+ * `id` and resume. `name` is the async host function's name, or `"ngx.req.read_body"` (complete
+ * it with the body as one string). For a timer's operation (`le_timer_op_fn`) `id` is unused.
+ */
+typedef struct le_pending {
+  uint64_t id;
+  struct le_str name;
+  const struct le_value *args;
+  size_t n_args;
+} le_pending;
+
+/**
+ * Receives the async host function calls of timer callbacks (`le_config.timer_op`). `op` is
+ * the host's to complete later; `pending` (the function's name and arguments) is valid only
+ * during this call. Called on an engine thread right after the callback yields: it must be
+ * thread-safe and must not block (complete `op` here if the answer is at hand) or throw.
+ */
+typedef void (*le_timer_op_fn)(struct le_timer_op *op,
+                               const struct le_pending *pending,
+                               void *user_data);
+
+/**
  * How to build an engine. Start from `le_config_default()` and change fields.
  */
 typedef struct le_config {
@@ -357,6 +419,42 @@ typedef struct le_config {
    * Passed to `variable`; the engine never frees it.
    */
   void *variable_user_data;
+  /**
+   * `init_by_lua`: Lua source run in every worker's state when the engine is built, before
+   * anything else (chunk name `init`). Its globals and `require`d modules are visible to
+   * every request (treat them as read-only). Empty for none. Copied.
+   */
+  struct le_str init;
+  /**
+   * `init_by_lua_file`: a Lua file run instead of `init` (not both); empty for none.
+   */
+  struct le_str init_file;
+  /**
+   * `init_worker_by_lua`: Lua source run once in each worker after `init` (chunk name
+   * `init_worker`), where timers are typically started. Empty for none. Copied.
+   */
+  struct le_str init_worker;
+  /**
+   * `init_worker_by_lua_file`: a Lua file run instead of `init_worker`; empty for none.
+   */
+  struct le_str init_worker_file;
+  /**
+   * `lua_max_pending_timers`, per worker. Default 1024.
+   */
+  uint32_t max_pending_timers;
+  /**
+   * `lua_max_running_timers`, per worker. Default 256.
+   */
+  uint32_t max_running_timers;
+  /**
+   * Receives the async host function calls of timer callbacks, which no request carries;
+   * NULL makes such calls fail in the callback.
+   */
+  le_timer_op_fn timer_op;
+  /**
+   * Passed to `timer_op`; the engine never frees it.
+   */
+  void *timer_op_user_data;
 } le_config;
 
 /**
@@ -402,40 +500,15 @@ typedef struct le_worker_stats {
    * Script versions this worker loaded into functions.
    */
   uint64_t functions_loaded;
+  /**
+   * Timers of this worker waiting to expire.
+   */
+  size_t pending_timers;
+  /**
+   * Timer callbacks of this worker running now (those waiting included).
+   */
+  size_t running_timers;
 } le_worker_stats;
-
-/**
- * The type of an `le_value`.
- */
-typedef uint32_t le_value_type;
-
-/**
- * A value crossing between Lua and a host function. Only the fields of its `type` are read;
- * zero-initialise the others. Arrays and maps nest up to `LE_MAX_VALUE_DEPTH` levels.
- *
- * Values the engine passes in point into engine memory valid during the callback; values the
- * host returns point into host memory that the engine copies before `le_call_return` returns.
- */
-typedef struct le_value {
-  le_value_type type_;
-  bool boolean;
-  /**
-   * On LuaJIT, whose numbers are all doubles, integral numbers arrive as integers.
-   */
-  int64_t integer;
-  double number;
-  /**
-   * Binary-safe.
-   */
-  struct le_str string;
-  /**
-   * `LE_VALUE_ARRAY`: the `len` elements. `LE_VALUE_MAP`: the `len` values, `keys[i]` naming
-   * `items[i]`.
-   */
-  const struct le_value *items;
-  const struct le_str *keys;
-  size_t len;
-} le_value;
 
 /**
  * One header: a name and a value.
@@ -569,18 +642,6 @@ typedef void (*le_dict_key_fn)(struct le_str key, void *user_data);
  */
 typedef void (*le_wake_fn)(struct le_request *request, void *user_data);
 
-/**
- * A host-driven wait of a suspended request: perform it, then `le_request_complete` it by
- * `id` and resume. `name` is the async host function's name, or `"ngx.req.read_body"` (complete
- * it with the body as one string).
- */
-typedef struct le_pending {
-  uint64_t id;
-  struct le_str name;
-  const struct le_value *args;
-  size_t n_args;
-} le_pending;
-
 #define LE_LOG_STDERR 0
 
 #define LE_LOG_EMERG 1
@@ -685,7 +746,10 @@ enum le_result le_engine_new(const struct le_config *config,
 
 /**
  * Frees an engine. Scripts and requests still alive keep working and keep what they need
- * until they are freed. NULL is ignored.
+ * until they are freed. When the last engine handle and request are gone, the engine stops
+ * before the freeing call returns: running timer callbacks finish (their sleeps end at once),
+ * pending timers run once with `premature = true`, and no callback reaches the host after
+ * that (a timer callback that frees them defers this until it returns). NULL is ignored.
  */
 void le_engine_free(struct le_engine *engine);
 
@@ -1071,6 +1135,28 @@ enum le_result le_request_complete_error(struct le_request *request,
                                          uint64_t id,
                                          struct le_str message,
                                          struct le_error **err);
+
+/**
+ * Completes a timer's operation with `n` results (deep-copied), which the callback receives,
+ * and releases `op`.
+ */
+enum le_result le_timer_op_complete(struct le_timer_op *op,
+                                    const struct le_value *values,
+                                    size_t n,
+                                    struct le_error **err);
+
+/**
+ * Fails a timer's operation: the callback raises `message`. Releases `op`.
+ */
+enum le_result le_timer_op_complete_error(struct le_timer_op *op,
+                                          struct le_str message,
+                                          struct le_error **err);
+
+/**
+ * Releases a timer's operation without completing it: the callback raises "the host dropped
+ * the operation without completing it". NULL is ignored.
+ */
+void le_timer_op_free(struct le_timer_op *op);
 
 #ifdef __cplusplus
 }  // extern "C"

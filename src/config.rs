@@ -1,11 +1,13 @@
 //! Engine configuration.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::host::HostFunction;
 use crate::log::{LogLevel, LogSink};
 use crate::phase::Phase;
+use crate::timer::TimerOpHandler;
 
 /// What a script asked the host for: `ngx.var.NAME` for a name that is neither one of the
 /// engine's variables nor one a script of this request set.
@@ -25,6 +27,26 @@ pub struct VariableLookup<'a> {
 /// like `$upstream_response_time` change while a request runs. It must not run phases on the
 /// engine. A panic becomes a Lua error in the script.
 pub type VariableResolver = Arc<dyn Fn(&VariableLookup<'_>) -> Option<Vec<u8>> + Send + Sync>;
+
+/// Lua code the engine runs on its own rather than for a request: `EngineConfig::init` and
+/// `init_worker`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LuaSource {
+    /// Source text, with the chunk name errors and logs show (`init:3: oops`).
+    Inline { name: String, source: Vec<u8> },
+    /// A Lua file, read when the engine is built; errors show its path.
+    File(PathBuf),
+}
+
+impl LuaSource {
+    pub fn inline(name: impl Into<String>, source: impl Into<Vec<u8>>) -> LuaSource {
+        LuaSource::Inline { name: name.into(), source: source.into() }
+    }
+
+    pub fn file(path: impl Into<PathBuf>) -> LuaSource {
+        LuaSource::File(path.into())
+    }
+}
 
 /// nginx's default `default_type`.
 pub(crate) const DEFAULT_TYPE: &str = "text/plain";
@@ -76,6 +98,27 @@ pub struct EngineConfig {
     /// other than 204) and no script set or cleared `ngx.header.content_type`. Until then,
     /// reading `ngx.header.content_type` gives nil, as in lua-nginx-module. Empty adds none.
     pub default_type: String,
+    /// `init_by_lua`: runs when the engine is built, in every worker's Lua state before anything
+    /// else runs there (OpenResty runs it once in the master, whose state every worker inherits;
+    /// our workers are separate states). Its globals land in the base environment and the
+    /// modules it `require`s stay loaded, so every request sees them: treat both as read-only.
+    /// `ngx.log` and `ngx.shared` work there; request APIs and timers do not. An error makes
+    /// `Engine::new` fail with it.
+    pub init: Option<LuaSource>,
+    /// `init_worker_by_lua`: runs once in each worker after `init` (on every worker's state),
+    /// with the same globals; the place to start timers (`ngx.timer.every`). An error makes
+    /// `Engine::new` fail with it.
+    pub init_worker: Option<LuaSource>,
+    /// `lua_max_pending_timers`: timers of one worker waiting to expire; beyond it
+    /// `ngx.timer.at` returns `nil, "too many pending timers"`.
+    pub max_pending_timers: usize,
+    /// `lua_max_running_timers`: timer callbacks of one worker running at once (a callback that
+    /// sleeps still runs); a timer expiring beyond it is logged (`N lua_max_running_timers are
+    /// not enough`) and its callback is not run.
+    pub max_running_timers: usize,
+    /// Receives the async host function calls of timer callbacks, which have no request for
+    /// the host to complete them through; without it such a call fails in the callback.
+    pub timer_ops: Option<TimerOpHandler>,
 }
 
 impl Default for EngineConfig {
@@ -96,6 +139,11 @@ impl Default for EngineConfig {
             shared_dicts: Vec::new(),
             variables: None,
             default_type: DEFAULT_TYPE.into(),
+            init: None,
+            init_worker: None,
+            max_pending_timers: 1024,
+            max_running_timers: 256,
+            timer_ops: None,
         }
     }
 }

@@ -6,12 +6,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::cache::{CacheStats, CodeCache, Script};
-use crate::config::EngineConfig;
+use crate::config::{EngineConfig, LuaSource};
 use crate::error::{Error, ErrorCode, Result};
 use crate::log::Logger;
+use crate::phase::Phase;
 use crate::request::{Request, RequestInit};
 use crate::scheduler::Scheduler;
 use crate::shdict::SharedDict;
+use crate::timer::Timers;
 use crate::worker::{Worker, WorkerStats};
 
 /// More workers than this is a configuration mistake, not a server.
@@ -20,13 +22,36 @@ const MAX_WORKERS: usize = 1024;
 /// nginx refuses shared zones under 8 pages; a dict this small holds a handful of entries.
 const MIN_DICT_CAPACITY: usize = 8 * 4096;
 
-/// A Lua request engine. Cheap to clone: clones share workers, scripts and stats.
+/// A Lua request engine. Cheap to clone: clones share workers, scripts and stats. Requests
+/// keep it running too; when the last clone and request are dropped, the engine stops before
+/// that drop returns: timer callbacks running finish (their sleeps end at once) and pending
+/// timers run once with `premature = true`, as nginx does when a worker exits.
 #[derive(Clone)]
 pub struct Engine {
     // Declared first so it drops first: the flag is up before the last handle takes the shared
     // state down.
     _exiting: Arc<ExitingFlag>,
-    shared: Arc<Shared>,
+    shared: Arc<Hold>,
+}
+
+/// A host's hold on the engine: every `Engine` clone and every `Request` shares one. When the
+/// last goes, the engine stops its timers (see `timer.rs`) before that drop returns, or, when
+/// it happens inside a timer callback, as soon as the callback returns. Engine threads use
+/// `Shared` directly, so they never delay that.
+pub(crate) struct Hold(Arc<Shared>);
+
+impl std::ops::Deref for Hold {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        self.0.timers.release(&self.0);
+    }
 }
 
 /// Raises `ngx.worker.exiting()` when the host drops its last `Engine` handle: requests still in
@@ -46,20 +71,19 @@ pub(crate) struct Shared {
     cache: Arc<CodeCache>,
     dicts: Vec<Arc<SharedDict>>,
     pub logger: Logger,
-    pub scheduler: Scheduler,
+    pub scheduler: Arc<Scheduler>,
+    pub timers: Timers,
     next_request: AtomicU64,
     next_worker: AtomicUsize,
     phases_run: AtomicU64,
     errors: AtomicU64,
 }
 
-impl Drop for Shared {
-    fn drop(&mut self) {
-        self.scheduler.shutdown();
-    }
-}
-
 impl Shared {
+    pub(crate) fn worker(&self, index: usize) -> &Worker {
+        &self.workers[index]
+    }
+
     pub(crate) fn count_phase(&self) {
         self.phases_run.fetch_add(1, Ordering::Relaxed);
     }
@@ -81,7 +105,8 @@ pub struct Stats {
 }
 
 impl Engine {
-    /// Creates the workers (one Lua state each) and the code cache.
+    /// Creates the workers (one Lua state each) and the code cache, then runs
+    /// `EngineConfig::init` and `init_worker` in each worker; their errors are returned.
     pub fn new(config: EngineConfig) -> Result<Engine> {
         Engine::validate(&config)?;
         let logger = Logger::new(config.log.clone(), config.log_level);
@@ -92,22 +117,55 @@ impl Engine {
             .collect();
         let cache = Arc::new(CodeCache::new(config.file_check_interval, logger.clone()));
         let exiting = Arc::new(AtomicBool::new(false));
-        let workers = (0..config.worker_count())
-            .map(|index| Worker::new(index, &config, cache.clone(), logger.clone(), &dicts, &exiting).map(Arc::new))
+        let scheduler = Arc::new(
+            Scheduler::start()
+                .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the clock thread: {e}")))?,
+        );
+        let worker_count = config.worker_count();
+        let timers = Timers::new(
+            scheduler.clone(),
+            worker_count,
+            config.max_pending_timers,
+            config.max_running_timers,
+            config.timer_ops.clone(),
+        );
+        let workers = (0..worker_count)
+            .map(|index| {
+                Worker::new(index, &config, cache.clone(), logger.clone(), &dicts, &timers, &exiting).map(Arc::new)
+            })
             .collect::<Result<Vec<_>>>()?;
-        let shared = Shared {
+        let shared = Arc::new(Shared {
             workers,
             cache,
             dicts,
             logger,
-            scheduler: Scheduler::start()
-                .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the clock thread: {e}")))?,
+            scheduler,
+            timers,
             next_request: AtomicU64::new(1),
             next_worker: AtomicUsize::new(0),
             phases_run: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-        };
-        Ok(Engine { _exiting: Arc::new(ExitingFlag(exiting)), shared: Arc::new(shared) })
+        });
+        shared.timers.attach(Arc::downgrade(&shared));
+        // On failure the engine drops here, which runs the timers init_worker started, premature.
+        let engine = Engine { _exiting: Arc::new(ExitingFlag(exiting)), shared: Arc::new(Hold(shared)) };
+        Engine::run_init(&engine.shared, &config)?;
+        Ok(engine)
+    }
+
+    /// init in every worker (OpenResty runs it before forking them), then init_worker in each.
+    fn run_init(shared: &Shared, config: &EngineConfig) -> Result<()> {
+        for (phase, source) in [(Phase::Init, &config.init), (Phase::InitWorker, &config.init_worker)] {
+            let Some(source) = source else { continue };
+            let script = match source {
+                LuaSource::Inline { name, source } => shared.cache.compile(name, source)?,
+                LuaSource::File(path) => shared.cache.compile_file(path)?,
+            };
+            for worker in &shared.workers {
+                worker.run_init(shared, phase, script.current())?;
+            }
+        }
+        Ok(())
     }
 
     /// The shared dict `name` (`ngx.shared.<name>` in scripts), for a host to seed or inspect.
@@ -155,7 +213,16 @@ impl Engine {
             cache: self.shared.cache.stats(),
             phases_run: self.shared.phases_run.load(Ordering::Relaxed),
             errors: self.shared.errors.load(Ordering::Relaxed),
-            workers: self.shared.workers.iter().map(|worker| worker.stats()).collect(),
+            workers: self
+                .shared
+                .workers
+                .iter()
+                .map(|worker| WorkerStats {
+                    pending_timers: self.shared.timers.pending(worker.index),
+                    running_timers: self.shared.timers.running(worker.index),
+                    ..worker.stats()
+                })
+                .collect(),
         }
     }
 

@@ -36,17 +36,19 @@ mod request;
 mod sandbox;
 mod scheduler;
 pub mod shdict;
+mod timer;
 mod wait;
 mod worker;
 
 pub use cache::{CacheStats, Script};
-pub use config::{EngineConfig, VariableLookup, VariableResolver};
+pub use config::{EngineConfig, LuaSource, VariableLookup, VariableResolver};
 pub use engine::{Engine, Stats};
 pub use error::{Error, ErrorCode, Result};
 pub use host::{HostCall, HostFn, HostFunction, HostValue, MAX_VALUE_DEPTH};
 pub use log::{LogLevel, LogRecord, LogSink};
 pub use phase::{Phase, Status};
 pub use request::{BodyChunk, Request, RequestInit, Response};
+pub use timer::{TimerOp, TimerOpHandler};
 pub use wait::{PendingOp, Waker, READ_BODY};
 pub use worker::WorkerStats;
 

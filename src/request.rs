@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use mlua::{Table, Thread};
 
 use crate::cache::Script;
-use crate::engine::Shared;
+use crate::engine::Hold;
 use crate::error::{Error, Result};
 use crate::host::HostValue;
 use crate::phase::{Phase, Status};
@@ -351,6 +351,33 @@ pub struct BodyChunk {
 }
 
 impl RequestState {
+    fn new(id: u64, input: Snapshot) -> RequestState {
+        RequestState {
+            id,
+            input,
+            response: Response::default(),
+            phase: None,
+            started_at: Instant::now(),
+            start_time: unix_millis(SystemTime::now()),
+            location_jump: false,
+            body_discarded: false,
+            body_building: false,
+            ctx: None,
+            content_type_set: false,
+            env: None,
+            suspended: None,
+            waits: Waits::default(),
+            chunk: BodyChunk::default(),
+            filtered_bytes: None,
+        }
+    }
+
+    /// The state of code that runs without a request (init, init_worker, timer callbacks): an
+    /// empty request with id 0, which the request APIs refuse by phase anyway.
+    pub(crate) fn detached() -> Box<RequestState> {
+        Box::new(RequestState::new(0, Snapshot::EMPTY))
+    }
+
     /// Whether the response headers are out, for scripts that would change them: header_filter
     /// runs while they are being sent (changes still count), body_filter and log after.
     pub(crate) fn headers_out(&self) -> bool {
@@ -358,6 +385,15 @@ impl RequestState {
             Some(Phase::HeaderFilter) => false,
             Some(Phase::BodyFilter | Phase::Log) => true,
             _ => self.response.headers_sent,
+        }
+    }
+
+    /// What to resume a suspended phase with: the next completed wait it waits for, or nothing
+    /// after a plain `coroutine.yield()`; `None` while its wait has not completed.
+    pub(crate) fn resume_event(&mut self, wake: &WakeSlot) -> Option<Option<Event>> {
+        match &self.suspended {
+            Some(suspended) if suspended.waiting => wake.next_for(&mut self.waits).map(Some),
+            _ => Some(None),
         }
     }
 
@@ -385,14 +421,15 @@ pub struct Request {
     id: u64,
     state: Option<Box<RequestState>>,
     worker: Arc<Worker>,
-    shared: Arc<Shared>,
+    /// Keeps the engine running while the request lives.
+    shared: Arc<Hold>,
     /// Completed waits, reached by the clock thread and the host.
     wake: Arc<WakeSlot>,
 }
 
 impl Request {
     pub(crate) fn new<'h, I>(
-        shared: Arc<Shared>,
+        shared: Arc<Hold>,
         worker: Arc<Worker>,
         id: u64,
         init: &RequestInit<'_>,
@@ -402,24 +439,7 @@ impl Request {
         I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
         I::IntoIter: Clone,
     {
-        let state = RequestState {
-            id,
-            input: Snapshot::new(init, headers),
-            response: Response::default(),
-            phase: None,
-            started_at: Instant::now(),
-            start_time: unix_millis(SystemTime::now()),
-            location_jump: false,
-            body_discarded: false,
-            body_building: false,
-            ctx: None,
-            content_type_set: false,
-            env: None,
-            suspended: None,
-            waits: Waits::default(),
-            chunk: BodyChunk::default(),
-            filtered_bytes: None,
-        };
+        let state = RequestState::new(id, Snapshot::new(init, headers));
         Request { id, state: Some(Box::new(state)), worker, shared, wake: Arc::default() }
     }
 
@@ -503,15 +523,14 @@ impl Request {
     /// `Ok(Status::Yield)` at once without running anything (a spurious resume is harmless).
     pub fn resume(&mut self) -> Result<Status> {
         let mut state = self.take_state()?;
-        let Some(waiting) = state.suspended.as_ref().map(|suspended| suspended.waiting) else {
+        if state.suspended.is_none() {
             self.state = Some(state);
             return Err(Error::invalid_state("the request is not suspended"));
-        };
-        let mut event = if waiting { self.next_event(&mut state) } else { None };
-        if waiting && event.is_none() {
+        }
+        let Some(mut event) = state.resume_event(&self.wake) else {
             self.state = Some(state);
             return Ok(Status::Yield);
-        }
+        };
         // Several waits may have completed (light threads): hand them all over before returning.
         loop {
             let (returned, result) = self.worker.resume(&self.shared, state, event);
@@ -521,10 +540,12 @@ impl Request {
                 return Ok(status);
             }
             state = self.state.take().expect("just put back");
-            event = self.next_event(&mut state);
-            if event.is_none() {
-                self.state = Some(state);
-                return Ok(status);
+            match state.resume_event(&self.wake) {
+                Some(Some(next)) if state.suspended.as_ref().is_some_and(|s| s.waiting) => event = Some(next),
+                _ => {
+                    self.state = Some(state);
+                    return Ok(status);
+                }
             }
         }
     }
@@ -589,24 +610,8 @@ impl Request {
             state.waits.forget();
             return result;
         }
-        let now = Instant::now();
-        for (id, duration) in state.waits.sleeps.drain(..) {
-            let slot = Arc::downgrade(&self.wake);
-            self.shared.scheduler.at(
-                now + duration,
-                Box::new(move |_| {
-                    if let Some(slot) = slot.upgrade() {
-                        slot.wake(Event { id, result: Ok(Vec::new()) });
-                    }
-                }),
-            );
-        }
+        state.waits.start_sleeps(&self.shared.scheduler, &self.wake);
         result
-    }
-
-    /// The next completed wait the phase still waits for.
-    fn next_event(&self, state: &mut RequestState) -> Option<Event> {
-        std::iter::from_fn(|| self.wake.pop()).find(|event| state.waits.settle(event.id))
     }
 
     /// Whether a phase waits for `resume`.

@@ -76,6 +76,14 @@ impl Scheduler {
     }
 }
 
+impl Drop for Scheduler {
+    /// Normally the engine shut the clock down already; this covers an engine that failed
+    /// while being built.
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
 impl Inner {
     fn run(&self) {
         let mut queue = self.queue.lock();

@@ -6,11 +6,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::ThreadId;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
 
 use crate::host::HostValue;
+use crate::scheduler::Scheduler;
 
 /// Called when an engine-driven wait of a request completes: the host should resume the
 /// request (from any thread, but not necessarily from inside this call).
@@ -81,6 +82,23 @@ impl Waits {
         self.live.clear();
     }
 
+    /// Hands the sleeps of a phase that just yielded to the clock, which completes each
+    /// through `slot` (unless its owner is gone by then).
+    pub(crate) fn start_sleeps(&mut self, scheduler: &Scheduler, slot: &Arc<WakeSlot>) {
+        let now = Instant::now();
+        for (id, duration) in self.sleeps.drain(..) {
+            let slot = Arc::downgrade(slot);
+            scheduler.at(
+                now + duration,
+                Box::new(move |_| {
+                    if let Some(slot) = slot.upgrade() {
+                        slot.wake(Event { id, result: Ok(Vec::new()) });
+                    }
+                }),
+            );
+        }
+    }
+
     /// Takes the pending operation `id` off the list.
     pub(crate) fn take_pending(&mut self, id: u64) -> Option<PendingOp> {
         let index = self.pending.iter().position(|op| op.id == id)?;
@@ -148,8 +166,14 @@ impl WakeSlot {
         }
     }
 
-    pub(crate) fn pop(&self) -> Option<Event> {
-        self.state.lock().ready.pop_front()
+    /// The next completed wait that `waits` still waits for; stale ones are dropped.
+    pub(crate) fn next_for(&self, waits: &mut Waits) -> Option<Event> {
+        std::iter::from_fn(|| self.state.lock().ready.pop_front()).find(|event| waits.settle(event.id))
+    }
+
+    /// Whether completed waits are queued.
+    pub(crate) fn has_ready(&self) -> bool {
+        !self.state.lock().ready.is_empty()
     }
 
     /// The request is being freed: no waker call starts after this returns, and one running on

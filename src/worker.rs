@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use mlua::chunk::ChunkMode;
-use mlua::{Function, Lua, Table, Thread, Value};
+use mlua::{Function, IntoLuaMulti, Lua, Table, Thread, Value};
 use parking_lot::{Mutex, ReentrantMutex};
 use rustc_hash::FxHashMap;
 
@@ -22,6 +22,7 @@ use crate::phase::{exit_outcome, ExitOutcome, Phase, Status};
 use crate::request::{RequestState, Suspended};
 use crate::sandbox;
 use crate::shdict::SharedDict;
+use crate::timer::Timers;
 use crate::wait::Event;
 
 /// Counters a worker publishes without taking its lock.
@@ -33,6 +34,10 @@ pub struct WorkerStats {
     pub lua_memory: usize,
     /// Bytecode versions this worker turned into functions.
     pub functions_loaded: u64,
+    /// Timers of this worker waiting to expire (`ngx.timer.pending_count()`).
+    pub pending_timers: usize,
+    /// Timer callbacks of this worker running, waiting ones included (`ngx.timer.running_count()`).
+    pub running_timers: usize,
 }
 
 pub(crate) struct Worker {
@@ -50,6 +55,11 @@ struct WorkerLua {
     current: CurrentRequest,
     /// Metatable of every request's globals: reads fall through to the base environment.
     env_mt: Table,
+    /// The base environment: the globals of init and init_worker.
+    base: Table,
+    /// Timer callbacks and their arguments by timer id, and the chunk that runs one.
+    timer_entries: Table,
+    timer_chunk: Function,
     pool: RefCell<Vec<Thread>>,
     pool_max: usize,
     /// Set while a script runs, so a host callback re-entering this worker gets an error
@@ -100,6 +110,7 @@ impl Worker {
         cache: Arc<CodeCache>,
         logger: Logger,
         dicts: &[Arc<SharedDict>],
+        timers: &Timers,
         exiting: &Arc<AtomicBool>,
     ) -> Result<Worker> {
         let lua_error = |e: mlua::Error| Error::new(ErrorCode::Internal, format!("worker {index}: {e}"));
@@ -122,6 +133,7 @@ impl Worker {
             default_type: default_type.clone(),
             worker: (index, config.worker_count()),
             exiting: exiting.clone(),
+            timers: timers.clone(),
         };
         let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
         let env_mt = lua.create_table().map_err(lua_error)?;
@@ -134,6 +146,9 @@ impl Worker {
             run_chunk: installed.run_chunk,
             current: installed.current,
             env_mt,
+            base,
+            timer_entries: installed.timer_entries,
+            timer_chunk: installed.timer_chunk,
             pool: RefCell::new(Vec::new()),
             pool_max: config.coroutine_pool,
             running: Cell::new(false),
@@ -153,6 +168,8 @@ impl Worker {
             pooled_coroutines: self.pooled.load(Ordering::Relaxed),
             lua_memory: self.memory.load(Ordering::Relaxed),
             functions_loaded: self.functions.loaded.load(Ordering::Relaxed),
+            pending_timers: 0,
+            running_timers: 0,
         }
     }
 
@@ -160,9 +177,57 @@ impl Worker {
     pub(crate) fn run(
         &self,
         shared: &Shared,
-        mut state: Box<RequestState>,
+        state: Box<RequestState>,
         phase: Phase,
         bytecode: Arc<Bytecode>,
+    ) -> (Box<RequestState>, Result<Status>) {
+        self.start(shared, state, phase, |w| Ok((self.functions.get(&w.lua, &bytecode)?, ())))
+    }
+
+    /// Runs init or init_worker with `bytecode`, its globals being the base environment.
+    pub(crate) fn run_init(&self, shared: &Shared, phase: Phase, bytecode: Arc<Bytecode>) -> Result<()> {
+        let mut state = RequestState::detached();
+        state.env = Some(self.lua.lock().base.clone());
+        match self.run(shared, state, phase, bytecode).1? {
+            Status::Yield => Err(Error::invalid_state(format!("{} yielded; it cannot wait", phase.name()))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs the callback of timer `id` (forgetting it if this is its `last` run).
+    pub(crate) fn run_timer(
+        &self,
+        shared: &Shared,
+        state: Box<RequestState>,
+        id: u64,
+        premature: bool,
+        last: bool,
+    ) -> (Box<RequestState>, Result<Status>) {
+        self.start(shared, state, Phase::Timer, |w| Ok((w.timer_chunk.clone(), (id, last, premature))))
+    }
+
+    /// Where the callback of timer `id` was defined (`chunk:line`) for a log line about a run
+    /// that will not happen; forgets the callback if that was its `last` run.
+    pub(crate) fn forget_timer(&self, id: u64, last: bool) -> String {
+        let guard = self.lua.lock();
+        let entries = &guard.timer_entries;
+        let defined_at = entries.raw_get::<Table>(id).and_then(|entry| entry.raw_get::<Function>("fn")).map(|f| {
+            let info = f.info();
+            format!("{}:{}", info.short_src.unwrap_or_default(), info.line_defined.unwrap_or(0))
+        });
+        if last {
+            let _ = entries.raw_set(id, Value::Nil);
+        }
+        defined_at.unwrap_or_else(|_| "?".into())
+    }
+
+    /// Runs `prepare`'s function on a pooled coroutine as `run_chunk(function, env, args...)`.
+    fn start<A: IntoLuaMulti>(
+        &self,
+        shared: &Shared,
+        mut state: Box<RequestState>,
+        phase: Phase,
+        prepare: impl FnOnce(&WorkerLua) -> mlua::Result<(Function, A)>,
     ) -> (Box<RequestState>, Result<Status>) {
         let guard = self.lua.lock();
         let w = &*guard;
@@ -170,16 +235,23 @@ impl Worker {
             return (state, Err(reentered()));
         }
         let prepared = (|| {
-            let function = self.functions.get(&w.lua, &bytecode)?;
+            let (function, args) = prepare(w)?;
             let env = w.request_env(&mut state)?;
-            Ok::<_, mlua::Error>((function, env, w.take_thread()?))
+            Ok::<_, mlua::Error>((function, env, args, w.take_thread()?))
         })();
-        let (function, env, thread) = match prepared {
+        let (function, env, args, thread) = match prepared {
             Ok(prepared) => prepared,
-            Err(e) => return (state, Err(Error::from_lua(&e))),
+            Err(e) => {
+                let error = Error::from_lua(&e);
+                // Nobody else would hear of it: init fails the engine, but a timer has no caller.
+                if phase == Phase::Timer {
+                    log_failure(&shared.logger, &error, phase, state.id);
+                }
+                return (state, Err(error));
+            }
         };
         let budget_left = w.budget.as_ref().map_or(Left::default(), |budget| budget.full());
-        self.drive(w, shared, state, phase, thread, budget_left, (function, env))
+        self.drive(w, shared, state, phase, thread, budget_left, (function, env, args))
     }
 
     /// Continues a suspended phase, handing it `event` (what its wait produced) if it waits.

@@ -7,6 +7,7 @@ use super::{fail, lua_failure, reply, type_name, CurrentRequest};
 use crate::phase::{Phase, Phases};
 
 const CTX: Phases = Phases::of(&[
+    Phase::InitWorker,
     Phase::Rewrite,
     Phase::Access,
     Phase::Content,

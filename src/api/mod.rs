@@ -17,6 +17,7 @@ mod resp;
 mod shdict;
 mod sleep;
 pub(crate) mod time;
+mod timer;
 mod uri;
 mod var;
 
@@ -35,6 +36,7 @@ use crate::log::Logger;
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
 use crate::shdict::SharedDict;
+use crate::timer::Timers;
 use crate::wait::Event;
 use crate::worker::FunctionCache;
 
@@ -98,6 +100,9 @@ pub(crate) struct Installed {
     pub current: CurrentRequest,
     /// The worker's cached time, refreshed before every phase run and resume.
     pub clock: time::Clock,
+    /// Timer callbacks by id, and the chunk that runs one (see `timer.rs`).
+    pub timer_entries: Table,
+    pub timer_chunk: Function,
 }
 
 /// Everything `install` needs from the engine.
@@ -120,6 +125,7 @@ pub(crate) struct Setup<'a> {
     pub worker: (usize, usize),
     /// Set when the engine starts shutting down (`ngx.worker.exiting`).
     pub exiting: Arc<AtomicBool>,
+    pub timers: Timers,
 }
 
 static SIGNAL_ANCHOR: u8 = 0;
@@ -258,6 +264,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     params.set("host", host::module(lua, &current, setup.host_functions, setup.async_functions)?)?;
     sleep::register(lua, &current, &impl_table)?;
     arg::register(lua, &current, &impl_table)?;
+    let timers = timer::register(lua, &current, &setup.timers, setup.worker.0)?;
     let dict_methods = lua.create_table()?;
     shdict::register(lua, setup.dicts, &dict_methods)?;
     params.set("dict_methods", dict_methods)?;
@@ -277,7 +284,9 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     base.set("require", glue.get::<Function>("require")?)?;
     base.set("pcall", glue.get::<Function>("pcall")?)?;
     base.set("xpcall", glue.get::<Function>("xpcall")?)?;
-    let print: Function = glue.get::<Function>("checked")?.call(impl_table.get::<Function>("print_log")?)?;
+    let checked: Function = glue.get("checked")?;
+    timer::install(lua, &ngx, &checked, &timers)?;
+    let print: Function = checked.call(impl_table.get::<Function>("print_log")?)?;
     base.set("print", print)?;
     if !setup.trusted {
         let package = lua.create_table()?;
@@ -300,7 +309,13 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     if !setup.trusted {
         crate::sandbox::seal(lua, base, &builtins, &[&headers_mt])?;
     }
-    Ok(Installed { run_chunk: glue.get("run_chunk")?, current, clock })
+    Ok(Installed {
+        run_chunk: glue.get("run_chunk")?,
+        current,
+        clock,
+        timer_entries: timers.entries,
+        timer_chunk: timers.chunk,
+    })
 }
 
 /// Appends what `ngx.say` prints for a scalar: strings as they are, numbers as

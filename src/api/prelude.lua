@@ -314,7 +314,11 @@ setmetatable(ngx, {
   __index = function(_, key)
     local get = getters[key]
     if get then
-      return get()
+      local value, err = get()
+      if value == signal then
+        error(err, 2)
+      end
+      return value
     end
   end,
   __newindex = function(t, key, value)

@@ -8,8 +8,9 @@ use super::error::{call, le_error, le_result};
 use super::host::{host_functions, le_function};
 use super::shdict::{dict_configs, le_dict_config};
 use super::variable::{le_variable_fn, resolver};
+use super::wait::{le_timer_op_fn, timer_ops};
 use super::{handle, le_str, require_out, slice, write_out};
-use crate::config::{EngineConfig, DEFAULT_TYPE};
+use crate::config::{EngineConfig, LuaSource, DEFAULT_TYPE};
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::log::{LogLevel, LogRecord, LogSink};
@@ -94,6 +95,26 @@ pub struct le_config {
     pub variable: le_variable_fn,
     /// Passed to `variable`; the engine never frees it.
     pub variable_user_data: *mut c_void,
+    /// `init_by_lua`: Lua source run in every worker's state when the engine is built, before
+    /// anything else (chunk name `init`). Its globals and `require`d modules are visible to
+    /// every request (treat them as read-only). Empty for none. Copied.
+    pub init: le_str,
+    /// `init_by_lua_file`: a Lua file run instead of `init` (not both); empty for none.
+    pub init_file: le_str,
+    /// `init_worker_by_lua`: Lua source run once in each worker after `init` (chunk name
+    /// `init_worker`), where timers are typically started. Empty for none. Copied.
+    pub init_worker: le_str,
+    /// `init_worker_by_lua_file`: a Lua file run instead of `init_worker`; empty for none.
+    pub init_worker_file: le_str,
+    /// `lua_max_pending_timers`, per worker. Default 1024.
+    pub max_pending_timers: u32,
+    /// `lua_max_running_timers`, per worker. Default 256.
+    pub max_running_timers: u32,
+    /// Receives the async host function calls of timer callbacks, which no request carries;
+    /// NULL makes such calls fail in the callback.
+    pub timer_op: le_timer_op_fn,
+    /// Passed to `timer_op`; the engine never frees it.
+    pub timer_op_user_data: *mut c_void,
 }
 
 /// An engine: workers, code cache and stats. Thread-safe: share one between host threads.
@@ -128,6 +149,10 @@ pub struct le_worker_stats {
     pub lua_memory: usize,
     /// Script versions this worker loaded into functions.
     pub functions_loaded: u64,
+    /// Timers of this worker waiting to expire.
+    pub pending_timers: usize,
+    /// Timer callbacks of this worker running now (those waiting included).
+    pub running_timers: usize,
 }
 
 /// The defaults: one worker per CPU, sandboxed, stderr logging, no budget, no memory cap.
@@ -156,6 +181,14 @@ pub extern "C" fn le_config_default() -> le_config {
         default_type: le_str::of(DEFAULT_TYPE.as_bytes()),
         variable: None,
         variable_user_data: std::ptr::null_mut(),
+        init: le_str::EMPTY,
+        init_file: le_str::EMPTY,
+        init_worker: le_str::EMPTY,
+        init_worker_file: le_str::EMPTY,
+        max_pending_timers: u32::try_from(defaults.max_pending_timers).unwrap_or(u32::MAX),
+        max_running_timers: u32::try_from(defaults.max_running_timers).unwrap_or(u32::MAX),
+        timer_op: None,
+        timer_op_user_data: std::ptr::null_mut(),
     }
 }
 
@@ -216,7 +249,27 @@ unsafe fn engine_config(config: &le_config) -> Result<EngineConfig, Error> {
         shared_dicts: unsafe { dict_configs(config.shared_dicts, config.n_shared_dicts)? },
         variables: resolver(config.variable, config.variable_user_data),
         default_type: unsafe { config.default_type.text("config.default_type")? }.to_string(),
+        init: unsafe { lua_source("init", config.init, config.init_file)? },
+        init_worker: unsafe { lua_source("init_worker", config.init_worker, config.init_worker_file)? },
+        max_pending_timers: config.max_pending_timers as usize,
+        max_running_timers: config.max_running_timers as usize,
+        timer_ops: timer_ops(config.timer_op, config.timer_op_user_data),
     })
+}
+
+/// The `phase` code of a config: inline source (named after the phase) or a file, not both.
+///
+/// # Safety
+/// Both strings must be valid `le_str`s.
+unsafe fn lua_source(phase: &str, source: le_str, file: le_str) -> Result<Option<LuaSource>, Error> {
+    let source = unsafe { source.bytes(&format!("config.{phase}"))? };
+    let file = unsafe { file.text(&format!("config.{phase}_file"))? };
+    match (source.is_empty(), file.is_empty()) {
+        (true, true) => Ok(None),
+        (false, true) => Ok(Some(LuaSource::inline(phase, source))),
+        (true, false) => Ok(Some(LuaSource::file(file))),
+        (false, false) => Err(Error::invalid_argument(format!("config.{phase} and config.{phase}_file are both set"))),
+    }
 }
 
 /// Creates an engine. `config` may be NULL for the defaults. On success `*out` owns the engine
@@ -240,7 +293,10 @@ pub extern "C" fn le_engine_new(
 }
 
 /// Frees an engine. Scripts and requests still alive keep working and keep what they need
-/// until they are freed. NULL is ignored.
+/// until they are freed. When the last engine handle and request are gone, the engine stops
+/// before the freeing call returns: running timer callbacks finish (their sleeps end at once),
+/// pending timers run once with `premature = true`, and no callback reaches the host after
+/// that (a timer callback that frees them defers this until it returns). NULL is ignored.
 #[no_mangle]
 pub extern "C" fn le_engine_free(engine: *mut le_engine) {
     super::free_handle(engine)
@@ -292,6 +348,8 @@ pub extern "C" fn le_engine_worker_stats(
             pooled_coroutines: worker.pooled_coroutines,
             lua_memory: worker.lua_memory,
             functions_loaded: worker.functions_loaded,
+            pending_timers: worker.pending_timers,
+            running_timers: worker.running_timers,
         };
         unsafe { write_out(out, c_stats) };
         Ok(())

@@ -1,13 +1,17 @@
 //! Waits (DESIGN.md §5): the wake callback for engine-driven waits (`ngx.sleep`), and the
-//! pending operations a host completes (async host functions, `ngx.req.read_body`).
+//! pending operations a host completes (async host functions, `ngx.req.read_body`), including
+//! those of timer callbacks, which no request carries.
 
 use std::ffi::c_void;
 use std::sync::Arc;
 
 use super::error::{call, le_error, le_result};
-use super::host::{copy_value, le_value};
+use super::host::{copy_value, le_value, Views};
 use super::request::{deliver_wake, exclusive, le_request};
 use super::{le_str, require_out, slice, write_out};
+use crate::error::Error;
+use crate::host::HostValue;
+use crate::timer::{TimerOp, TimerOpHandler};
 
 /// Called from the engine's clock thread when an engine-driven wait of `request` completes
 /// (`ngx.sleep`): the host should resume the request, typically by scheduling
@@ -20,7 +24,7 @@ pub type le_wake_fn = Option<unsafe extern "C" fn(request: *mut le_request, user
 
 /// A host-driven wait of a suspended request: perform it, then `le_request_complete` it by
 /// `id` and resume. `name` is the async host function's name, or `"ngx.req.read_body"` (complete
-/// it with the body as one string).
+/// it with the body as one string). For a timer's operation (`le_timer_op_fn`) `id` is unused.
 #[repr(C)]
 pub struct le_pending {
     pub id: u64,
@@ -134,4 +138,113 @@ pub extern "C" fn le_request_complete_error(
         let message = String::from_utf8_lossy(unsafe { message.bytes("message")? }).into_owned();
         exclusive(request, |rust_request, _| rust_request.complete(id, Err(message)))?
     })
+}
+
+/// An async host function called by a timer callback. No request carries it: the host gets
+/// this handle from its `le_timer_op_fn` and owns it until it passes it to exactly one of
+/// `le_timer_op_complete`, `le_timer_op_complete_error` or `le_timer_op_free`, from any thread.
+pub struct le_timer_op {
+    op: TimerOp,
+}
+
+/// Receives the async host function calls of timer callbacks (`le_config.timer_op`). `op` is
+/// the host's to complete later; `pending` (the function's name and arguments) is valid only
+/// during this call. Called on an engine thread right after the callback yields: it must be
+/// thread-safe and must not block (complete `op` here if the answer is at hand) or throw.
+pub type le_timer_op_fn =
+    Option<unsafe extern "C" fn(op: *mut le_timer_op, pending: *const le_pending, user_data: *mut c_void)>;
+
+struct CTimerOps {
+    callback: unsafe extern "C" fn(*mut le_timer_op, *const le_pending, *mut c_void),
+    user_data: *mut c_void,
+}
+
+// SAFETY: le_timer_op_fn's contract makes the callback and its user data usable from any thread.
+unsafe impl Send for CTimerOps {}
+unsafe impl Sync for CTimerOps {}
+
+impl CTimerOps {
+    fn hand_over(&self, op: TimerOp) {
+        let handle = Box::into_raw(Box::new(le_timer_op { op }));
+        // Views into the boxed op, which stays put until the host releases it; no Rust
+        // reference to it outlives this block, as the host may release it during the call.
+        let (_views, name, args) = {
+            let op = unsafe { &(*handle).op }.op();
+            let mut views = Views::default();
+            let args: Vec<le_value> = op.args.iter().map(|arg| views.view(arg)).collect();
+            (views, le_str::of(op.name.as_bytes()), args)
+        };
+        let pending = le_pending { id: 0, name, args: args.as_ptr(), n_args: args.len() };
+        unsafe { (self.callback)(handle, &pending, self.user_data) };
+    }
+}
+
+/// The engine's handler for a config's `timer_op` callback.
+pub(crate) fn timer_ops(callback: le_timer_op_fn, user_data: *mut c_void) -> Option<TimerOpHandler> {
+    let c_ops = CTimerOps { callback: callback?, user_data };
+    Some(Arc::new(move |op: TimerOp| c_ops.hand_over(op)))
+}
+
+/// Takes back a timer operation the host releases.
+fn take_timer_op(op: *mut le_timer_op) -> Result<TimerOp, Error> {
+    if op.is_null() {
+        return Err(Error::invalid_argument("op is NULL"));
+    }
+    // SAFETY: non-NULL ops come from Box::into_raw in `hand_over`, released once.
+    Ok(unsafe { Box::from_raw(op) }.op)
+}
+
+/// Releases `op`, completing it with what `answer` reads from the host's arguments. Arguments
+/// that cannot be read fail the call in the callback, and the host gets the error too.
+fn finish_timer_op(
+    op: *mut le_timer_op,
+    answer: impl FnOnce() -> Result<Result<Vec<HostValue>, String>, Error>,
+) -> Result<(), Error> {
+    let op = take_timer_op(op)?;
+    match answer() {
+        Ok(result) => {
+            op.complete(result);
+            Ok(())
+        }
+        Err(error) => {
+            op.complete(Err(error.message.clone()));
+            Err(error)
+        }
+    }
+}
+
+/// Completes a timer's operation with `n` results (deep-copied), which the callback receives,
+/// and releases `op`.
+#[no_mangle]
+pub extern "C" fn le_timer_op_complete(
+    op: *mut le_timer_op,
+    values: *const le_value,
+    n: usize,
+    err: *mut *mut le_error,
+) -> le_result {
+    call(err, || {
+        finish_timer_op(op, || {
+            let values = unsafe { slice(values, n, "values")? };
+            Ok(Ok(values.iter().map(|value| unsafe { copy_value(value, 0) }).collect::<Result<_, _>>()?))
+        })
+    })
+}
+
+/// Fails a timer's operation: the callback raises `message`. Releases `op`.
+#[no_mangle]
+pub extern "C" fn le_timer_op_complete_error(
+    op: *mut le_timer_op,
+    message: le_str,
+    err: *mut *mut le_error,
+) -> le_result {
+    call(err, || {
+        finish_timer_op(op, || Ok(Err(String::from_utf8_lossy(unsafe { message.bytes("message")? }).into_owned())))
+    })
+}
+
+/// Releases a timer's operation without completing it: the callback raises "the host dropped
+/// the operation without completing it". NULL is ignored.
+#[no_mangle]
+pub extern "C" fn le_timer_op_free(op: *mut le_timer_op) {
+    super::free_handle(op)
 }
