@@ -76,8 +76,6 @@ class Site {
 
  private:
   static le_config engine_config(const site_config &site) {
-    for (const site_lua &init : site.init)
-      if (init.key) throw std::runtime_error(std::string(site.path) + ": " + init.key + ": this engine has no init phases yet");
     le_config config = le_config_default();
     site_engine_config(&site, &config);
     return config;

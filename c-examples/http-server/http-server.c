@@ -539,11 +539,6 @@ static int start_engine(server *srv) {
   const site_config *site = srv->site;
   le_config config = le_config_default();
   site_engine_config(site, &config);
-  for (int i = SITE_INIT; i <= SITE_INIT_WORKER; i++)
-    if (site->init[i].key) {
-      fprintf(stderr, "http-server: %s: %s: this engine has no init phases yet\n", site->path, site->init[i].key);
-      return -1;
-    }
   le_error *err = NULL;
   if (le_engine_new(&config, &srv->engine, &err) != LE_OK) return die_config(site, "(engine)", "le_engine_new", err);
   srv->scripts = calloc(site->n_locations * SITE_PHASES + 1, sizeof *srv->scripts);

@@ -475,7 +475,21 @@ void site_config_free(site_config *config) {
   free(config);
 }
 
+/* Inline source or file of an init key into the engine config's pair of fields. */
+static void engine_lua(const site_lua *lua, le_str *source, le_str *file) {
+  if (lua->chunk) {
+    source->ptr = (const uint8_t *)lua->source.ptr;
+    source->len = lua->source.len;
+  }
+  if (lua->file) {
+    file->ptr = (const uint8_t *)lua->file;
+    file->len = strlen(lua->file);
+  }
+}
+
 void site_engine_config(const site_config *config, le_config *engine_config) {
+  engine_lua(&config->init[SITE_INIT], &engine_config->init, &engine_config->init_file);
+  engine_lua(&config->init[SITE_INIT_WORKER], &engine_config->init_worker, &engine_config->init_worker_file);
   engine_config->workers = config->workers;
   engine_config->trusted = config->trusted;
   engine_config->package_path = config->engine_package_path;

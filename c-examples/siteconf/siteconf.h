@@ -138,8 +138,9 @@ void site_config_free(site_config *config);
  * malloc'ed. The servers' --listen option uses it too. */
 int site_parse_listen(const char *listen, char **host, uint16_t *port);
 
-/* Fills the engine's config from the site's: workers, trusted, package_path, shared dicts and
- * default_type. It points into `config`, which must outlive the le_engine_new call. */
+/* Fills the engine's config from the site's: workers, trusted, package_path, shared dicts,
+ * default_type, init and init_worker. It points into `config`, which must outlive the
+ * le_engine_new call. */
 void site_engine_config(const site_config *config, le_config *engine_config);
 
 /* The location for a request path, nginx's way: an exact match wins, else the longest prefix.

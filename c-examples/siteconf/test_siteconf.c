@@ -113,6 +113,8 @@ static void every_key_is_read(void) {
   CHECK_EQ(engine.n_shared_dicts, 2);
   CHECK_EQ(engine.shared_dicts[0].capacity, 10 * 1024 * 1024);
   CHECK(le_str_eq(engine.default_type, "text/html"));
+  CHECK(le_str_eq(engine.init, "x = 1") && engine.init_file.len == 0);
+  CHECK(engine.init_worker.len == 0 && le_str_eq(engine.init_worker_file, c->init[SITE_INIT_WORKER].file));
   site_config_free(c);
 }
 
