@@ -4,7 +4,8 @@
 # Idempotent and quick when everything is there. CI runs it through scripts/test.sh.
 set -euo pipefail
 
-APT_PACKAGES=(build-essential cmake ninja-build pkg-config valgrind git)
+APT_PACKAGES=(build-essential cmake ninja-build pkg-config valgrind git curl
+  libmicrohttpd-dev libjansson-dev libcpp-httplib-dev)  # the example servers and their tests
 CBINDGEN_VERSION=0.29.4
 
 missing=()

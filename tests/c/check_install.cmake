@@ -1,8 +1,10 @@
-# Installs the build into a scratch prefix and uses it as a consumer would:
-#   1. find_package(luaengine) from a separate CMake project (c-examples/hello on its own),
-#      once with luaengine::static and once with luaengine::shared;
-#   2. pkg-config --cflags --libs luaengine with a plain compiler call, linking the shared library.
-# Run by ctest (install_and_consume); the variables come from tests/c/CMakeLists.txt.
+# Installs the build into a scratch prefix and uses it as a consumer would, by CONSUMER:
+#   find_package: find_package(luaengine) from a separate CMake project (c-examples/hello on its
+#                 own), once with luaengine::luaengine (the shared library) and once with
+#                 luaengine::static;
+#   pkg_config:   pkg-config --cflags --libs luaengine with plain compiler calls, linking the
+#                 shared library: hello.c, and a C++ program on luaengine.hpp.
+# Run by ctest (install_and_consume.*); the variables come from tests/c/CMakeLists.txt.
 cmake_minimum_required(VERSION 3.20) # policies of this century in script mode (CMP0054)
 
 function(run)
@@ -21,6 +23,7 @@ file(MAKE_DIRECTORY "${WORK_DIR}")
 run("${CMAKE_COMMAND}" --install "${BUILD_DIR}" --prefix "${prefix}")
 foreach(file
     "${LIBDIR}/libluaengine.a" "${LIBDIR}/libluaengine.so" "${LIBDIR}/${SONAME}" "${INCLUDEDIR}/luaengine.h"
+    "${INCLUDEDIR}/luaengine.hpp"
     "${LIBDIR}/pkgconfig/luaengine.pc" "${LIBDIR}/cmake/luaengine/luaengineConfig.cmake"
     "${LIBDIR}/cmake/luaengine/luaengineConfigVersion.cmake")
   if(NOT EXISTS "${prefix}/${file}")
@@ -32,25 +35,23 @@ if(NOT IS_SYMLINK "${prefix}/${LIBDIR}/libluaengine.so" OR IS_SYMLINK "${prefix}
 endif()
 message(STATUS "installed into ${prefix}")
 
-# 1. CMake consumers, of each imported target.
-foreach(kind IN ITEMS static shared)
-  if(kind STREQUAL "shared")
-    set(link_shared ON)
-  else()
-    set(link_shared OFF)
-  endif()
-  run("${CMAKE_COMMAND}" -S "${HELLO_DIR}" -B "${WORK_DIR}/hello-${kind}" -G "${GENERATOR}"
-      "-DCMAKE_PREFIX_PATH=${prefix}" "-DCMAKE_C_COMPILER=${C_COMPILER}" -DCMAKE_BUILD_TYPE=Release
-      "-DHELLO_SHARED=${link_shared}")
-  run("${CMAKE_COMMAND}" --build "${WORK_DIR}/hello-${kind}")
-  run("${WORK_DIR}/hello-${kind}/hello")
-  if(NOT out MATCHES "body: hello u1 /t")
-    message(FATAL_ERROR "hello built with find_package(luaengine) and luaengine::${kind} printed:\n${out}")
-  endif()
-  message(STATUS "find_package(luaengine) + luaengine::${kind}: hello runs")
-endforeach()
+if(CONSUMER STREQUAL "find_package")
+  foreach(kind IN ITEMS luaengine static)
+    run("${CMAKE_COMMAND}" -S "${HELLO_DIR}" -B "${WORK_DIR}/hello-${kind}" -G "${GENERATOR}"
+        "-DCMAKE_PREFIX_PATH=${prefix}" "-DCMAKE_C_COMPILER=${C_COMPILER}" -DCMAKE_BUILD_TYPE=Release
+        "-DHELLO_LUAENGINE=luaengine::${kind}")
+    run("${CMAKE_COMMAND}" --build "${WORK_DIR}/hello-${kind}")
+    run("${WORK_DIR}/hello-${kind}/hello")
+    if(NOT out MATCHES "body: hello u1 /t")
+      message(FATAL_ERROR "hello built with find_package(luaengine) and luaengine::${kind} printed:\n${out}")
+    endif()
+    message(STATUS "find_package(luaengine) + luaengine::${kind}: hello runs")
+  endforeach()
+  return()
+elseif(NOT CONSUMER STREQUAL "pkg_config")
+  message(FATAL_ERROR "CONSUMER must be find_package or pkg_config, not '${CONSUMER}'")
+endif()
 
-# 2. pkg-config consumer.
 if(NOT PKG_CONFIG OR PKG_CONFIG MATCHES "NOTFOUND$")
   message(FATAL_ERROR "pkg-config was not found; it is needed to check luaengine.pc")
 endif()
@@ -68,3 +69,10 @@ if(NOT out MATCHES "body: hello u1 /t")
   message(FATAL_ERROR "hello built with pkg-config printed:\n${out}")
 endif()
 message(STATUS "pkg-config luaengine + libluaengine.so: hello runs")
+
+run("${CXX_COMPILER}" -std=c++17 "${CXX_CONSUMER}" ${flags} -o "${WORK_DIR}/consumer-hpp")
+run("${CMAKE_COMMAND}" -E env "LD_LIBRARY_PATH=${prefix}/${LIBDIR}" "${WORK_DIR}/consumer-hpp")
+if(NOT out STREQUAL "hello from /consumer\n")
+  message(FATAL_ERROR "the luaengine.hpp consumer built with pkg-config printed:\n${out}")
+endif()
+message(STATUS "pkg-config luaengine + luaengine.hpp: the C++ consumer runs")
