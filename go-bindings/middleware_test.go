@@ -27,16 +27,22 @@ type phaseSources struct {
 }
 
 func newSite(t *testing.T, src phaseSources, config MiddlewareConfig, next http.Handler) *site {
+	return newSiteOn(t, Config{}, src, config, next)
+}
+
+// newSiteOn is newSite on an engine configured from ec.
+func newSiteOn(t *testing.T, ec Config, src phaseSources, config MiddlewareConfig, next http.Handler) *site {
 	s := &site{t: t, logs: &logs{}}
-	e := newEngine(t, Config{
-		Log: func(r LogRecord) {
-			s.logs.add(r)
-			if r.Level == LogInfo { // what the scripts log; the engine reports failures as errors
-				s.event(r.Phase.String() + ":" + r.Message)
-			}
-		},
-		InstructionBudget: 1000000,
-	})
+	ec.Log = func(r LogRecord) {
+		s.logs.add(r)
+		if r.Level == LogInfo { // what the scripts log; the engine reports failures as errors
+			s.event(r.Phase.String() + ":" + r.Message)
+		}
+	}
+	if ec.InstructionBudget == 0 {
+		ec.InstructionBudget = 1000000
+	}
+	e := newEngine(t, ec)
 	script := func(name, source string) *Script {
 		if source == "" {
 			return nil
@@ -131,14 +137,14 @@ func TestMiddlewareContent(t *testing.T) {
 }
 
 func TestMiddlewareAllPhasesAroundContent(t *testing.T) {
-	s := newSite(t, phaseSources{
+	s := newSiteOn(t, Config{DefaultType: "text/html"}, phaseSources{
 		rewrite:      `ngx.ctx.trace = "rewrite"`,
 		access:       `ngx.ctx.trace = ngx.ctx.trace .. ",access"`,
 		content:      `ngx.ctx.trace = ngx.ctx.trace .. ",content" ngx.say(ngx.ctx.trace)`,
 		headerFilter: `ngx.log(ngx.INFO, ngx.ctx.trace, ",header_filter")`,
 		bodyFilter:   `ngx.log(ngx.INFO, "body_filter")`,
 		log:          `ngx.log(ngx.INFO, "log ", ngx.status)`,
-	}, MiddlewareConfig{DefaultType: "text/html"}, nil)
+	}, MiddlewareConfig{}, nil)
 	w := s.get("/")
 	s.expect(w, 200, "rewrite,access,content\n")
 	if w.Header().Get("Content-Type") != "text/html" {
@@ -253,23 +259,42 @@ func TestMiddlewareExitAndRedirect(t *testing.T) {
 }
 
 func TestMiddlewareBody(t *testing.T) {
-	var seen string
-	s := newSite(t, phaseSources{access: `ngx.log(ngx.INFO, "body ", ngx.req.get_body_data())`},
-		MiddlewareConfig{MaxBodySize: 16}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b, _ := io.ReadAll(r.Body)
-			seen = string(b)
-		}))
-	post := func(body string) *httptest.ResponseRecorder {
-		w := httptest.NewRecorder()
-		s.handler.ServeHTTP(w, httptest.NewRequest("POST", "/", strings.NewReader(body)))
-		return w
+	for _, c := range []struct {
+		name   string
+		access string
+		config MiddlewareConfig
+	}{
+		// nginx reads the body when a script asks for it...
+		{"read_body", `ngx.req.read_body() ngx.log(ngx.INFO, "body ", ngx.req.get_body_data())`, MiddlewareConfig{MaxBodySize: 16}},
+		// ... or before rewrite with lua_need_request_body on.
+		{"need body", `ngx.log(ngx.INFO, "body ", ngx.req.get_body_data())`, MiddlewareConfig{MaxBodySize: 16, NeedRequestBody: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var seen string
+			s := newSite(t, phaseSources{access: c.access}, c.config,
+				http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					b, _ := io.ReadAll(r.Body)
+					seen = string(b)
+				}))
+			post := func(body io.Reader) *httptest.ResponseRecorder {
+				w := httptest.NewRecorder()
+				s.handler.ServeHTTP(w, httptest.NewRequest("POST", "/", body))
+				return w
+			}
+			s.expect(post(strings.NewReader("name=alice")), 200, "")
+			if seen != "name=alice" {
+				t.Fatalf("the wrapped handler read %q", seen)
+			}
+			s.expectEvents("access:body name=alice")
+			// Too large by its Content-Length, or when read (no length: a plain io.Reader).
+			s.nextRan = false
+			s.expect(post(strings.NewReader(strings.Repeat("x", 17))), 413, "413 Request Entity Too Large\n")
+			s.expect(post(io.MultiReader(strings.NewReader(strings.Repeat("x", 17)))), 413, "413 Request Entity Too Large\n")
+			if s.nextRan {
+				t.Fatal("the wrapped handler ran for a body too large")
+			}
+		})
 	}
-	s.expect(post("name=alice"), 200, "")
-	if seen != "name=alice" {
-		t.Fatalf("the wrapped handler read %q", seen)
-	}
-	s.expectEvents("access:body name=alice")
-	s.expect(post(strings.Repeat("x", 17)), 413, "413 Request Entity Too Large\n")
 }
 
 func TestMiddlewareClosed(t *testing.T) {
