@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -328,4 +329,131 @@ func TestMiddlewareLargeRequests(t *testing.T) {
 	w := httptest.NewRecorder()
 	s.handler.ServeHTTP(w, r)
 	s.expect(w, 200, "40 10000 example.com\n")
+}
+
+// What rewrite and access change in the request is what the wrapped handler sees.
+func TestMiddlewareRequestChanges(t *testing.T) {
+	type seen struct {
+		method, path, query, host string
+		header                    http.Header
+		same                      bool
+	}
+	cases := []struct {
+		name, rewrite, access string
+		want                  seen
+	}{
+		{"nothing", `ngx.ctx.x = 1`, `ngx.var.backend = "b1"`,
+			seen{"GET", "/p", "a=1", "example.com", http.Header{"X-Keep": {"k"}, "X-Drop": {"d"}}, true}},
+		{"uri and args", `ngx.req.set_uri("/new path")`, `ngx.req.set_uri_args({b = "2 3"})`,
+			seen{"GET", "/new path", "b=2%203", "example.com", http.Header{"X-Keep": {"k"}, "X-Drop": {"d"}}, false}},
+		{"var args", ``, `ngx.var.args = "c=4"`,
+			seen{"GET", "/p", "c=4", "example.com", http.Header{"X-Keep": {"k"}, "X-Drop": {"d"}}, false}},
+		{"headers", `ngx.req.set_header("X-Added", {"1", "2"}) ngx.req.clear_header("X-Drop")`,
+			`ngx.req.set_header("Host", "other.example")`,
+			seen{"GET", "/p", "a=1", "other.example", http.Header{"X-Keep": {"k"}, "X-Added": {"1", "2"}}, false}},
+		{"method", `ngx.req.set_method(ngx.HTTP_POST)`, ``,
+			seen{"POST", "/p", "a=1", "example.com", http.Header{"X-Keep": {"k"}, "X-Drop": {"d"}}, false}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var got seen
+			original := httptest.NewRequest("GET", "/p?a=1", nil)
+			original.Header.Set("X-Keep", "k")
+			original.Header.Set("X-Drop", "d")
+			s := newSite(t, phaseSources{rewrite: c.rewrite, access: c.access}, MiddlewareConfig{},
+				http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					got = seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Host, r.Header, r == original}
+				}))
+			w := httptest.NewRecorder()
+			s.handler.ServeHTTP(w, original)
+			if got.method != c.want.method || got.path != c.want.path || got.query != c.want.query ||
+				got.host != c.want.host || !reflect.DeepEqual(got.header, c.want.header) || got.same != c.want.same {
+				t.Fatalf("the wrapped handler saw\n%+v\nwant\n%+v", got, c.want)
+			}
+			if original.URL.Path != "/p" || original.Header.Get("X-Drop") != "d" {
+				t.Fatal("the caller's request was changed")
+			}
+		})
+	}
+}
+
+// header_filter and body_filter work on the wrapped handler's response: its status and
+// headers through ngx.status and ngx.header, its body through ngx.arg.
+func TestMiddlewareFiltersOnHandlerResponse(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Upstream", "u")
+		w.Header().Set("X-Secret", "s")
+		w.Header().Set("Content-Length", "15")
+		w.WriteHeader(201)
+		io.WriteString(w, "chunk one\n")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "two\n")
+	})
+	s := newSite(t, phaseSources{
+		headerFilter: `
+			ngx.log(ngx.INFO, "status ", ngx.status, " upstream ", ngx.header["X-Upstream"])
+			ngx.header["X-Secret"] = nil
+			ngx.header["X-Filtered"] = "yes"
+			if ngx.var.arg_status then ngx.status = tonumber(ngx.var.arg_status) end`,
+		bodyFilter: `
+			ngx.arg[1] = string.upper(ngx.arg[1])
+			if ngx.arg[2] then ngx.arg[1] = ngx.arg[1] .. "-- end\n" end
+			if ngx.var.arg_cut and ngx.arg[1] ~= "" then ngx.arg[2] = true end`,
+		log: `ngx.log(ngx.INFO, "log ", ngx.status)`,
+	}, MiddlewareConfig{}, handler)
+	w := s.get("/")
+	s.expect(w, 201, "CHUNK ONE\nTWO\n-- end\n")
+	h := w.Header()
+	if h.Get("X-Upstream") != "u" || h.Get("X-Secret") != "" || h.Get("X-Filtered") != "yes" || h.Get("Content-Length") != "" {
+		t.Fatalf("headers %v", h)
+	}
+	s.expectEvents("header_filter:status 201 upstream u", "log:log 201")
+
+	s.events = nil
+	s.expect(s.get("/?status=299"), 299, "CHUNK ONE\nTWO\n-- end\n")
+	s.expectEvents("header_filter:status 201 upstream u", "log:log 299")
+
+	// The filter ends the body early: nothing after that chunk goes out.
+	s.expect(s.get("/?cut=1"), 201, "CHUNK ONE\n")
+}
+
+// A log script alone still sees the wrapped handler's status.
+func TestMiddlewareLogSeesHandlerStatus(t *testing.T) {
+	s := newSite(t, phaseSources{log: `ngx.log(ngx.INFO, "log ", ngx.status)`}, MiddlewareConfig{},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	s.expect(s.get("/"), 204, "")
+	s.expectEvents("log:log 204")
+}
+
+// ngx.req.set_uri(uri, true) in rewrite: the request goes to LocationJump, or on here.
+func TestMiddlewareLocationJump(t *testing.T) {
+	var router http.Handler
+	jumped := newSite(t, phaseSources{content: `ngx.say("jumped to ", ngx.var.uri, " x=", ngx.req.get_headers()["x"])`},
+		MiddlewareConfig{}, nil)
+	s := newSite(t, phaseSources{
+		rewrite: `ngx.req.set_header("X", "1") if ngx.var.uri ~= "/loop" then ngx.req.set_uri("/target", true) end
+		          ngx.req.set_uri("/loop", true)`,
+		access: `ngx.log(ngx.INFO, "access here")`,
+		log:    `ngx.log(ngx.INFO, "log here")`,
+	}, MiddlewareConfig{LocationJump: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		router.ServeHTTP(w, r)
+	})}, nil)
+	router = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/target" {
+			jumped.handler.ServeHTTP(w, r)
+			return
+		}
+		s.handler.ServeHTTP(w, r)
+	})
+	s.expect(s.get("/start"), 200, "jumped to /target x=1\n")
+	s.expectEvents() // neither access nor log ran in the first location
+	// A rewrite that jumps to itself stops after 10 jumps.
+	s.expect(s.get("/loop"), 500, "500 Internal Server Error\n")
+
+	// Without LocationJump the request goes on here with its new URI.
+	here := newSite(t, phaseSources{
+		rewrite: `ngx.req.set_uri("/target", true)`,
+		content: `ngx.say("here ", ngx.var.uri)`,
+	}, MiddlewareConfig{}, nil)
+	here.expect(here.get("/start"), 200, "here /target\n")
 }
