@@ -10,6 +10,8 @@ import (
 	"log"
 	"net/http"
 	"net/textproto"
+	"strings"
+	"unsafe"
 )
 
 // MiddlewareConfig configures a net/http [Middleware].
@@ -128,7 +130,7 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	case x.Answered():
 		m.writeAnswer(w, x)
 	default:
-		applyHeaders(w.Header(), x)
+		m.applyHeaders(w.Header(), x)
 		r = requestSeenByNext(x, r)
 		if !m.p.HasFilters() && !m.p.HasLog() {
 			next.ServeHTTP(w, r)
@@ -193,7 +195,7 @@ func requestSeenByNext(x *Exchange, r *http.Request) *http.Request {
 		r.Host = ""
 		for i := range n {
 			name, value := x.RequestHeader(i)
-			key := textproto.CanonicalMIMEHeaderKey(string(name))
+			key := headerKey(name)
 			if key == "Host" {
 				r.Host = string(value)
 				continue
@@ -214,7 +216,7 @@ func (m *Middleware) finish(x *Exchange, r *http.Request) {
 // writeAnswer sends Lua's response.
 func (m *Middleware) writeAnswer(w http.ResponseWriter, x *Exchange) {
 	h := w.Header()
-	if !applyHeaders(h, x) {
+	if !m.applyHeaders(h, x) {
 		h["Content-Type"] = m.defaultType
 	}
 	w.WriteHeader(x.AnswerStatus())
@@ -225,21 +227,41 @@ func (m *Middleware) writeAnswer(w http.ResponseWriter, x *Exchange) {
 
 // applyHeaders sets the response headers scripts set (replacing the handler's of the same name;
 // repeated names add values) and reports whether Content-Type was among them.
-func applyHeaders(h http.Header, x *Exchange) (hasType bool) {
+func (m *Middleware) applyHeaders(h http.Header, x *Exchange) (hasType bool) {
 	n := x.NumHeaders()
 	for i := 0; i < n; i++ {
 		name, value := x.Header(i)
-		key := textproto.CanonicalMIMEHeaderKey(string(name))
-		if key == "Content-Type" {
-			hasType = true
-		}
-		if x.HeaderRepeated(i) {
+		key := headerKey(name)
+		switch {
+		case x.HeaderRepeated(i):
 			h[key] = append(h[key], string(value))
-		} else {
+		case key == "Content-Type" && string(value) == m.defaultType[0]:
+			// The engine's default_type, usually: the shared slice spares two allocations.
+			h[key] = m.defaultType
+		default:
 			h[key] = []string{string(value)}
 		}
+		hasType = hasType || key == "Content-Type"
 	}
 	return hasType
+}
+
+// commonHeaders are response header names, canonical, that scripts often set: headerKey finds
+// them without allocating.
+var commonHeaders = [...]string{
+	"Content-Type", "Content-Length", "Location", "Cache-Control", "Set-Cookie", "Content-Encoding",
+	"Content-Disposition", "Last-Modified", "Etag", "Expires", "Vary", "X-Frame-Options",
+	"X-Content-Type-Options",
+}
+
+// headerKey is the canonical form of a header name, as http.Header keys it.
+func headerKey(name []byte) string {
+	for _, key := range commonHeaders {
+		if len(key) == len(name) && strings.EqualFold(key, unsafe.String(unsafe.SliceData(name), len(name))) {
+			return key
+		}
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(name))
 }
 
 // fail answers with an error status and reports err.
@@ -338,7 +360,7 @@ func replaceHeaders(h http.Header, x *Exchange) {
 	clear(h)
 	for i, n := 0, x.NumHeaders(); i < n; i++ {
 		name, value := x.Header(i)
-		key := textproto.CanonicalMIMEHeaderKey(string(name))
+		key := headerKey(name)
 		h[key] = append(h[key], string(value))
 	}
 }
