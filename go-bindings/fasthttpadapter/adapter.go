@@ -12,6 +12,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"iter"
 	"log"
 	"net"
 	"net/netip"
@@ -166,13 +167,7 @@ func applyChanges(req *fasthttp.Request, x *luaengine.Exchange) {
 	}
 	if changes&luaengine.ChangedHeaders != 0 {
 		h := &req.Header
-		var names []string
-		for name := range h.All() {
-			names = append(names, string(name))
-		}
-		for _, name := range names {
-			h.Del(name)
-		}
+		clearHeaders(h)
 		for i, n := 0, x.NumRequestHeaders(); i < n; i++ {
 			name, value := x.RequestHeader(i)
 			if bytes.EqualFold(name, host) {
@@ -227,15 +222,23 @@ func (m *Middleware) filter(ctx *fasthttp.RequestCtx, x *luaengine.Exchange) {
 
 // replaceHeaders makes h the response headers as header_filter left them.
 func replaceHeaders(h *fasthttp.ResponseHeader, x *luaengine.Exchange) {
+	clearHeaders(h)
+	for i, n := 0, x.NumHeaders(); i < n; i++ {
+		h.AddBytesKV(x.Header(i))
+	}
+}
+
+// clearHeaders deletes every header of a fasthttp request or response.
+func clearHeaders(h interface {
+	All() iter.Seq2[[]byte, []byte]
+	Del(key string)
+}) {
 	var names []string
 	for name := range h.All() {
-		names = append(names, string(name))
+		names = append(names, string(name)) // copied: Del changes the buffers All reads
 	}
 	for _, name := range names {
 		h.Del(name)
-	}
-	for i, n := 0, x.NumHeaders(); i < n; i++ {
-		h.AddBytesKV(x.Header(i))
 	}
 }
 
