@@ -183,3 +183,11 @@ le_result lego_timer_op_answer(le_timer_op *op, const le_value *values, size_t n
   if (fail) return le_timer_op_complete_error(op, message, NULL);
   return le_timer_op_complete(op, values, n, NULL);
 }
+
+static void dict_key_trampoline(le_str key, void *user_data) {
+  legoDictKey(key, (uintptr_t)user_data);
+}
+
+le_result lego_dict_keys(const le_dict *dict, size_t max, uintptr_t handle, le_error **err) {
+  return le_dict_keys(dict, max, dict_key_trampoline, (void *)handle, err);
+}

@@ -120,6 +120,9 @@ void lego_set_function(le_function *function, le_str name, uintptr_t handle);
 void lego_set_log(le_config *config, uintptr_t handle);
 void lego_set_timer_op(le_config *config, uintptr_t handle);
 
+/* le_dict_keys into the Go callback legoDictKey, with a cgo.Handle as its user data. */
+le_result lego_dict_keys(const le_dict *dict, size_t max, uintptr_t handle, le_error **err);
+
 /* Hands `n` results (or, with `fail`, an error message) to a host call in one crossing. */
 le_result lego_call_answer(le_call *call, const le_value *values, size_t n, bool fail, le_str message);
 
