@@ -250,7 +250,9 @@ func (d *Dict) FlushAll() error {
 // FlushExpired removes up to max expired entries (0: all) and returns how many it removed.
 func (d *Dict) FlushExpired(max int) (int, error) {
 	var n C.size_t
-	err := use(d, func(cerr **C.le_error) C.enum_le_result { return C.le_dict_flush_expired(d.ptr, C.size_t(max), &n, cerr) })
+	err := use(d, func(cerr **C.le_error) C.enum_le_result {
+		return C.le_dict_flush_expired(d.ptr, C.size_t(max), &n, cerr)
+	})
 	return int(n), err
 }
 

@@ -450,10 +450,20 @@ func TestMiddlewareLocationJump(t *testing.T) {
 	// A rewrite that jumps to itself stops after 10 jumps.
 	s.expect(s.get("/loop"), 500, "500 Internal Server Error\n")
 
-	// Without LocationJump the request goes on here with its new URI.
+	// Without LocationJump the request goes on here with its new URI: to content, or to the
+	// wrapped handler with what access changed too, and log runs.
 	here := newSite(t, phaseSources{
 		rewrite: `ngx.req.set_uri("/target", true)`,
 		content: `ngx.say("here ", ngx.var.uri)`,
 	}, MiddlewareConfig{}, nil)
 	here.expect(here.get("/start"), 200, "here /target\n")
+	next := newSite(t, phaseSources{
+		rewrite: `ngx.req.set_uri("/target", true)`,
+		access:  `ngx.req.set_header("X-Access", "1")`,
+		log:     `ngx.log(ngx.INFO, "log")`,
+	}, MiddlewareConfig{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "next "+r.URL.Path+" "+r.Header.Get("X-Access")+"\n")
+	}))
+	next.expect(next.get("/start"), 200, "next /target 1\n")
+	next.expectEvents("log:log")
 }

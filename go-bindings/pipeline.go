@@ -88,7 +88,6 @@ type Exchange struct {
 	f       *frame
 	err     error
 	changes Change
-	resumed bool // Continue was called after a location jump
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(Exchange) }}
@@ -181,7 +180,7 @@ func (x *Exchange) Answered() bool { return x.err == nil && bool(x.f.c.answered)
 // its locations again against the new URI (Path) and run that location's phases. Either route
 // the request again — Finish this exchange, whose log phase then does not run, and begin one
 // on the new location's pipeline with the request as Changes says — or Continue here.
-func (x *Exchange) LocationJump() bool { return x.err == nil && bool(x.f.c.jumped) && !x.resumed }
+func (x *Exchange) LocationJump() bool { return x.err == nil && bool(x.f.c.jumped) }
 
 // Continue goes on after a location jump in this pipeline: access, then content or the
 // wrapped handler, as if the URI had been changed without a jump. Afterwards, check Err,
@@ -190,7 +189,7 @@ func (x *Exchange) Continue() error {
 	if !x.LocationJump() {
 		return nil
 	}
-	x.resumed = true
+	x.f.c.jumped = false
 	_, x.err = x.f.run()
 	x.changes = x.f.changes()
 	return x.err
@@ -309,7 +308,9 @@ func ErrorPage(status int) []byte {
 }
 
 // HasFilters reports whether the pipeline has a header_filter or body_filter script.
-func (p *Pipeline) HasFilters() bool { return p.phases.HeaderFilter != nil || p.phases.BodyFilter != nil }
+func (p *Pipeline) HasFilters() bool {
+	return p.phases.HeaderFilter != nil || p.phases.BodyFilter != nil
+}
 
 // HasLog reports whether the pipeline has a log script.
 func (p *Pipeline) HasLog() bool { return p.phases.Log != nil }

@@ -200,9 +200,9 @@ var errCancelled = &Error{Code: CodeInvalidState, Message: "luaengine: the reque
 type waiter struct {
 	ctx     context.Context // the calls' context: cancelled when the request ends
 	stop    context.CancelFunc
-	notify  chan struct{}     // signalled when results arrive
-	started map[uint64]bool   // operations started and not completed (the request's goroutine's)
-	mu      sync.Mutex        // guards results and closed
+	notify  chan struct{}   // signalled when results arrive
+	started map[uint64]bool // operations started and not completed (the request's goroutine's)
+	mu      sync.Mutex      // guards results and closed
 	results []opResult
 	closed  bool
 }
