@@ -260,6 +260,24 @@ func TestCancelWaitingRequest(t *testing.T) {
 	}
 }
 
+// A call a light thread still waits on when the phase ends (ngx.exit kills the thread) is not
+// wanted any more: its context is cancelled.
+func TestAbandonedAsyncCall(t *testing.T) {
+	blocked := make(chan struct{}, 1)
+	var released atomic.Int32
+	e := asyncEngine(t, blocked, &released)
+	got := content(t, e, `ngx.thread.spawn(function() require("host").block() end) ngx.sleep(0.01) ngx.say("main done") ngx.exit(ngx.OK)`)
+	if got != "main done\n" {
+		t.Fatalf("got %q", got)
+	}
+	<-blocked
+	for deadline := time.Now().Add(5 * time.Second); released.Load() != 1; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the abandoned call's context was not cancelled")
+		}
+	}
+}
+
 // The Request API waits too, and a cancelled request refuses further runs.
 func TestRequestRunContext(t *testing.T) {
 	e := newEngine(t, Config{Log: func(LogRecord) {}})

@@ -40,8 +40,8 @@ type Call struct {
 }
 
 // Context is done when the call's result is no longer wanted: for an async function, when the
-// request is cancelled or ends, or (for a timer's call) when the engine is released. A sync
-// function's context is never done.
+// request is cancelled or the calling phase ends without it (a light thread left waiting), or,
+// for a timer's call, when the engine is released. A sync function's context is never done.
 func (c *Call) Context() context.Context {
 	if c.ctx == nil {
 		return context.Background()

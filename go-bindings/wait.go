@@ -46,6 +46,11 @@ func (f *frame) settle(status Status) (Status, error) {
 			return StatusError, err
 		}
 	}
+	if f.ops != nil {
+		// The phase is over: calls still running (a light thread's, abandoned) are not wanted.
+		f.ops.close()
+		f.ops = nil
+	}
 	if status == StatusError {
 		return status, f.takeError(CodeRuntime)
 	}
