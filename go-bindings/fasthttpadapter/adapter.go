@@ -41,8 +41,9 @@ type Config struct {
 // body_filter sees the whole body at once and log runs just before the response goes out.
 // It fails closed: a failing rewrite, access or filter phase answers 500 and a failing rewrite
 // or access never runs the wrapped handler. The wrapped handler sees the request as rewrite and
-// access left it (method, URI, query, headers). fasthttp has read the body already: scripts see
-// it without ngx.req.read_body(). A script that waits parks the request's goroutine; when the
+// access left it (method, URI, query, headers); after ngx.req.set_uri(uri, true) in rewrite the
+// request goes on here with its new URI. fasthttp has read the body already: scripts see it
+// without ngx.req.read_body(). A script that waits parks the request's goroutine; when the
 // server shuts down meanwhile the request is dropped (503). Safe for concurrent use.
 type Middleware struct {
 	p           *luaengine.Pipeline
