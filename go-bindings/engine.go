@@ -6,7 +6,9 @@ package luaengine
 import "C"
 
 import (
+	"context"
 	"fmt"
+	"math"
 	"runtime"
 	"runtime/cgo"
 	"sync/atomic"
@@ -30,8 +32,12 @@ type Config struct {
 	// LogLevel drops records less severe than it; 0 keeps the default, LogDebug (everything).
 	LogLevel LogLevel
 	// InstructionBudget is how many VM instructions one phase may execute before it fails with
-	// CodeBudget; 0 means no limit.
+	// CodeBudget; 0 means no limit. A phase that waits keeps what it has left.
 	InstructionBudget uint64
+	// TimeBudget is the wall time one phase run may take (time spent waiting does not count)
+	// before it fails with CodeBudget, in whole milliseconds; 0 means no limit. With either
+	// budget set, LuaJIT runs interpreted.
+	TimeBudget time.Duration
 	// MemoryLimit caps each worker's Lua memory in bytes; 0 means no cap.
 	MemoryLimit uint64
 	// CoroutinePool is how many idle coroutines each worker keeps; 0 keeps the default (1024).
@@ -40,8 +46,28 @@ type Config struct {
 	FileCheckInterval time.Duration
 	// Functions are Go functions scripts call as require("host").<name>(...).
 	Functions map[string]HostFunc
+	// AsyncFunctions are Go functions scripts call the same way, for work that takes time: the
+	// calling script waits (its phase yields and the worker serves other requests) while the
+	// function runs in a goroutine, then goes on with its results. Timer callbacks may call them
+	// too. A name may not be in both maps.
+	AsyncFunctions map[string]HostFunc
 	// SharedDicts declares ngx.shared.<name> dicts: name → capacity in bytes (at least 32 KiB).
 	SharedDicts map[string]int
+	// DefaultType is nginx's default_type: the Content-Type the engine gives a response whose
+	// scripts send output without setting one. "" keeps "text/plain"; NoDefaultType adds none.
+	DefaultType   string
+	NoDefaultType bool
+	// Init is init_by_lua: Lua source run in every worker's Lua state when the engine is built,
+	// before anything else (chunk name "init"). Its globals and the modules it requires are seen
+	// by every request. InitFile is the same from a file (set one of them at most).
+	Init, InitFile string
+	// InitWorker is init_worker_by_lua: Lua source run once in each worker after Init (chunk
+	// name "init_worker"), typically to start timers (ngx.timer.at, ngx.timer.every).
+	// InitWorkerFile is the same from a file. A failing init or init_worker fails New.
+	InitWorker, InitWorkerFile string
+	// MaxPendingTimers and MaxRunningTimers are lua_max_pending_timers and
+	// lua_max_running_timers, per worker; 0 keeps the defaults (1024 and 256).
+	MaxPendingTimers, MaxRunningTimers int
 }
 
 // LogLevel is a log level with nginx's numbers: lower is more severe.
@@ -82,10 +108,13 @@ type engineState struct {
 	ptr     *C.le_engine
 	handles []cgo.Handle
 	freed   atomic.Bool
+	async   map[string]*hostEntry // Config.AsyncFunctions
+	stop    context.CancelFunc    // ends the context of the timers' async calls
 }
 
 func (s *engineState) free() {
 	if s.freed.CompareAndSwap(false, true) {
+		s.stop()
 		C.le_engine_free(s.ptr)
 		for _, h := range s.handles {
 			h.Delete()
@@ -98,11 +127,12 @@ func (s *engineState) free() {
 func New(config Config) (*Engine, error) {
 	var mem cMemory
 	defer mem.free()
-	state := &engineState{}
 	c := C.le_config_default()
-	if config.Workers < 0 {
-		return nil, fmt.Errorf("luaengine: Workers is %d", config.Workers)
+	if config.Workers < 0 || config.MaxPendingTimers < 0 || config.MaxRunningTimers < 0 || config.TimeBudget < 0 {
+		return nil, fmt.Errorf("luaengine: negative Workers, MaxPendingTimers, MaxRunningTimers or TimeBudget")
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	state := &engineState{stop: stop}
 	c.workers = C.uint32_t(config.Workers)
 	c.trusted = C.bool(config.Trusted)
 	// The middleware applies its own DefaultType (MiddlewareConfig), so the engine adds none.
@@ -123,6 +153,10 @@ func New(config Config) (*Engine, error) {
 		c.log_level = C.le_log_level(config.LogLevel)
 	}
 	c.instruction_budget = C.uint64_t(config.InstructionBudget)
+	c.time_budget_ms = C.uint32_t(min(config.TimeBudget.Milliseconds(), math.MaxUint32))
+	if config.TimeBudget > 0 && config.TimeBudget < time.Millisecond {
+		c.time_budget_ms = 1
+	}
 	c.memory_limit = C.size_t(config.MemoryLimit)
 	if config.CoroutinePool > 0 {
 		c.coroutine_pool = C.uint32_t(config.CoroutinePool)
@@ -134,9 +168,10 @@ func New(config Config) (*Engine, error) {
 		functions := unsafe.Slice((*C.le_function)(mem.alloc(n*C.sizeof_le_function)), n)
 		i := 0
 		for name, fn := range config.Functions {
-			if fn == nil {
+			if fn == nil || config.AsyncFunctions[name] != nil {
+				stop()
 				state.deleteHandles()
-				return nil, fmt.Errorf("luaengine: host function %q is nil", name)
+				return nil, fmt.Errorf("luaengine: host function %q is nil or also async", name)
 			}
 			h := cgo.NewHandle(&hostEntry{name: name, fn: fn})
 			state.handles = append(state.handles, h)
@@ -144,6 +179,25 @@ func New(config Config) (*Engine, error) {
 			i++
 		}
 		c.functions, c.n_functions = &functions[0], C.size_t(n)
+	}
+	if n := len(config.AsyncFunctions); n > 0 {
+		names := unsafe.Slice((*C.le_str)(mem.alloc(n*C.sizeof_le_str)), n)
+		state.async = make(map[string]*hostEntry, n)
+		i := 0
+		for name, fn := range config.AsyncFunctions {
+			if fn == nil {
+				stop()
+				state.deleteHandles()
+				return nil, fmt.Errorf("luaengine: async host function %q is nil", name)
+			}
+			state.async[name] = &hostEntry{name: name, fn: fn}
+			names[i] = mem.str(name)
+			i++
+		}
+		c.async_functions, c.n_async_functions = &names[0], C.size_t(n)
+		h := cgo.NewHandle(&asyncFuncs{entries: state.async, ctx: ctx})
+		state.handles = append(state.handles, h)
+		C.lego_set_timer_op(&c, C.uintptr_t(h))
 	}
 	if n := len(config.SharedDicts); n > 0 {
 		dicts := unsafe.Slice((*C.le_dict_config)(mem.alloc(n*C.sizeof_le_dict_config)), n)
@@ -154,8 +208,23 @@ func New(config Config) (*Engine, error) {
 		}
 		c.shared_dicts, c.n_shared_dicts = &dicts[0], C.size_t(n)
 	}
+	switch {
+	case config.NoDefaultType:
+		c.default_type = C.le_str{}
+	case config.DefaultType != "":
+		c.default_type = mem.str(config.DefaultType)
+	}
+	c.init, c.init_file = mem.str(config.Init), mem.str(config.InitFile)
+	c.init_worker, c.init_worker_file = mem.str(config.InitWorker), mem.str(config.InitWorkerFile)
+	if config.MaxPendingTimers > 0 {
+		c.max_pending_timers = C.uint32_t(min(config.MaxPendingTimers, math.MaxUint32))
+	}
+	if config.MaxRunningTimers > 0 {
+		c.max_running_timers = C.uint32_t(min(config.MaxRunningTimers, math.MaxUint32))
+	}
 	var cerr *C.le_error
 	if C.le_engine_new(&c, &state.ptr, &cerr) != C.LE_OK {
+		stop()
 		state.deleteHandles()
 		return nil, takeError(cerr, CodeInvalidArgument)
 	}
@@ -227,6 +296,8 @@ type WorkerStats struct {
 	PooledCoroutines int    // idle coroutines kept for reuse
 	LuaMemory        int    // bytes of Lua memory after the worker's last phase run
 	FunctionsLoaded  uint64 // script versions this worker loaded into functions
+	PendingTimers    int    // timers waiting to expire
+	RunningTimers    int    // timer callbacks running now (those waiting included)
 }
 
 // WorkerStats reads the counters of worker i (0 ≤ i < Workers()).
@@ -246,6 +317,8 @@ func (e *Engine) WorkerStats(i int) (WorkerStats, error) {
 		PooledCoroutines: int(s.pooled_coroutines),
 		LuaMemory:        int(s.lua_memory),
 		FunctionsLoaded:  uint64(s.functions_loaded),
+		PendingTimers:    int(s.pending_timers),
+		RunningTimers:    int(s.running_timers),
 	}, nil
 }
 

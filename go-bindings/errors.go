@@ -39,9 +39,15 @@ type Error struct {
 	Line      int    // the line in Chunk, or 0
 	Traceback string // "stack traceback:\n...", or ""
 	Phase     Phase  // the phase that failed, or NoPhase when the failure is not a phase's
+	cause     error
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Unwrap returns what caused the failure on the Go side, if anything: the context's error for
+// a request cancelled while it waited, the read error (an *http.MaxBytesError, say) when a
+// script's ngx.req.read_body() failed.
+func (e *Error) Unwrap() error { return e.cause }
 
 // ErrClosed is returned for work asked of a closed Engine, Script or Pipeline.
 var ErrClosed = errors.New("luaengine: closed")

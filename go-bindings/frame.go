@@ -6,8 +6,12 @@ package luaengine
 import "C"
 
 import (
+	"bytes"
+	"context"
+	"io"
 	"net/http"
 	"runtime"
+	"runtime/cgo"
 	"strings"
 	"sync"
 	"unsafe"
@@ -20,6 +24,16 @@ type frame struct {
 	c       *C.lego_frame
 	engine  *Engine // whose reference the request holds, while it lives
 	cleanup runtime.Cleanup
+	// wake is signalled by the request's wake callback, through the cgo.Handle in c.wake; it
+	// lives as long as the frame, so a request that waits allocates nothing for it.
+	wake chan struct{}
+
+	// Per request (see wait.go).
+	ctx        context.Context // cancelling it frees a waiting request
+	httpReq    *http.Request   // ngx.req.read_body reads its Body, or else bodyReader
+	bodyReader io.Reader
+	bodyErr    error   // why reading the body failed
+	ops        *waiter // the async host calls started, once there are any
 }
 
 // frameData is the initial room for a snapshot: a request with a few dozen headers fits.
@@ -41,9 +55,16 @@ func getFrame(need int) *frame {
 	if c == nil {
 		panic("luaengine: out of C memory")
 	}
-	f := &frame{c: c}
-	f.cleanup = runtime.AddCleanup(f, func(c *C.lego_frame) { C.free(unsafe.Pointer(c)) }, c)
+	f := &frame{c: c, wake: make(chan struct{}, 1)}
+	c.wake = C.uintptr_t(cgo.NewHandle(f.wake))
+	f.cleanup = runtime.AddCleanup(f, freeFrame, c)
 	return f
+}
+
+// freeFrame releases a frame's C memory and its wake channel's handle.
+func freeFrame(c *C.lego_frame) {
+	cgo.Handle(c.wake).Delete()
+	C.free(unsafe.Pointer(c))
 }
 
 // ref is the frame's address for the glue functions (see lego_frame_ref in glue.h).
@@ -51,12 +72,13 @@ func (f *frame) ref() C.lego_frame_ref { return C.lego_frame_ref(uintptr(unsafe.
 
 func (f *frame) destroy() {
 	f.cleanup.Stop()
-	C.free(unsafe.Pointer(f.c))
+	freeFrame(f.c)
 }
 
 // recycle returns a frame whose request is freed to the pool.
 func (f *frame) recycle() {
 	f.engine = nil
+	f.ctx, f.httpReq, f.bodyReader, f.bodyErr, f.ops = nil, nil, nil, nil, nil
 	framePool.Put(f)
 }
 
@@ -66,6 +88,13 @@ func (f *frame) reset() {
 	c.engine, c.request, c.err, c.id = nil, nil, nil, 0
 	c.view = C.le_response_view{}
 	c.n_steps, c.next_step, c.answered = 0, 0, false
+	c.inspect, c.jumped, c.inspected, c.waker_set = false, false, false, false
+	c.pending, c.n_pending = nil, 0
+	c.chunk = C.le_body_chunk{}
+	select {
+	case <-f.wake: // a wake the last request did not need
+	default:
+	}
 }
 
 // plan sets the batch of steps the next lego_run/lego_finish executes.
@@ -91,12 +120,25 @@ func (p *planner) add(phase Phase, s *Script, answerOnly bool) {
 
 // takeError returns the failure of the last failed step as an *Error with the phase named.
 func (f *frame) takeError(fallback Code) *Error {
+	return f.phaseError(f.stepPhase(), fallback)
+}
+
+// phaseError returns the failure in f.c.err as an *Error of phase; when reading the request
+// body failed, that is its cause.
+func (f *frame) phaseError(phase Phase, fallback Code) *Error {
 	err := takeError(f.c.err, fallback)
 	f.c.err = nil
-	if f.c.next_step > 0 {
-		err.Phase = Phase(f.c.phases[f.c.next_step-1])
-	}
+	err.Phase = phase
+	err.cause = f.bodyErr
 	return err
+}
+
+// stepPhase is the phase of the last step run, or NoPhase.
+func (f *frame) stepPhase() Phase {
+	if f.c.next_step == 0 {
+		return NoPhase
+	}
+	return Phase(f.c.phases[f.c.next_step-1])
 }
 
 // Response views -------------------------------------------------------------------------
@@ -108,6 +150,115 @@ func (f *frame) headers() []C.le_header {
 }
 
 func (f *frame) body() []byte { return cBytes(f.c.view.body) }
+
+// Request views ----------------------------------------------------------------------------
+
+// headerList is a C array of headers.
+type headerList []C.le_header
+
+func (l headerList) len() int { return len(l) }
+
+func (l headerList) at(i int) (name, value []byte) { return cBytes(l[i].name), cBytes(l[i].value) }
+
+func (f *frame) requestHeaders() headerList {
+	if !f.c.inspected {
+		return nil
+	}
+	return unsafe.Slice(f.c.req_view.headers, int(f.c.req_view.n_headers))
+}
+
+func (f *frame) variables() headerList {
+	if !f.c.inspected {
+		return nil
+	}
+	return unsafe.Slice(f.c.req_view.variables, int(f.c.req_view.n_variables))
+}
+
+// changes compares the request as the last batch left it with the snapshot it started from.
+func (f *frame) changes() Change {
+	if !f.c.inspected {
+		return 0
+	}
+	v, in := &f.c.req_view, &f.c.init
+	var c Change
+	if !bytes.Equal(cBytes(v.method), cBytes(in.method)) {
+		c |= ChangedMethod
+	}
+	if !bytes.Equal(cBytes(v.path), cBytes(in.path)) {
+		c |= ChangedPath
+	}
+	if !bytes.Equal(cBytes(v.query), cBytes(in.query)) {
+		c |= ChangedQuery
+	}
+	now := f.requestHeaders()
+	before := headerList(unsafe.Slice(in.headers, int(in.n_headers)))
+	if len(now) != len(before) {
+		return c | ChangedHeaders
+	}
+	for i := range now {
+		if !bytes.Equal(cBytes(now[i].name), cBytes(before[i].name)) ||
+			!bytes.Equal(cBytes(now[i].value), cBytes(before[i].value)) {
+			return c | ChangedHeaders
+		}
+	}
+	return c
+}
+
+// scratch lays out headers in C memory for one call: in the frame's data, which the snapshot no
+// longer needs once the request exists, or in C memory of its own when they do not fit.
+type scratch struct {
+	list headerList
+	data []byte
+	own  unsafe.Pointer
+}
+
+// newScratch makes room for n headers whose names and values add up to size bytes.
+func newScratch(f *frame, n, size int) scratch {
+	need := headerBytes(n) + size
+	base := unsafe.Pointer(f.c.data)
+	var w scratch
+	if need > int(f.c.data_cap) {
+		w.own = C.malloc(C.size_t(need))
+		if w.own == nil {
+			panic("luaengine: out of C memory")
+		}
+		base = w.own
+	}
+	w.list = unsafe.Slice((*C.le_header)(base), n)[:0]
+	w.data = unsafe.Slice((*byte)(unsafe.Add(base, headerBytes(n))), size)
+	return w
+}
+
+func (w *scratch) str(s string) C.le_str {
+	if s == "" {
+		return C.le_str{}
+	}
+	n := copy(w.data, s)
+	out := C.le_str{ptr: (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(w.data))), len: C.size_t(n)}
+	w.data = w.data[n:]
+	return out
+}
+
+// header adds one; headers beyond the room made (the caller's count changed) are dropped.
+func (w *scratch) header(name, value string) {
+	if len(w.list) == cap(w.list) || len(name)+len(value) > len(w.data) {
+		return
+	}
+	w.list = append(w.list, C.le_header{name: w.str(name), value: w.str(value)})
+}
+
+func (w *scratch) first() *C.le_header {
+	if len(w.list) == 0 {
+		return nil
+	}
+	return &w.list[0]
+}
+
+func (w *scratch) free() {
+	if w.own != nil {
+		C.free(w.own)
+	}
+}
 
 // Snapshots ----------------------------------------------------------------------------------
 
@@ -180,6 +331,9 @@ type RequestInit struct {
 	RemoteAddr  string // the client's address (ngx.var.remote_addr)
 	Headers     []Header
 	Body        []byte // the request body; nil means none was read
+	// BodyReader is read to its end when a script calls ngx.req.read_body() and Body is nil;
+	// with neither, the body is empty.
+	BodyReader io.Reader
 }
 
 // Header is one request or response header. A name may repeat.

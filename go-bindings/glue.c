@@ -18,22 +18,96 @@ static void read_view(lego_frame *f) {
   if (le_request_response(f->request, &f->view) != LE_OK) memset(&f->view, 0, sizeof f->view);
 }
 
-le_status lego_run(lego_frame_ref frame) {
-  lego_frame *f = (lego_frame *)frame;
-  le_status status = LE_STATUS_OK;
-  while (f->next_step < f->n_steps) {
-    uint32_t i = f->next_step++;
-    if (f->answered != f->answer_only[i]) continue;
-    status = le_request_run(f->request, f->phases[i], f->scripts[i], &f->err);
-    if (status == LE_STATUS_DONE) {
-      f->answered = true;
-    } else if (status != LE_STATUS_OK) {
-      break;
+static void wake_trampoline(le_request *request, void *user_data) {
+  (void)request;
+  legoWake((uintptr_t)user_data);
+}
+
+/* A step yielded: give the request its waker on its first wait, and list what it waits for. */
+static le_status settle_yield(lego_frame *f, le_status status) {
+  if (!f->waker_set) {
+    f->waker_set = true;
+    if (le_request_set_waker(f->request, wake_trampoline, (void *)f->wake, &f->err) != LE_OK) return LE_STATUS_ERROR;
+    /* A wait that ended before the waker was set (a zero sleep) woke no one: look again. */
+    status = le_request_resume(f->request, &f->err);
+    if (status != LE_STATUS_YIELD) return status;
+  }
+  if (le_request_pending(f->request, &f->pending, &f->n_pending) != LE_OK) {
+    f->pending = NULL;
+    f->n_pending = 0;
+  }
+  return LE_STATUS_YIELD;
+}
+
+static bool inspect(lego_frame *f) {
+  f->inspected = le_request_inspect(f->request, &f->req_view) == LE_OK;
+  return f->inspected;
+}
+
+/* Goes on with the batch after the step before `next_step` returned `status` (`ran`), or from
+ * `next_step` (`!ran`). */
+static le_status run_steps(lego_frame *f, le_status status, bool ran) {
+  f->inspected = false;
+  f->pending = NULL;
+  f->n_pending = 0;
+  for (;;) {
+    if (ran) {
+      if (status == LE_STATUS_YIELD) status = settle_yield(f, status);
+      if (status == LE_STATUS_YIELD || status == LE_STATUS_ERROR) break;
+      if (status == LE_STATUS_DONE) {
+        f->answered = true;
+      } else if (f->inspect && f->phases[f->next_step - 1] == LE_PHASE_REWRITE && inspect(f) &&
+                 f->req_view.location_jump) {
+        f->jumped = true;
+        break;
+      }
     }
+    while (f->next_step < f->n_steps && f->answered != f->answer_only[f->next_step]) f->next_step++;
+    if (f->next_step >= f->n_steps) break;
+    uint32_t i = f->next_step++;
+    status = le_request_run(f->request, f->phases[i], f->scripts[i], &f->err);
+    ran = true;
   }
   read_view(f);
   if (status == LE_STATUS_ERROR || status == LE_STATUS_YIELD) return status;
-  return f->answered ? LE_STATUS_DONE : LE_STATUS_OK;
+  if (f->answered) return LE_STATUS_DONE;
+  if (f->inspect && !f->jumped) inspect(f);
+  return LE_STATUS_OK;
+}
+
+le_status lego_run(lego_frame_ref frame) {
+  return run_steps((lego_frame *)frame, LE_STATUS_OK, false);
+}
+
+le_status lego_resume(lego_frame_ref frame) {
+  lego_frame *f = (lego_frame *)frame;
+  return run_steps(f, le_request_resume(f->request, &f->err), true);
+}
+
+le_result lego_complete(lego_frame_ref frame, uint64_t id, const le_value *values, size_t n, bool fail, le_str message) {
+  lego_frame *f = (lego_frame *)frame;
+  if (fail) return le_request_complete_error(f->request, id, message, &f->err);
+  return le_request_complete(f->request, id, values, n, &f->err);
+}
+
+le_status lego_header_filter(lego_frame_ref frame, uint16_t status, const le_header *headers, size_t n,
+                             const le_script *header_filter) {
+  lego_frame *f = (lego_frame *)frame;
+  le_status result = LE_STATUS_OK;
+  if (le_request_set_response(f->request, status, headers, n, &f->err) != LE_OK) {
+    result = LE_STATUS_ERROR;
+  } else if (header_filter != NULL) {
+    result = le_request_run(f->request, LE_PHASE_HEADER_FILTER, header_filter, &f->err);
+  }
+  read_view(f);
+  return result;
+}
+
+le_status lego_body_filter(lego_frame_ref frame, const le_script *script, le_str chunk, bool eof) {
+  lego_frame *f = (lego_frame *)frame;
+  le_status status = le_request_body_filter(f->request, script, chunk, eof, &f->chunk, &f->err);
+  if (status == LE_STATUS_ERROR) memset(&f->chunk, 0, sizeof f->chunk);
+  return status;
 }
 
 le_status lego_start(lego_frame_ref frame, uint32_t worker_hint) {
@@ -57,6 +131,10 @@ le_status lego_finish(lego_frame_ref frame) {
   le_request_free(f->request);
   f->request = NULL;
   memset(&f->view, 0, sizeof f->view);
+  f->inspected = false;
+  f->pending = NULL;
+  f->n_pending = 0;
+  memset(&f->chunk, 0, sizeof f->chunk);
   return status;
 }
 
@@ -87,7 +165,29 @@ void lego_set_log(le_config *config, uintptr_t handle) {
   config->log_user_data = (void *)handle;
 }
 
+static void timer_op_trampoline(le_timer_op *op, const le_pending *pending, void *user_data) {
+  legoTimerOp(op, (le_pending *)pending, (uintptr_t)user_data);
+}
+
+void lego_set_timer_op(le_config *config, uintptr_t handle) {
+  config->timer_op = timer_op_trampoline;
+  config->timer_op_user_data = (void *)handle;
+}
+
 le_result lego_call_answer(le_call *call, const le_value *values, size_t n, bool fail, le_str message) {
   if (fail) return le_call_fail(call, message, NULL);
   return le_call_return(call, values, n, NULL);
+}
+
+le_result lego_timer_op_answer(le_timer_op *op, const le_value *values, size_t n, bool fail, le_str message) {
+  if (fail) return le_timer_op_complete_error(op, message, NULL);
+  return le_timer_op_complete(op, values, n, NULL);
+}
+
+static void dict_key_trampoline(le_str key, void *user_data) {
+  legoDictKey(key, (uintptr_t)user_data);
+}
+
+le_result lego_dict_keys(const le_dict *dict, size_t max, uintptr_t handle, le_error **err) {
+  return le_dict_keys(dict, max, dict_key_trampoline, (void *)handle, err);
 }

@@ -39,6 +39,24 @@ typedef struct lego_frame {
   bool answer_only[LEGO_MAX_STEPS];
   /* le_request_id, set by lego_start. */
   uint64_t id;
+  /* Set by Go: read the request back (`req_view`) after a rewrite step, stopping the batch
+   * when it jumped (`jumped`), and at the end of a batch that leaves the request unanswered,
+   * so the wrapped handler sees what rewrite and access changed. */
+  bool inspect;
+  bool jumped;
+  /* Whether `req_view` was read by the last batch; valid until the next call on the request. */
+  bool inspected;
+  le_request_view req_view;
+  /* The cgo.Handle of the Go side's wake channel: the wake callback's user data, set on the
+   * request at its first yield (most requests never wait, and pay nothing for it). */
+  uintptr_t wake;
+  bool waker_set;
+  /* After a batch stopped at a yield: the request's pending operations (le_request_pending),
+   * valid until the next call on the request. */
+  const le_pending *pending;
+  size_t n_pending;
+  /* The last le_request_body_filter output; valid until the next call on the request. */
+  le_body_chunk chunk;
   le_request_init init;
   /* `data_cap` bytes right after the frame: init.headers first, then the strings init points
    * to. 16-byte aligned. */
@@ -59,10 +77,26 @@ typedef uintptr_t lego_frame_ref;
 le_status lego_start(lego_frame_ref frame, uint32_t worker_hint);
 
 /* Runs the batch from `f->next_step`, skipping the steps that do not apply (see `answered`).
- * LE_STATUS_ERROR (with `f->err`) and LE_STATUS_YIELD stop the batch with `next_step` past the
- * step that stopped. Reads the response view before returning. Returns the stopping status,
+ * LE_STATUS_ERROR (with `f->err`) and LE_STATUS_YIELD (with `f->pending`) stop the batch with
+ * `next_step` past the step that stopped; so does a rewrite step that jumped (`f->jumped`,
+ * with `f->inspect`). Reads the response view before returning. Returns the stopping status,
  * else DONE if the request is answered, else OK. */
 le_status lego_run(lego_frame_ref frame);
+
+/* Resumes the step that yielded, then goes on with the batch as lego_run does. */
+le_status lego_resume(lego_frame_ref frame);
+
+/* Completes pending operation `id` with `n` results, or with `fail`, an error message; the
+ * caller then resumes. */
+le_result lego_complete(lego_frame_ref frame, uint64_t id, const le_value *values, size_t n, bool fail, le_str message);
+
+/* Hands the host's response (status and headers) to the filters and runs `header_filter`
+ * (when not NULL) on it, refreshing the response view. */
+le_status lego_header_filter(lego_frame_ref frame, uint16_t status, const le_header *headers, size_t n,
+                             const le_script *header_filter);
+
+/* Runs body_filter on one chunk of the host's body into `f->chunk`. */
+le_status lego_body_filter(lego_frame_ref frame, const le_script *script, le_str chunk, bool eof);
 
 /* Runs what is left of the batch whatever the request's state (a failure is kept in `f->err`
  * and stops it), then frees the request. Returns the status of the last step run
@@ -84,8 +118,15 @@ void lego_error_read(const le_error *error, lego_error_fields *out);
  * user data (kept as an integer on the Go side, so no Go pointer ever reaches C). */
 void lego_set_function(le_function *function, le_str name, uintptr_t handle);
 void lego_set_log(le_config *config, uintptr_t handle);
+void lego_set_timer_op(le_config *config, uintptr_t handle);
+
+/* le_dict_keys into the Go callback legoDictKey, with a cgo.Handle as its user data. */
+le_result lego_dict_keys(const le_dict *dict, size_t max, uintptr_t handle, le_error **err);
 
 /* Hands `n` results (or, with `fail`, an error message) to a host call in one crossing. */
 le_result lego_call_answer(le_call *call, const le_value *values, size_t n, bool fail, le_str message);
+
+/* The same for a timer callback's async call; releases `op`. */
+le_result lego_timer_op_answer(le_timer_op *op, const le_value *values, size_t n, bool fail, le_str message);
 
 #endif

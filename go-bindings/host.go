@@ -6,6 +6,7 @@ package luaengine
 import "C"
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"reflect"
@@ -18,8 +19,11 @@ import (
 // to Lua; a non-nil error (or a panic) becomes a Lua error with the error's message, raised at
 // the script's call site.
 //
-// It runs on the goroutine that runs the script, while the request's worker is locked: keep it
-// quick, and make it safe for concurrent calls (requests on other workers call it in parallel).
+// Registered in Config.Functions, it runs on the goroutine that runs the script, while the
+// request's worker is locked: keep it quick, and make it safe for concurrent calls (requests on
+// other workers call it in parallel). Registered in Config.AsyncFunctions, it runs in a
+// goroutine of its own while the calling script waits (its phase yields; the worker serves
+// other requests meanwhile): it may block, and should return when [Call.Context] is done.
 //
 // Arguments arrive as nil, bool, int64 (integral numbers, on LuaJIT too), float64, string,
 // []any (a Lua sequence) or map[string]any (a table with string keys; an empty table arrives as
@@ -32,6 +36,17 @@ type Call struct {
 	Name      string // the name the function is registered under
 	RequestID uint64 // the request whose script called, or 0
 	Args      []any
+	ctx       context.Context
+}
+
+// Context is done when the call's result is no longer wanted: for an async function, when the
+// request is cancelled or the calling phase ends without it (a light thread left waiting), or,
+// for a timer's call, when the engine is released. A sync function's context is never done.
+func (c *Call) Context() context.Context {
+	if c.ctx == nil {
+		return context.Background()
+	}
+	return c.ctx
 }
 
 type hostEntry struct {
@@ -39,24 +54,25 @@ type hostEntry struct {
 	fn   HostFunc
 }
 
+// args copies a call's arguments into Go.
+func args(values []C.le_value) []any {
+	out := make([]any, len(values))
+	for i := range values {
+		out[i] = fromValue(&values[i])
+	}
+	return out
+}
+
 //export legoHostCall
 func legoHostCall(call *C.le_call, handle C.uintptr_t) {
 	entry := cgo.Handle(handle).Value().(*hostEntry)
 	var n C.size_t
-	args := unsafe.Slice(C.le_call_args(call, &n), int(n))
-	c := &Call{Name: entry.name, RequestID: uint64(C.le_call_request_id(call)), Args: make([]any, len(args))}
-	for i := range args {
-		c.Args[i] = fromValue(&args[i])
-	}
+	values := unsafe.Slice(C.le_call_args(call, &n), int(n))
+	c := &Call{Name: entry.name, RequestID: uint64(C.le_call_request_id(call)), Args: args(values)}
 	results, err := runHost(entry.fn, c)
-	if err == nil {
-		err = answer(call, results)
-	}
-	if err != nil {
-		message := err.Error()
-		C.lego_call_answer(call, nil, 0, true, goStr(message))
-		runtime.KeepAlive(message)
-	}
+	answer(results, err, func(values *C.le_value, n C.size_t, fail bool, message C.le_str) C.le_result {
+		return C.lego_call_answer(call, values, n, C.bool(fail), message)
+	})
 }
 
 // runHost calls fn, turning a panic into an error so it never unwinds into C.
@@ -69,9 +85,27 @@ func runHost(fn HostFunc, c *Call) (results []any, err error) {
 	return fn(c)
 }
 
-// answer hands the results to Lua: one C block holds every le_value, key and string.
-func answer(call *C.le_call, results []any) error {
+// answerFunc hands n results, or (fail) an error message, to the engine, which copies them.
+type answerFunc func(values *C.le_value, n C.size_t, fail bool, message C.le_str) C.le_result
+
+// answer hands a host function's results, or its error, to Lua through give: one C block holds
+// every le_value, key and string.
+func answer(results []any, err error, give answerFunc) {
+	if err == nil {
+		err = giveValues(results, give)
+	}
+	if err != nil {
+		message := err.Error()
+		give(nil, 0, true, goStr(message))
+		runtime.KeepAlive(message)
+	}
+}
+
+func giveValues(results []any, give answerFunc) error {
 	if len(results) == 0 {
+		if r := give(nil, 0, false, C.le_str{}); r != C.LE_OK {
+			return fmt.Errorf("results refused: %s", Code(r))
+		}
 		return nil
 	}
 	var size valueSize
@@ -94,10 +128,42 @@ func answer(call *C.le_call, results []any) error {
 	for i, v := range results {
 		w.put(&top[i], v)
 	}
-	if r := C.lego_call_answer(call, &top[0], C.size_t(len(top)), false, C.le_str{}); r != C.LE_OK {
+	if r := give(&top[0], C.size_t(len(top)), false, C.le_str{}); r != C.LE_OK {
 		return fmt.Errorf("results refused: %s", Code(r))
 	}
 	return nil
+}
+
+// asyncFuncs are an engine's async host functions, with the context their timer calls get.
+type asyncFuncs struct {
+	entries map[string]*hostEntry
+	ctx     context.Context
+}
+
+//export legoTimerOp
+func legoTimerOp(op *C.le_timer_op, pending *C.le_pending, handle C.uintptr_t) {
+	async := cgo.Handle(handle).Value().(*asyncFuncs)
+	c := &Call{
+		Name: goString(pending.name),
+		Args: args(unsafe.Slice(pending.args, int(pending.n_args))),
+		ctx:  async.ctx,
+	}
+	entry := async.entries[c.Name]
+	// This runs on an engine thread that must not block: the function runs in a goroutine.
+	go func() {
+		results, err := runAsync(entry, c)
+		answer(results, err, func(values *C.le_value, n C.size_t, fail bool, message C.le_str) C.le_result {
+			return C.lego_timer_op_answer(op, values, n, C.bool(fail), message)
+		})
+	}()
+}
+
+// runAsync runs an async host function; a name the engine has none for fails the call.
+func runAsync(entry *hostEntry, c *Call) ([]any, error) {
+	if entry == nil {
+		return nil, fmt.Errorf("no async host function '%s'", c.Name)
+	}
+	return runHost(entry.fn, c)
 }
 
 // fromValue copies an le_value into Go.

@@ -2,12 +2,16 @@ package luaengine
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"iter"
 	"log"
 	"net/http"
 	"net/textproto"
+	"strings"
+	"unsafe"
 )
 
 // MiddlewareConfig configures a net/http [Middleware].
@@ -15,13 +19,24 @@ type MiddlewareConfig struct {
 	// Phases are the scripts to run. With a Content script Lua answers every request that
 	// rewrite and access let through; without one the wrapped handler does.
 	Phases Phases
-	// DefaultType is the Content-Type of Lua answers that set none, like nginx's default_type;
-	// "" means "text/plain".
+	// DefaultType is the Content-Type of Lua answers that set none and have no output (an
+	// ngx.exit error page; output gets the engine's Config.DefaultType); "" means "text/plain".
 	DefaultType string
-	// MaxBodySize > 0 reads the request body (up to that many bytes, else 413) before rewrite,
-	// so ngx.req.get_body_data() sees it; the wrapped handler still reads it from r.Body. With 0
-	// the body is left to the wrapped handler and scripts see none.
+	// MaxBodySize > 0 bounds the request body, like nginx's client_max_body_size: a larger
+	// Content-Length is answered 413 before any phase, and reading more than that — by a
+	// script's ngx.req.read_body() (which then fails its phase with 413) or by the wrapped
+	// handler — fails. 0 means no limit.
 	MaxBodySize int64
+	// NeedRequestBody reads the body before rewrite, like lua_need_request_body on, so
+	// ngx.req.get_body_data() sees it without ngx.req.read_body(). Otherwise the body is read
+	// when a script calls ngx.req.read_body(), as nginx does; either way the wrapped handler
+	// still reads it from r.Body.
+	NeedRequestBody bool
+	// LocationJump receives the request when rewrite ends with ngx.req.set_uri(uri, true), with
+	// the changes rewrite made (typically the router, which matches the new URI again); this
+	// middleware's access, content and log phases do not run then. nil goes on here, as if
+	// the URI had been changed without the jump. More than 10 jumps answer 500.
+	LocationJump http.Handler
 	// ErrorLog receives phase failures and errors the middleware cannot answer with; nil logs
 	// them with the standard log package.
 	ErrorLog func(r *http.Request, err error)
@@ -33,12 +48,17 @@ type MiddlewareConfig struct {
 //	       → header_filter and body_filter on the response → log once it is sent
 //
 // It fails closed: when rewrite or access fails (a Lua error, the instruction budget, the
-// memory cap) the client gets 500 and the wrapped handler never runs. A Middleware is safe for
+// memory cap) the client gets 500 and the wrapped handler never runs. The wrapped handler sees
+// the request as rewrite and access left it (method, URI, query, headers, the body read). A
+// script that waits parks the request's goroutine, not an OS thread; when the request's
+// context ends meanwhile the request is dropped (503, no log phase). A Middleware is safe for
 // concurrent use.
 type Middleware struct {
 	p           *Pipeline
 	defaultType []string
 	maxBody     int64
+	needBody    bool
+	jump        http.Handler
 	errorLog    func(*http.Request, error)
 }
 
@@ -48,7 +68,10 @@ func NewMiddleware(e *Engine, config MiddlewareConfig) (*Middleware, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := &Middleware{p: p, maxBody: config.MaxBodySize, errorLog: config.ErrorLog}
+	m := &Middleware{
+		p: p, maxBody: config.MaxBodySize, needBody: config.NeedRequestBody, jump: config.LocationJump,
+		errorLog: config.ErrorLog,
+	}
 	defaultType := config.DefaultType
 	if defaultType == "" {
 		defaultType = "text/plain"
@@ -72,32 +95,44 @@ func (m *Middleware) Wrap(next http.Handler) http.Handler {
 
 func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
 	var body []byte
-	if m.maxBody > 0 && r.Body != nil && r.Body != http.NoBody {
-		var err error
-		if body, err = readBody(r, m.maxBody); err != nil {
-			m.fail(w, r, http.StatusRequestEntityTooLarge, err)
-			return
+	if r.Body != nil && r.Body != http.NoBody {
+		if m.maxBody > 0 {
+			if r.ContentLength > m.maxBody {
+				m.fail(w, r, http.StatusRequestEntityTooLarge, &http.MaxBytesError{Limit: m.maxBody})
+				return
+			}
+			r.Body = http.MaxBytesReader(w, r.Body, m.maxBody)
+		}
+		if m.needBody {
+			var err error
+			if body, err = readBody(r); err != nil {
+				m.fail(w, r, failureStatus(err), err)
+				return
+			}
 		}
 	}
 	x, err := m.p.BeginHTTP(r, body)
 	if err != nil {
-		status := http.StatusInternalServerError
-		if errors.Is(err, ErrClosed) {
-			status = http.StatusServiceUnavailable
-		}
-		m.fail(w, r, status, err)
+		m.fail(w, r, failureStatus(err), err)
 		return
 	}
 	defer m.finish(x, r)
+	if x.LocationJump() {
+		if m.jump != nil {
+			m.locationJump(w, requestSeenByNext(x, r))
+			return
+		}
+		x.Continue() //nolint:errcheck // in x.Err()
+	}
 	switch {
 	case x.Err() != nil:
-		m.fail(w, r, http.StatusInternalServerError, x.Err())
+		m.fail(w, r, failureStatus(x.Err()), x.Err())
 	case x.Answered():
 		m.writeAnswer(w, x)
 	default:
-		applyHeaders(w.Header(), x)
+		m.applyHeaders(w.Header(), x)
 		r = requestSeenByNext(x, r)
-		if m.p.phases.HeaderFilter == nil && m.p.phases.BodyFilter == nil {
+		if !m.p.HasFilters() && !m.p.HasLog() {
 			next.ServeHTTP(w, r)
 			return
 		}
@@ -107,11 +142,70 @@ func (m *Middleware) serve(w http.ResponseWriter, r *http.Request, next http.Han
 	}
 }
 
-// requestSeenByNext returns the request the wrapped handler sees. In nginx, rewrite and access
-// may change it through ngx.req (set_uri, set_uri_args, set_header, clear_header); the C ABI
-// cannot read those changes back yet, so r goes through unchanged. This is the one place to
-// apply them once it can.
-func requestSeenByNext(_ *Exchange, r *http.Request) *http.Request { return r }
+// failureStatus is the status to answer a failure with: 413 for a body over MaxBodySize, 503
+// for a closed middleware or a request whose context ended while a script waited, else 500.
+func failureStatus(err error) int {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrClosed), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// jumpsKey is the context key of how many location jumps a request made.
+type jumpsKey struct{}
+
+// maxJumps is nginx's limit on rewrite cycles.
+const maxJumps = 10
+
+func (m *Middleware) locationJump(w http.ResponseWriter, r *http.Request) {
+	jumps, _ := r.Context().Value(jumpsKey{}).(int)
+	if jumps >= maxJumps {
+		m.fail(w, r, http.StatusInternalServerError,
+			fmt.Errorf("luaengine: rewrite or internal redirection cycle while processing %q", r.URL.Path))
+		return
+	}
+	m.jump.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), jumpsKey{}, jumps+1)))
+}
+
+// requestSeenByNext returns the request as rewrite and access left it: r itself when they
+// changed nothing (the common case, which costs a comparison), else a shallow copy with the
+// new method, URL and headers (Host from the Host header). A body a script read is already
+// back in r.Body.
+func requestSeenByNext(x *Exchange, r *http.Request) *http.Request {
+	changes := x.Changes()
+	if changes == 0 {
+		return r
+	}
+	r = r.WithContext(r.Context())
+	if changes&ChangedMethod != 0 {
+		r.Method = string(x.Method())
+	}
+	if changes&(ChangedPath|ChangedQuery) != 0 {
+		u := *r.URL
+		u.Path, u.RawPath, u.RawQuery = string(x.Path()), "", string(x.Query())
+		r.URL = &u
+	}
+	if changes&ChangedHeaders != 0 {
+		n := x.NumRequestHeaders()
+		h := make(http.Header, n)
+		r.Host = ""
+		for i := range n {
+			name, value := x.RequestHeader(i)
+			key := headerKey(name)
+			if key == "Host" {
+				r.Host = string(value)
+				continue
+			}
+			h[key] = append(h[key], string(value))
+		}
+		r.Header = h
+	}
+	return r
+}
 
 func (m *Middleware) finish(x *Exchange, r *http.Request) {
 	if err := x.Finish(); err != nil {
@@ -122,7 +216,7 @@ func (m *Middleware) finish(x *Exchange, r *http.Request) {
 // writeAnswer sends Lua's response.
 func (m *Middleware) writeAnswer(w http.ResponseWriter, x *Exchange) {
 	h := w.Header()
-	if !applyHeaders(h, x) {
+	if !m.applyHeaders(h, x) {
 		h["Content-Type"] = m.defaultType
 	}
 	w.WriteHeader(x.AnswerStatus())
@@ -133,21 +227,41 @@ func (m *Middleware) writeAnswer(w http.ResponseWriter, x *Exchange) {
 
 // applyHeaders sets the response headers scripts set (replacing the handler's of the same name;
 // repeated names add values) and reports whether Content-Type was among them.
-func applyHeaders(h http.Header, x *Exchange) (hasType bool) {
+func (m *Middleware) applyHeaders(h http.Header, x *Exchange) (hasType bool) {
 	n := x.NumHeaders()
 	for i := 0; i < n; i++ {
 		name, value := x.Header(i)
-		key := textproto.CanonicalMIMEHeaderKey(string(name))
-		if key == "Content-Type" {
-			hasType = true
-		}
-		if x.HeaderRepeated(i) {
+		key := headerKey(name)
+		switch {
+		case x.HeaderRepeated(i):
 			h[key] = append(h[key], string(value))
-		} else {
+		case key == "Content-Type" && string(value) == m.defaultType[0]:
+			// The engine's default_type, usually: the shared slice spares two allocations.
+			h[key] = m.defaultType
+		default:
 			h[key] = []string{string(value)}
 		}
+		hasType = hasType || key == "Content-Type"
 	}
 	return hasType
+}
+
+// commonHeaders are response header names, canonical, that scripts often set: headerKey finds
+// them without allocating.
+var commonHeaders = [...]string{
+	"Content-Type", "Content-Length", "Location", "Cache-Control", "Set-Cookie", "Content-Encoding",
+	"Content-Disposition", "Last-Modified", "Etag", "Expires", "Vary", "X-Frame-Options",
+	"X-Content-Type-Options",
+}
+
+// headerKey is the canonical form of a header name, as http.Header keys it.
+func headerKey(name []byte) string {
+	for _, key := range commonHeaders {
+		if len(key) == len(name) && strings.EqualFold(key, unsafe.String(unsafe.SliceData(name), len(name))) {
+			return key
+		}
+	}
+	return textproto.CanonicalMIMEHeaderKey(string(name))
 }
 
 // fail answers with an error status and reports err.
@@ -172,16 +286,12 @@ func logError(r *http.Request, err error) {
 	log.Printf("luaengine: %s %s: %v", r.Method, r.URL.Path, err)
 }
 
-// readBody reads the whole body, refusing more than limit bytes, and puts it back for the
-// wrapped handler.
-func readBody(r *http.Request, limit int64) ([]byte, error) {
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+// readBody reads the whole body up front and puts it back for the wrapped handler.
+func readBody(r *http.Request) ([]byte, error) {
+	body, err := io.ReadAll(r.Body)
 	r.Body.Close()
 	if err != nil {
 		return nil, fmt.Errorf("luaengine: reading the request body: %w", err)
-	}
-	if int64(len(body)) > limit {
-		return nil, fmt.Errorf("luaengine: request body larger than %d bytes", limit)
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	return body, nil
@@ -190,15 +300,17 @@ func readBody(r *http.Request, limit int64) ([]byte, error) {
 // errFiltered is what the wrapped handler's writes return once a filter failed.
 var errFiltered = errors.New("luaengine: the response was stopped by a filter phase failure")
 
-// filterWriter runs header_filter when the wrapped handler's headers go out and body_filter on
-// each chunk it writes (and once more at the end), as nginx's filters see an upstream response.
+// filterWriter hands the wrapped handler's response to the engine when its headers go out —
+// for header_filter to change, and for ngx.status in log — and runs body_filter on each chunk it
+// writes (and once more at the end), as nginx's filters see an upstream response.
 type filterWriter struct {
 	w           http.ResponseWriter
 	x           *Exchange
 	m           *Middleware
 	r           *http.Request
 	wroteHeader bool
-	failed      bool
+	failed      bool // a filter failed: nothing more goes out
+	ended       bool // body_filter ended the body (ngx.arg[2] = true)
 }
 
 func (fw *filterWriter) Header() http.Header { return fw.w.Header() }
@@ -212,18 +324,45 @@ func (fw *filterWriter) WriteHeader(code int) {
 		return
 	}
 	fw.wroteHeader = true
-	before := fw.x.Status()
-	if err := fw.x.HeaderFilter(); err != nil {
+	h := fw.w.Header()
+	if fw.x.p.phases.BodyFilter != nil {
+		// The filter may change the body's length: net/http frames it instead.
+		h.Del("Content-Length")
+	}
+	if err := fw.x.HeaderFilter(code, headerPairs(h)); err != nil {
 		// Fail closed: the handler's response does not go out.
 		fw.failed = true
 		fw.m.fail(fw.w, fw.r, http.StatusInternalServerError, err)
 		return
 	}
-	applyHeaders(fw.w.Header(), fw.x)
-	if status := fw.x.Status(); status != 0 && status != before {
-		code = validStatus(status) // header_filter set ngx.status
+	if fw.x.p.phases.HeaderFilter != nil {
+		replaceHeaders(h, fw.x)
+		code = validStatus(fw.x.Status())
 	}
 	fw.w.WriteHeader(code)
+}
+
+// headerPairs lists h's headers, one pair per value.
+func headerPairs(h http.Header) iter.Seq2[string, string] {
+	return func(yield func(string, string) bool) {
+		for name, values := range h {
+			for _, v := range values {
+				if !yield(name, v) {
+					return
+				}
+			}
+		}
+	}
+}
+
+// replaceHeaders makes h the response headers as header_filter left them.
+func replaceHeaders(h http.Header, x *Exchange) {
+	clear(h)
+	for i, n := 0, x.NumHeaders(); i < n; i++ {
+		name, value := x.Header(i)
+		key := headerKey(name)
+		h[key] = append(h[key], string(value))
+	}
 }
 
 func (fw *filterWriter) Write(p []byte) (int, error) {
@@ -233,13 +372,19 @@ func (fw *filterWriter) Write(p []byte) (int, error) {
 	if fw.failed {
 		return 0, errFiltered
 	}
-	out, err := fw.x.BodyFilter(p, false)
+	if fw.ended {
+		return len(p), nil // nginx drops what comes after the filter's last chunk
+	}
+	out, last, err := fw.x.BodyFilter(p, false)
 	if err != nil {
 		fw.stop(err)
 		return 0, errFiltered
 	}
-	if _, err := fw.w.Write(out); err != nil {
-		return 0, err
+	fw.ended = last
+	if len(out) > 0 {
+		if _, err := fw.w.Write(out); err != nil {
+			return 0, err
+		}
 	}
 	return len(p), nil
 }
@@ -267,10 +412,10 @@ func (fw *filterWriter) end() {
 	if !fw.wroteHeader {
 		fw.WriteHeader(http.StatusOK)
 	}
-	if fw.failed {
+	if fw.failed || fw.ended {
 		return
 	}
-	out, err := fw.x.BodyFilter(nil, true)
+	out, _, err := fw.x.BodyFilter(nil, true)
 	if err != nil {
 		fw.stop(err)
 		return

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -27,16 +28,22 @@ type phaseSources struct {
 }
 
 func newSite(t *testing.T, src phaseSources, config MiddlewareConfig, next http.Handler) *site {
+	return newSiteOn(t, Config{}, src, config, next)
+}
+
+// newSiteOn is newSite on an engine configured from ec.
+func newSiteOn(t *testing.T, ec Config, src phaseSources, config MiddlewareConfig, next http.Handler) *site {
 	s := &site{t: t, logs: &logs{}}
-	e := newEngine(t, Config{
-		Log: func(r LogRecord) {
-			s.logs.add(r)
-			if r.Level == LogInfo { // what the scripts log; the engine reports failures as errors
-				s.event(r.Phase.String() + ":" + r.Message)
-			}
-		},
-		InstructionBudget: 1000000,
-	})
+	ec.Log = func(r LogRecord) {
+		s.logs.add(r)
+		if r.Level == LogInfo { // what the scripts log; the engine reports failures as errors
+			s.event(r.Phase.String() + ":" + r.Message)
+		}
+	}
+	if ec.InstructionBudget == 0 {
+		ec.InstructionBudget = 1000000
+	}
+	e := newEngine(t, ec)
 	script := func(name, source string) *Script {
 		if source == "" {
 			return nil
@@ -131,14 +138,14 @@ func TestMiddlewareContent(t *testing.T) {
 }
 
 func TestMiddlewareAllPhasesAroundContent(t *testing.T) {
-	s := newSite(t, phaseSources{
+	s := newSiteOn(t, Config{DefaultType: "text/html"}, phaseSources{
 		rewrite:      `ngx.ctx.trace = "rewrite"`,
 		access:       `ngx.ctx.trace = ngx.ctx.trace .. ",access"`,
 		content:      `ngx.ctx.trace = ngx.ctx.trace .. ",content" ngx.say(ngx.ctx.trace)`,
 		headerFilter: `ngx.log(ngx.INFO, ngx.ctx.trace, ",header_filter")`,
 		bodyFilter:   `ngx.log(ngx.INFO, "body_filter")`,
 		log:          `ngx.log(ngx.INFO, "log ", ngx.status)`,
-	}, MiddlewareConfig{DefaultType: "text/html"}, nil)
+	}, MiddlewareConfig{}, nil)
 	w := s.get("/")
 	s.expect(w, 200, "rewrite,access,content\n")
 	if w.Header().Get("Content-Type") != "text/html" {
@@ -253,23 +260,42 @@ func TestMiddlewareExitAndRedirect(t *testing.T) {
 }
 
 func TestMiddlewareBody(t *testing.T) {
-	var seen string
-	s := newSite(t, phaseSources{access: `ngx.log(ngx.INFO, "body ", ngx.req.get_body_data())`},
-		MiddlewareConfig{MaxBodySize: 16}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			b, _ := io.ReadAll(r.Body)
-			seen = string(b)
-		}))
-	post := func(body string) *httptest.ResponseRecorder {
-		w := httptest.NewRecorder()
-		s.handler.ServeHTTP(w, httptest.NewRequest("POST", "/", strings.NewReader(body)))
-		return w
+	for _, c := range []struct {
+		name   string
+		access string
+		config MiddlewareConfig
+	}{
+		// nginx reads the body when a script asks for it...
+		{"read_body", `ngx.req.read_body() ngx.log(ngx.INFO, "body ", ngx.req.get_body_data())`, MiddlewareConfig{MaxBodySize: 16}},
+		// ... or before rewrite with lua_need_request_body on.
+		{"need body", `ngx.log(ngx.INFO, "body ", ngx.req.get_body_data())`, MiddlewareConfig{MaxBodySize: 16, NeedRequestBody: true}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var seen string
+			s := newSite(t, phaseSources{access: c.access}, c.config,
+				http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					b, _ := io.ReadAll(r.Body)
+					seen = string(b)
+				}))
+			post := func(body io.Reader) *httptest.ResponseRecorder {
+				w := httptest.NewRecorder()
+				s.handler.ServeHTTP(w, httptest.NewRequest("POST", "/", body))
+				return w
+			}
+			s.expect(post(strings.NewReader("name=alice")), 200, "")
+			if seen != "name=alice" {
+				t.Fatalf("the wrapped handler read %q", seen)
+			}
+			s.expectEvents("access:body name=alice")
+			// Too large by its Content-Length, or when read (no length: a plain io.Reader).
+			s.nextRan = false
+			s.expect(post(strings.NewReader(strings.Repeat("x", 17))), 413, "413 Request Entity Too Large\n")
+			s.expect(post(io.MultiReader(strings.NewReader(strings.Repeat("x", 17)))), 413, "413 Request Entity Too Large\n")
+			if s.nextRan {
+				t.Fatal("the wrapped handler ran for a body too large")
+			}
+		})
 	}
-	s.expect(post("name=alice"), 200, "")
-	if seen != "name=alice" {
-		t.Fatalf("the wrapped handler read %q", seen)
-	}
-	s.expectEvents("access:body name=alice")
-	s.expect(post(strings.Repeat("x", 17)), 413, "413 Request Entity Too Large\n")
 }
 
 func TestMiddlewareClosed(t *testing.T) {
@@ -303,4 +329,141 @@ func TestMiddlewareLargeRequests(t *testing.T) {
 	w := httptest.NewRecorder()
 	s.handler.ServeHTTP(w, r)
 	s.expect(w, 200, "40 10000 example.com\n")
+}
+
+// What rewrite and access change in the request is what the wrapped handler sees.
+func TestMiddlewareRequestChanges(t *testing.T) {
+	type seen struct {
+		method, path, query, host string
+		header                    http.Header
+		same                      bool
+	}
+	cases := []struct {
+		name, rewrite, access string
+		want                  seen
+	}{
+		{"nothing", `ngx.ctx.x = 1`, `ngx.var.backend = "b1"`,
+			seen{"GET", "/p", "a=1", "example.com", http.Header{"X-Keep": {"k"}, "X-Drop": {"d"}}, true}},
+		{"uri and args", `ngx.req.set_uri("/new path")`, `ngx.req.set_uri_args({b = "2 3"})`,
+			seen{"GET", "/new path", "b=2%203", "example.com", http.Header{"X-Keep": {"k"}, "X-Drop": {"d"}}, false}},
+		{"var args", ``, `ngx.var.args = "c=4"`,
+			seen{"GET", "/p", "c=4", "example.com", http.Header{"X-Keep": {"k"}, "X-Drop": {"d"}}, false}},
+		{"headers", `ngx.req.set_header("X-Added", {"1", "2"}) ngx.req.clear_header("X-Drop")`,
+			`ngx.req.set_header("Host", "other.example")`,
+			seen{"GET", "/p", "a=1", "other.example", http.Header{"X-Keep": {"k"}, "X-Added": {"1", "2"}}, false}},
+		{"method", `ngx.req.set_method(ngx.HTTP_POST)`, ``,
+			seen{"POST", "/p", "a=1", "example.com", http.Header{"X-Keep": {"k"}, "X-Drop": {"d"}}, false}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var got seen
+			original := httptest.NewRequest("GET", "/p?a=1", nil)
+			original.Header.Set("X-Keep", "k")
+			original.Header.Set("X-Drop", "d")
+			s := newSite(t, phaseSources{rewrite: c.rewrite, access: c.access}, MiddlewareConfig{},
+				http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					got = seen{r.Method, r.URL.Path, r.URL.RawQuery, r.Host, r.Header, r == original}
+				}))
+			w := httptest.NewRecorder()
+			s.handler.ServeHTTP(w, original)
+			if got.method != c.want.method || got.path != c.want.path || got.query != c.want.query ||
+				got.host != c.want.host || !reflect.DeepEqual(got.header, c.want.header) || got.same != c.want.same {
+				t.Fatalf("the wrapped handler saw\n%+v\nwant\n%+v", got, c.want)
+			}
+			if original.URL.Path != "/p" || original.Header.Get("X-Drop") != "d" {
+				t.Fatal("the caller's request was changed")
+			}
+		})
+	}
+}
+
+// header_filter and body_filter work on the wrapped handler's response: its status and
+// headers through ngx.status and ngx.header, its body through ngx.arg.
+func TestMiddlewareFiltersOnHandlerResponse(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Upstream", "u")
+		w.Header().Set("X-Secret", "s")
+		w.Header().Set("Content-Length", "15")
+		w.WriteHeader(201)
+		io.WriteString(w, "chunk one\n")
+		w.(http.Flusher).Flush()
+		io.WriteString(w, "two\n")
+	})
+	s := newSite(t, phaseSources{
+		headerFilter: `
+			ngx.log(ngx.INFO, "status ", ngx.status, " upstream ", ngx.header["X-Upstream"])
+			ngx.header["X-Secret"] = nil
+			ngx.header["X-Filtered"] = "yes"
+			if ngx.var.arg_status then ngx.status = tonumber(ngx.var.arg_status) end`,
+		bodyFilter: `
+			ngx.arg[1] = string.upper(ngx.arg[1])
+			if ngx.arg[2] then ngx.arg[1] = ngx.arg[1] .. "-- end\n" end
+			if ngx.var.arg_cut and ngx.arg[1] ~= "" then ngx.arg[2] = true end`,
+		log: `ngx.log(ngx.INFO, "log ", ngx.status)`,
+	}, MiddlewareConfig{}, handler)
+	w := s.get("/")
+	s.expect(w, 201, "CHUNK ONE\nTWO\n-- end\n")
+	h := w.Header()
+	if h.Get("X-Upstream") != "u" || h.Get("X-Secret") != "" || h.Get("X-Filtered") != "yes" || h.Get("Content-Length") != "" {
+		t.Fatalf("headers %v", h)
+	}
+	s.expectEvents("header_filter:status 201 upstream u", "log:log 201")
+
+	s.events = nil
+	s.expect(s.get("/?status=299"), 299, "CHUNK ONE\nTWO\n-- end\n")
+	s.expectEvents("header_filter:status 201 upstream u", "log:log 299")
+
+	// The filter ends the body early: nothing after that chunk goes out.
+	s.expect(s.get("/?cut=1"), 201, "CHUNK ONE\n")
+}
+
+// A log script alone still sees the wrapped handler's status.
+func TestMiddlewareLogSeesHandlerStatus(t *testing.T) {
+	s := newSite(t, phaseSources{log: `ngx.log(ngx.INFO, "log ", ngx.status)`}, MiddlewareConfig{},
+		http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
+	s.expect(s.get("/"), 204, "")
+	s.expectEvents("log:log 204")
+}
+
+// ngx.req.set_uri(uri, true) in rewrite: the request goes to LocationJump, or on here.
+func TestMiddlewareLocationJump(t *testing.T) {
+	var router http.Handler
+	jumped := newSite(t, phaseSources{content: `ngx.say("jumped to ", ngx.var.uri, " x=", ngx.req.get_headers()["x"])`},
+		MiddlewareConfig{}, nil)
+	s := newSite(t, phaseSources{
+		rewrite: `ngx.req.set_header("X", "1") if ngx.var.uri ~= "/loop" then ngx.req.set_uri("/target", true) end
+		          ngx.req.set_uri("/loop", true)`,
+		access: `ngx.log(ngx.INFO, "access here")`,
+		log:    `ngx.log(ngx.INFO, "log here")`,
+	}, MiddlewareConfig{LocationJump: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		router.ServeHTTP(w, r)
+	})}, nil)
+	router = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/target" {
+			jumped.handler.ServeHTTP(w, r)
+			return
+		}
+		s.handler.ServeHTTP(w, r)
+	})
+	s.expect(s.get("/start"), 200, "jumped to /target x=1\n")
+	s.expectEvents() // neither access nor log ran in the first location
+	// A rewrite that jumps to itself stops after 10 jumps.
+	s.expect(s.get("/loop"), 500, "500 Internal Server Error\n")
+
+	// Without LocationJump the request goes on here with its new URI: to content, or to the
+	// wrapped handler with what access changed too, and log runs.
+	here := newSite(t, phaseSources{
+		rewrite: `ngx.req.set_uri("/target", true)`,
+		content: `ngx.say("here ", ngx.var.uri)`,
+	}, MiddlewareConfig{}, nil)
+	here.expect(here.get("/start"), 200, "here /target\n")
+	next := newSite(t, phaseSources{
+		rewrite: `ngx.req.set_uri("/target", true)`,
+		access:  `ngx.req.set_header("X-Access", "1")`,
+		log:     `ngx.log(ngx.INFO, "log")`,
+	}, MiddlewareConfig{}, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "next "+r.URL.Path+" "+r.Header.Get("X-Access")+"\n")
+	}))
+	next.expect(next.get("/start"), 200, "next /target 1\n")
+	next.expectEvents("log:log")
 }

@@ -7,9 +7,12 @@ import "C"
 
 import (
 	"bytes"
+	"context"
+	"iter"
 	"net/http"
 	"strconv"
 	"sync"
+	"unsafe"
 )
 
 // Phases holds the script of each request phase; nil phases are skipped.
@@ -19,9 +22,9 @@ type Phases struct {
 
 // Pipeline runs requests through a fixed set of phase scripts the way nginx does, crossing into
 // C as little as possible: [Pipeline.Begin] creates the request and runs rewrite, access and
-// content (plus the filters when Lua answered) in one call, and [Exchange.Finish] runs log and
-// frees the request in another. [Middleware] and the fasthttp adapter are built on it. A
-// Pipeline is safe for concurrent use.
+// content (plus the filters when Lua answered) in one call — more only when a script waits —
+// and [Exchange.Finish] runs log and frees the request in another. [Middleware] and the
+// fasthttp adapter are built on it. A Pipeline is safe for concurrent use.
 type Pipeline struct {
 	life   lifetime
 	engine *Engine
@@ -81,39 +84,49 @@ func (p *Pipeline) free() {
 // Exchange is one request going through a Pipeline. Use it from one goroutine, and end it with
 // Finish. The byte slices it returns point into engine memory valid until the next call on it.
 type Exchange struct {
-	p   *Pipeline
-	f   *frame
-	err error
+	p       *Pipeline
+	f       *frame
+	err     error
+	changes Change
 }
 
 var exchangePool = sync.Pool{New: func() any { return new(Exchange) }}
 
 // Begin creates the request from init and runs rewrite, access and content; when Lua answers
 // (content ran, ngx.exit, ngx.redirect) it runs header_filter and body_filter on that answer
-// too, all in one call into C. Then:
+// too, all in one call into C unless a script waits (ngx.sleep, an async host function,
+// ngx.req.read_body): the goroutine then parks until it can go on, and when ctx is done first
+// the request is freed and Err reports it. Then:
 //   - Err() != nil: a phase failed (fail closed: answer 500, never run the wrapped handler);
+//   - LocationJump(): rewrite called ngx.req.set_uri(uri, true): route the request again, or
+//     Continue here;
 //   - Answered(): send Lua's response (Status, Header, Body);
-//   - otherwise: run the wrapped handler, with HeaderFilter and BodyFilter on its response.
+//   - otherwise: run the wrapped handler on the request as scripts left it (Changes), with
+//     HeaderFilter and BodyFilter on its response.
 //
 // Either way, call Finish after the response is sent.
-func (p *Pipeline) Begin(init RequestInit) (*Exchange, error) {
+func (p *Pipeline) Begin(ctx context.Context, init RequestInit) (*Exchange, error) {
 	x, err := p.exchange()
 	if err != nil {
 		return nil, err
 	}
 	x.f = getFrame(init.size())
 	init.write(x.f)
+	x.f.ctx = ctx
+	x.f.bodyReader = init.BodyReader
 	return x.start()
 }
 
-// BeginHTTP is Begin for a net/http request (see Engine.NewHTTPRequest for what is taken from
-// r and body).
+// BeginHTTP is Begin for a net/http request, with r.Context() (see Engine.NewHTTPRequest for
+// what is taken from r and body).
 func (p *Pipeline) BeginHTTP(r *http.Request, body []byte) (*Exchange, error) {
 	x, err := p.exchange()
 	if err != nil {
 		return nil, err
 	}
 	x.f = writeHTTP(r, body)
+	x.f.ctx = r.Context()
+	x.f.httpReq = r
 	return x.start()
 }
 
@@ -134,27 +147,92 @@ func (p *Pipeline) exchange() (*Exchange, error) {
 
 func (x *Exchange) start() (*Exchange, error) {
 	s := &x.p.phases
-	plan := x.f.plan()
+	f := x.f
+	plan := f.plan()
 	plan.add(PhaseRewrite, s.Rewrite, false)
 	plan.add(PhaseAccess, s.Access, false)
 	plan.add(PhaseContent, s.Content, false)
 	plan.add(PhaseHeaderFilter, s.HeaderFilter, true)
 	plan.add(PhaseBodyFilter, s.BodyFilter, true)
-	_, err := x.f.start(x.p.engine)
-	if x.f.c.request == nil {
+	// Only rewrite and access can change the request the wrapped handler sees.
+	f.c.inspect = C.bool(s.Rewrite != nil || s.Access != nil)
+	_, err := f.start(x.p.engine)
+	if f.c.id == 0 { // the request could not be created
 		x.recycle()
 		return nil, err
 	}
 	x.err = err
+	x.changes = f.changes()
 	return x, nil
 }
 
 // Err returns the failure of rewrite, access or content (an *Error naming the phase), or nil.
+// A request whose context was cancelled while a script waited fails with an *Error wrapping
+// the context's error; one whose ngx.req.read_body() could not read the body, with an *Error
+// wrapping the read error (an *http.MaxBytesError when the body was too large).
 func (x *Exchange) Err() error { return x.err }
 
 // Answered reports whether Lua produced the response (content ran, or a phase called ngx.exit
 // with a status or ngx.redirect): send it instead of running the wrapped handler.
 func (x *Exchange) Answered() bool { return x.err == nil && bool(x.f.c.answered) }
+
+// LocationJump reports whether rewrite ended with ngx.req.set_uri(uri, true): nginx would match
+// its locations again against the new URI (Path) and run that location's phases. Either route
+// the request again — Finish this exchange, whose log phase then does not run, and begin one
+// on the new location's pipeline with the request as Changes says — or Continue here.
+func (x *Exchange) LocationJump() bool { return x.err == nil && bool(x.f.c.jumped) }
+
+// Continue goes on after a location jump in this pipeline: access, then content or the
+// wrapped handler, as if the URI had been changed without a jump. Afterwards, check Err,
+// Answered and Changes as after Begin.
+func (x *Exchange) Continue() error {
+	if !x.LocationJump() {
+		return nil
+	}
+	x.f.c.jumped = false
+	_, x.err = x.f.run()
+	x.changes = x.f.changes()
+	return x.err
+}
+
+// Change says what rewrite and access changed in the request, compared with the snapshot it
+// started from.
+type Change uint8
+
+const (
+	ChangedMethod  Change = 1 << iota // ngx.req.set_method
+	ChangedPath                       // ngx.req.set_uri
+	ChangedQuery                      // ngx.req.set_uri_args, ngx.var.args
+	ChangedHeaders                    // ngx.req.set_header, clear_header
+)
+
+// Changes reports what rewrite and access changed in the request (0 when the pipeline has
+// neither). Method, Path, Query and RequestHeader then give the request as they left it: apply
+// it before the wrapped handler runs. They are valid until HeaderFilter, BodyFilter or Finish.
+func (x *Exchange) Changes() Change { return x.changes }
+
+// Method returns the request method as scripts left it.
+func (x *Exchange) Method() []byte { return cBytes(x.f.c.req_view.method) }
+
+// Path returns the URI path ($uri) as scripts left it, decoded.
+func (x *Exchange) Path() []byte { return cBytes(x.f.c.req_view.path) }
+
+// Query returns the query string ($args) as scripts left it, without '?'.
+func (x *Exchange) Query() []byte { return cBytes(x.f.c.req_view.query) }
+
+// NumRequestHeaders returns how many request headers there are as scripts left them.
+func (x *Exchange) NumRequestHeaders() int { return x.f.requestHeaders().len() }
+
+// RequestHeader returns the i-th request header as scripts left them, in order (Host among
+// them).
+func (x *Exchange) RequestHeader(i int) (name, value []byte) { return x.f.requestHeaders().at(i) }
+
+// NumVariables returns how many variables scripts set that the engine does not define
+// (ngx.var.backend = "b1"), after rewrite and access.
+func (x *Exchange) NumVariables() int { return x.f.variables().len() }
+
+// Variable returns the i-th variable scripts set: its lowercased name and value.
+func (x *Exchange) Variable(i int) (name, value []byte) { return x.f.variables().at(i) }
 
 // HasContent reports whether the pipeline has a content script (then Lua answers, unless a
 // phase failed).
@@ -169,10 +247,11 @@ func (x *Exchange) ExitCode() int64 { return int64(x.f.c.view.exit_code) }
 // HeadersSent reports whether scripts produced output.
 func (x *Exchange) HeadersSent() bool { return bool(x.f.c.view.headers_sent) }
 
-// NumHeaders returns how many response headers scripts set.
+// NumHeaders returns how many response headers scripts set (after HeaderFilter: how many the
+// response has).
 func (x *Exchange) NumHeaders() int { return int(x.f.c.view.n_headers) }
 
-// Header returns the i-th response header scripts set, in order; names may repeat.
+// Header returns the i-th response header, in order; names may repeat.
 func (x *Exchange) Header(i int) (name, value []byte) {
 	h := &x.f.headers()[i]
 	return cBytes(h.name), cBytes(h.value)
@@ -228,34 +307,80 @@ func ErrorPage(status int) []byte {
 	return []byte(strconv.Itoa(status) + " " + http.StatusText(status) + "\n")
 }
 
-// HeaderFilter runs the header_filter script (if any) before the wrapped handler's response
-// headers go out. Afterwards Status and Header report what the scripts set: apply them to the
-// response. An error means the response must not be sent as it is (answer 500 if possible).
-func (x *Exchange) HeaderFilter() error {
-	return x.run(PhaseHeaderFilter, x.p.phases.HeaderFilter)
+// HasFilters reports whether the pipeline has a header_filter or body_filter script.
+func (p *Pipeline) HasFilters() bool {
+	return p.phases.HeaderFilter != nil || p.phases.BodyFilter != nil
 }
 
-// BodyFilter runs the body_filter script (if any) on one chunk of the wrapped handler's body;
-// eof marks the last call, made once the handler is done (chunk may then be empty). It returns
-// the chunk to send. (The engine does not expose ngx.arg yet, so the chunk goes out unchanged.)
-func (x *Exchange) BodyFilter(chunk []byte, eof bool) ([]byte, error) {
-	return chunk, x.run(PhaseBodyFilter, x.p.phases.BodyFilter)
-}
+// HasLog reports whether the pipeline has a log script.
+func (p *Pipeline) HasLog() bool { return p.phases.Log != nil }
 
-func (x *Exchange) run(phase Phase, s *Script) error {
-	if s == nil {
-		return nil
+// HeaderFilter hands the wrapped handler's response status and headers to the engine (what
+// ngx.status and ngx.header show to header_filter, body_filter and log) and runs the
+// header_filter script, if any, on them. Afterwards Status, NumHeaders and Header describe the
+// response to send: every header, as the filter left them. An error means the response must
+// not be sent as it is (answer 500 if possible). Call it once, before BodyFilter.
+func (x *Exchange) HeaderFilter(status int, headers iter.Seq2[string, string]) error {
+	if x.f.c.request == nil {
+		return errCancelled
 	}
-	x.f.plan().add(phase, s, false)
-	x.f.c.answered = false
-	_, err := x.f.run()
-	return err
+	if status < 0 || status > 0xffff {
+		status = http.StatusInternalServerError
+	}
+	f := x.f
+	n, size := 0, 0
+	for name, value := range headers {
+		n++
+		size += len(name) + len(value)
+	}
+	w := newScratch(f, n, size)
+	defer w.free()
+	for name, value := range headers {
+		w.header(name, value)
+	}
+	var script *C.le_script
+	if s := x.p.phases.HeaderFilter; s != nil {
+		script = s.ptr
+	}
+	if Status(C.lego_header_filter(f.ref(), C.uint16_t(status), w.first(), C.size_t(len(w.list)), script)) == StatusError {
+		return f.phaseError(PhaseHeaderFilter, CodeRuntime)
+	}
+	return nil
+}
+
+// BodyFilter runs the body_filter script on one chunk of the wrapped handler's body (ngx.arg[1])
+// and returns the chunk to send, in engine memory valid until the next call on the exchange;
+// eof marks the last call (ngx.arg[2]), made once the handler is done (chunk may then be
+// empty). last reports that the body ends with this chunk: the filter set ngx.arg[2] (send
+// nothing after it). Without a body_filter script the chunk comes back as it is.
+func (x *Exchange) BodyFilter(chunk []byte, eof bool) (out []byte, last bool, err error) {
+	s := x.p.phases.BodyFilter
+	if s == nil {
+		return chunk, eof, nil
+	}
+	f := x.f
+	if f.c.request == nil {
+		return nil, true, errCancelled
+	}
+	data := C.le_str{len: C.size_t(len(chunk))}
+	if len(chunk) > 0 {
+		data.ptr = (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(chunk)))
+	}
+	status := Status(C.lego_body_filter(f.ref(), s.ptr, data, C.bool(eof)))
+	if status == StatusError {
+		return nil, true, f.phaseError(PhaseBodyFilter, CodeRuntime)
+	}
+	return cBytes(f.c.chunk.data), bool(f.c.chunk.eof), nil
 }
 
 // Finish runs the log script (if any) after the response is sent, frees the request and ends
-// the exchange; x must not be used afterwards. It returns the log phase's failure.
+// the exchange; x must not be used afterwards. It returns the log phase's failure. After a
+// location jump routed elsewhere (no Continue), log does not run here.
 func (x *Exchange) Finish() error {
-	x.f.plan().add(PhaseLog, x.p.phases.Log, false)
+	plan := x.f.plan()
+	if !x.LocationJump() {
+		plan.add(PhaseLog, x.p.phases.Log, false)
+	}
 	err := x.f.finish()
 	x.recycle()
 	return err

@@ -6,6 +6,7 @@ package luaengine
 import "C"
 
 import (
+	"context"
 	"net/http"
 	"runtime"
 	"strings"
@@ -26,17 +27,21 @@ func (e *Engine) NewRequest(init RequestInit) (*Request, error) {
 	}
 	f := getFrame(init.size())
 	init.write(f)
+	f.bodyReader = init.BodyReader
 	return e.newRequest(f)
 }
 
 // NewHTTPRequest creates a request from r: method, path, query, protocol, scheme, client
-// address and headers (Host included). The engine never reads r.Body: pass the body already
-// read as body, or nil for none (ngx.req.get_body_data() then returns nil).
+// address and headers (Host included). Pass the body already read as body; with nil, a
+// script's ngx.req.read_body() reads r.Body (bound it with http.MaxBytesReader) and puts it
+// back for whoever reads it next.
 func (e *Engine) NewHTTPRequest(r *http.Request, body []byte) (*Request, error) {
 	if err := e.life.acquire(); err != nil {
 		return nil, err
 	}
-	return e.newRequest(writeHTTP(r, body))
+	f := writeHTTP(r, body)
+	f.httpReq = r
+	return e.newRequest(f)
 }
 
 // newRequest creates the C request from the snapshot in f; the caller holds an engine
@@ -58,9 +63,9 @@ func (e *Engine) newRequest(f *frame) (*Request, error) {
 	return r, nil
 }
 
-// start creates the C request from the snapshot and runs the planned batch, holding the
-// caller's engine reference in f.engine. It returns the batch's status and failure; when the
-// request could not be created, f.c.request is nil.
+// start creates the C request from the snapshot and runs the planned batch (waiting out its
+// yields), holding the caller's engine reference in f.engine. It returns the batch's status and
+// failure; when the request could not be created, f.c.request is nil.
 func (f *frame) start(e *Engine) (Status, error) {
 	f.engine = e
 	f.c.engine = e.state.ptr
@@ -68,36 +73,23 @@ func (f *frame) start(e *Engine) (Status, error) {
 	if f.c.request == nil {
 		return StatusError, f.takeError(CodeInvalidArgument)
 	}
-	return status, f.outcome(status)
+	return f.settle(status)
 }
 
-// run runs the planned batch on the request.
+// run runs the planned batch on the request, waiting out its yields.
 func (f *frame) run() (Status, error) {
-	status := Status(C.lego_run(f.ref()))
-	return status, f.outcome(status)
-}
-
-// outcome is the error of a batch that stopped early: a step failed, or a step waits. Waiting
-// needs the wake-ups the C ABI does not have yet; with them, this is where the goroutine will
-// park until the wake callback fires, then resume the request and the rest of the batch.
-func (f *frame) outcome(status Status) error {
-	switch status {
-	case StatusError:
-		return f.takeError(CodeRuntime)
-	case StatusYield:
-		phase := Phase(f.c.phases[f.c.next_step-1])
-		return &Error{
-			Code:    CodeInvalidState,
-			Message: "luaengine: the " + phase.String() + " phase waits; the Go bindings cannot resume requests yet",
-			Phase:   phase,
-		}
+	if f.c.request == nil {
+		return StatusError, errCancelled
 	}
-	return nil
+	return f.settle(Status(C.lego_run(f.ref())))
 }
 
 // finish runs what is left of the batch (the log phase) and frees the C request; it returns
 // the log phase's failure.
 func (f *frame) finish() error {
+	if f.ops != nil {
+		f.ops.close()
+	}
 	if f.c.request == nil {
 		return nil
 	}
@@ -112,9 +104,16 @@ func (r *Request) ID() uint64 { return uint64(r.f.c.id) }
 
 // Run runs one phase's script. It returns StatusOK (go on), StatusDone (the request is
 // answered: send the response), or StatusError with an *Error carrying the Lua message,
-// chunk, line and traceback. (StatusYield, with an error, means the script waits, which needs
-// the async C ABI: not resumable yet.)
+// chunk, line and traceback. A script that waits (ngx.sleep, an async host function,
+// ngx.req.read_body) parks the calling goroutine, not an OS thread, until it goes on.
 func (r *Request) Run(phase Phase, script *Script) (Status, error) {
+	return r.RunContext(context.Background(), phase, script)
+}
+
+// RunContext is Run with a context: when ctx is done while the script waits, the request is
+// freed (its scripts stop there; Response is empty from then on) and RunContext returns an
+// *Error wrapping ctx.Err(). Later runs fail; Close the request as usual.
+func (r *Request) RunContext(ctx context.Context, phase Phase, script *Script) (Status, error) {
 	if r.f == nil {
 		return StatusError, ErrClosed
 	}
@@ -123,6 +122,7 @@ func (r *Request) Run(phase Phase, script *Script) (Status, error) {
 	}
 	defer script.life.release()
 	f := r.f
+	f.ctx = ctx
 	f.plan().add(phase, script, false)
 	f.c.answered = false
 	return f.run()

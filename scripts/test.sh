@@ -24,6 +24,9 @@ done
 
 step "cargo build --release (LuaJIT): target/release/libluaengine.a, which the Go bindings link"
 cargo build --release --locked
+# Go's build cache does not hash the library or include/luaengine.h, only the cgo flags: name
+# this build of them in CGO_CFLAGS, so a changed library or header rebuilds the bindings.
+export CGO_CFLAGS="${CGO_CFLAGS:--O2 -g} -DLUAENGINE_BUILD=$(cat target/release/libluaengine.a include/luaengine.h | sha256sum | cut -c1-16)"
 # The bindings (with the example server), then the modules kept apart so the bindings never
 # depend on fasthttp or gopher-lua. bench's tests check its implementations agree; its
 # benchmarks are run by hand (see go-bindings/README.md).

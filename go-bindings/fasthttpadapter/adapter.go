@@ -10,7 +10,9 @@ package fasthttpadapter
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"iter"
 	"log"
 	"net"
 	"net/netip"
@@ -38,7 +40,11 @@ type Config struct {
 // body_filter on the response → log. fasthttp sends the response after the handler returns, so
 // body_filter sees the whole body at once and log runs just before the response goes out.
 // It fails closed: a failing rewrite, access or filter phase answers 500 and a failing rewrite
-// or access never runs the wrapped handler. Safe for concurrent use.
+// or access never runs the wrapped handler. The wrapped handler sees the request as rewrite and
+// access left it (method, URI, query, headers); after ngx.req.set_uri(uri, true) in rewrite the
+// request goes on here with its new URI. fasthttp has read the body already: scripts see it
+// without ngx.req.read_body(). A script that waits parks the request's goroutine; when the
+// server shuts down meanwhile the request is dropped (503). Safe for concurrent use.
 type Middleware struct {
 	p           *luaengine.Pipeline
 	name        string
@@ -88,13 +94,21 @@ func (m *Middleware) serve(ctx *fasthttp.RequestCtx, next fasthttp.RequestHandle
 		m.fail(ctx, status, err)
 		return
 	}
+	if x.LocationJump() {
+		x.Continue() //nolint:errcheck // in x.Err()
+	}
 	switch {
 	case x.Err() != nil:
-		m.fail(ctx, fasthttp.StatusInternalServerError, x.Err())
+		status := fasthttp.StatusInternalServerError
+		if errors.Is(x.Err(), context.Canceled) || errors.Is(x.Err(), context.DeadlineExceeded) {
+			status = fasthttp.StatusServiceUnavailable
+		}
+		m.fail(ctx, status, x.Err())
 	case x.Answered():
 		m.writeAnswer(ctx, x)
 	default:
 		applyHeaders(&ctx.Response.Header, x)
+		applyChanges(&ctx.Request, x)
 		next(ctx)
 		m.filter(ctx, x)
 	}
@@ -134,9 +148,36 @@ func (m *Middleware) begin(ctx *fasthttp.RequestCtx) (*luaengine.Exchange, error
 	if body := ctx.PostBody(); len(body) > 0 {
 		init.Body = body
 	}
-	x, err := m.p.Begin(init)
+	// The RequestCtx is the request's context: done when the server shuts down.
+	x, err := m.p.Begin(ctx, init)
 	clear(s.headers) // drop the references into fasthttp's buffers
 	return x, err
+}
+
+// applyChanges gives the wrapped handler the request as rewrite and access left it.
+func applyChanges(req *fasthttp.Request, x *luaengine.Exchange) {
+	changes := x.Changes()
+	if changes&luaengine.ChangedMethod != 0 {
+		req.Header.SetMethodBytes(x.Method())
+	}
+	if changes&luaengine.ChangedPath != 0 {
+		req.URI().SetPathBytes(x.Path())
+	}
+	if changes&luaengine.ChangedQuery != 0 {
+		req.URI().SetQueryStringBytes(x.Query())
+	}
+	if changes&luaengine.ChangedHeaders != 0 {
+		h := &req.Header
+		clearHeaders(h)
+		for i, n := 0, x.NumRequestHeaders(); i < n; i++ {
+			name, value := x.RequestHeader(i)
+			if bytes.EqualFold(name, host) {
+				h.SetHostBytes(value)
+			} else {
+				h.AddBytesKV(name, value)
+			}
+		}
+	}
 }
 
 func (m *Middleware) writeAnswer(ctx *fasthttp.RequestCtx, x *luaengine.Exchange) {
@@ -147,29 +188,58 @@ func (m *Middleware) writeAnswer(ctx *fasthttp.RequestCtx, x *luaengine.Exchange
 	ctx.SetBody(x.AnswerBody())
 }
 
-// filter runs header_filter and body_filter on the wrapped handler's (buffered) response.
+// filter hands the wrapped handler's (buffered) response to the engine — for header_filter
+// and body_filter to change, and for ngx.status in log — when there is one of them.
 func (m *Middleware) filter(ctx *fasthttp.RequestCtx, x *luaengine.Exchange) {
-	before := x.Status()
-	if err := x.HeaderFilter(); err != nil {
-		m.fail(ctx, fasthttp.StatusInternalServerError, err)
+	if !m.p.HasFilters() && !m.p.HasLog() {
 		return
 	}
-	applyHeaders(&ctx.Response.Header, x)
-	if status := x.Status(); status != 0 && status != before {
-		ctx.SetStatusCode(status)
-	}
-	var body []byte
-	if !ctx.Response.IsBodyStream() {
-		body = ctx.Response.Body()
-	}
-	out, err := x.BodyFilter(body, true)
+	resp := &ctx.Response
+	err := x.HeaderFilter(resp.StatusCode(), func(yield func(string, string) bool) {
+		for name, value := range resp.Header.All() {
+			if !yield(b2s(name), b2s(value)) {
+				return
+			}
+		}
+	})
 	if err != nil {
 		m.fail(ctx, fasthttp.StatusInternalServerError, err)
 		return
 	}
-	// A chunk the filter changed lives in engine memory: copy it in (SetBody copies).
-	if !ctx.Response.IsBodyStream() && unsafe.SliceData(out) != unsafe.SliceData(body) {
-		ctx.SetBody(out)
+	if m.p.Phases().HeaderFilter != nil {
+		replaceHeaders(&resp.Header, x)
+		resp.SetStatusCode(x.Status())
+	}
+	if m.p.Phases().BodyFilter == nil || resp.IsBodyStream() {
+		return
+	}
+	out, _, err := x.BodyFilter(resp.Body(), true)
+	if err != nil {
+		m.fail(ctx, fasthttp.StatusInternalServerError, err)
+		return
+	}
+	resp.SetBody(out) // copies it out of engine memory
+}
+
+// replaceHeaders makes h the response headers as header_filter left them.
+func replaceHeaders(h *fasthttp.ResponseHeader, x *luaengine.Exchange) {
+	clearHeaders(h)
+	for i, n := 0, x.NumHeaders(); i < n; i++ {
+		h.AddBytesKV(x.Header(i))
+	}
+}
+
+// clearHeaders deletes every header of a fasthttp request or response.
+func clearHeaders(h interface {
+	All() iter.Seq2[[]byte, []byte]
+	Del(key string)
+}) {
+	var names []string
+	for name := range h.All() {
+		names = append(names, string(name)) // copied: Del changes the buffers All reads
+	}
+	for _, name := range names {
+		h.Del(name)
 	}
 }
 
@@ -208,6 +278,9 @@ func appendRemoteIP(dst []byte, addr net.Addr) []byte {
 	return append(dst, addr.String()...)
 }
 
-var contentType = []byte("Content-Type")
+var (
+	contentType = []byte("Content-Type")
+	host        = []byte("Host")
+)
 
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

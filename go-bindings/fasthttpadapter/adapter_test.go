@@ -2,10 +2,12 @@ package fasthttpadapter
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	luaengine "github.com/libluaengine/luaengine/go-bindings"
 	"github.com/valyala/fasthttp"
@@ -171,4 +173,68 @@ func TestClosed(t *testing.T) {
 	s.expect(s.do("GET", "/", ""), 200, "x\n")
 	s.m.Close()
 	s.expect(s.do("GET", "/", ""), 503, "503 Service Unavailable\n")
+}
+
+// The wrapped handler sees the request as rewrite and access left it.
+func TestRequestChanges(t *testing.T) {
+	var seen string
+	s := newSite(t, map[luaengine.Phase]string{
+		luaengine.PhaseRewrite: `ngx.req.set_uri("/new") ngx.req.set_uri_args("b=2") ngx.req.set_method(ngx.HTTP_PUT)`,
+		luaengine.PhaseAccess:  `ngx.req.set_header("X-Added", "1") ngx.req.clear_header("X-Drop") ngx.req.set_header("Host", "other.example")`,
+	}, func(ctx *fasthttp.RequestCtx) {
+		h := &ctx.Request.Header
+		seen = string(ctx.Method()) + " " + string(ctx.Path()) + "?" + string(ctx.QueryArgs().QueryString()) + " " +
+			string(h.Host()) + " added=" + string(h.Peek("X-Added")) + " drop=" + string(h.Peek("X-Drop")) +
+			" keep=" + string(h.Peek("X-Keep"))
+	})
+	s.do("GET", "/old?a=1", "", "X-Drop", "d", "X-Keep", "k")
+	if want := "PUT /new?b=2 other.example added=1 drop= keep=k"; seen != want {
+		t.Fatalf("the wrapped handler saw %q, want %q", seen, want)
+	}
+}
+
+// The filters work on the wrapped handler's response through ngx.status, ngx.header, ngx.arg.
+func TestFiltersOnHandlerResponse(t *testing.T) {
+	s := newSite(t, map[luaengine.Phase]string{
+		luaengine.PhaseHeaderFilter: `ngx.log(ngx.INFO, "status ", ngx.status, " ", ngx.header["X-Upstream"])
+			ngx.header["X-Secret"] = nil ngx.header["X-Filtered"] = "yes" ngx.status = 299`,
+		luaengine.PhaseBodyFilter: `ngx.arg[1] = string.upper(ngx.arg[1])`,
+		luaengine.PhaseLog:        `ngx.log(ngx.INFO, "log ", ngx.status)`,
+	}, func(ctx *fasthttp.RequestCtx) {
+		ctx.SetStatusCode(201)
+		ctx.Response.Header.Set("X-Upstream", "u")
+		ctx.Response.Header.Set("X-Secret", "s")
+		ctx.SetBodyString("from next\n")
+	})
+	resp := s.do("GET", "/", "")
+	s.expect(resp, 299, "FROM NEXT\n")
+	if string(resp.Header.Peek("X-Secret")) != "" || string(resp.Header.Peek("X-Filtered")) != "yes" ||
+		string(resp.Header.Peek("X-Upstream")) != "u" {
+		t.Fatalf("headers %s", resp.Header.String())
+	}
+	s.expectEvents("header_filter:status 201 u", "log:log 299")
+}
+
+// Scripts that wait park their goroutine: many at once take about one sleep.
+func TestSleep(t *testing.T) {
+	s := newSite(t, map[luaengine.Phase]string{
+		luaengine.PhaseAccess:  `ngx.sleep(0.2)`,
+		luaengine.PhaseContent: `ngx.sleep(0.1) ngx.say("slept ", ngx.var.arg_i)`,
+	}, nil)
+	started := time.Now()
+	var wg sync.WaitGroup
+	for i := range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp := s.do("GET", fmt.Sprintf("/?i=%d", i), "")
+			if want := fmt.Sprintf("slept %d\n", i); resp.StatusCode() != 200 || string(resp.Body()) != want {
+				t.Errorf("got %d %q", resp.StatusCode(), resp.Body())
+			}
+		}()
+	}
+	wg.Wait()
+	if elapsed := time.Since(started); elapsed > 3*time.Second {
+		t.Fatalf("200 requests sleeping 300 ms took %v", elapsed)
+	}
 }

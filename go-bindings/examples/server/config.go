@@ -113,8 +113,11 @@ func loadConfig(path string) (*Config, error) {
 }
 
 func (c *Config) check() error {
-	if c.Init != "" || c.InitFile != "" || c.InitWorker != "" || c.InitWorkerFile != "" {
-		return fmt.Errorf("init and init_worker need the engine's init phases, which the C ABI does not offer yet")
+	if c.Init != "" && c.InitFile != "" {
+		return fmt.Errorf("both init and init_file are set")
+	}
+	if c.InitWorker != "" && c.InitWorkerFile != "" {
+		return fmt.Errorf("both init_worker and init_worker_file are set")
 	}
 	if c.Workers < 0 {
 		return fmt.Errorf("workers: %d is negative", c.Workers)

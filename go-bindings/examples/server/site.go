@@ -26,7 +26,17 @@ type prefix struct {
 
 // NewSite builds the engine and the locations of c. Log records go to log.
 func NewSite(c *Config, log func(luaengine.LogRecord)) (*Site, error) {
-	config := luaengine.Config{Workers: c.Workers, Trusted: c.Lua.Trusted, Log: log}
+	config := luaengine.Config{
+		Workers: c.Workers, Trusted: c.Lua.Trusted, Log: log,
+		DefaultType: c.DefaultType, NoDefaultType: c.DefaultType == "",
+		Init: c.Init, InitWorker: c.InitWorker,
+	}
+	if c.InitFile != "" {
+		config.InitFile = c.path(c.InitFile)
+	}
+	if c.InitWorkerFile != "" {
+		config.InitWorkerFile = c.path(c.InitWorkerFile)
+	}
 	for _, p := range c.Lua.PackagePath {
 		config.PackagePath = append(config.PackagePath, c.path(p))
 	}
@@ -82,6 +92,8 @@ func (s *Site) location(c *Config, l *LocationConfig) (http.Handler, error) {
 		},
 		DefaultType: s.defaultTy,
 		MaxBodySize: int64(c.ClientMaxBodySize),
+		// ngx.req.set_uri(uri, true) in rewrite: route the request again.
+		LocationJump: s,
 	})
 	if err != nil {
 		return nil, err
