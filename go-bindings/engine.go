@@ -135,8 +135,6 @@ func New(config Config) (*Engine, error) {
 	state := &engineState{stop: stop}
 	c.workers = C.uint32_t(config.Workers)
 	c.trusted = C.bool(config.Trusted)
-	// The middleware applies its own DefaultType (MiddlewareConfig), so the engine adds none.
-	c.default_type = C.le_str{}
 	if n := len(config.PackagePath); n > 0 {
 		paths := unsafe.Slice((*C.le_str)(mem.alloc(n*C.sizeof_le_str)), n)
 		for i, p := range config.PackagePath {
