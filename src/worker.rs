@@ -55,6 +55,8 @@ struct WorkerLua {
     current: CurrentRequest,
     /// Metatable of every request's globals: reads fall through to the base environment.
     env_mt: Table,
+    /// "_G", the field every request's globals table has.
+    globals_key: mlua::LuaString,
     /// The base environment: the globals of init and init_worker.
     base: Table,
     /// Timer callbacks and their arguments by timer id, and the chunk that runs one.
@@ -140,12 +142,17 @@ impl Worker {
         env_mt.raw_set("__index", &base).map_err(lua_error)?;
         env_mt.raw_set("__metatable", false).map_err(lua_error)?;
         limits::cap_memory(&lua, config.memory_limit).map_err(lua_error)?;
+        // Building the API (the prelude's compilation above all) leaves about a third of the
+        // heap as garbage: a worker starts without it.
+        lua.gc_collect().map_err(lua_error)?;
+        let globals_key = lua.create_string("_G").map_err(lua_error)?;
         let memory = AtomicUsize::new(lua.used_memory());
         let state = WorkerLua {
             lua,
             run_chunk: installed.run_chunk,
             current: installed.current,
             env_mt,
+            globals_key,
             base,
             timer_entries: installed.timer_entries,
             timer_chunk: installed.timer_chunk,
@@ -305,9 +312,9 @@ impl Worker {
         shared.count_phase();
         let budget_left = w.budget.as_ref().map_or(Left::default(), |budget| budget.disarm());
         let result = match outcome {
-            // `run_chunk` returns the signal alone when the script finished.
+            // `run_chunk` yields the signal alone when the script finished, ready for the next.
             Ok((first, Value::Nil)) if api::is_signal(&first) => {
-                w.recycle(thread);
+                w.pool_ready(thread);
                 Ok(finished(phase, &mut state, &w.default_type))
             }
             // (signal, "wait"): ngx.sleep, an async host call, a body read.
@@ -359,9 +366,10 @@ impl WorkerLua {
         if let Some(env) = &state.env {
             return Ok(env.clone());
         }
-        let env = self.lua.create_table()?;
+        // Sized for its one field, whose key is interned once: this runs for every request.
+        let env = self.lua.create_table_with_capacity(0, 1)?;
         env.set_metatable(Some(self.env_mt.clone()))?;
-        env.raw_set("_G", &env)?;
+        env.raw_set(&self.globals_key, &env)?;
         state.env = Some(env.clone());
         Ok(env)
     }
@@ -373,8 +381,16 @@ impl WorkerLua {
         }
     }
 
-    /// Returns a finished (or exited) coroutine to the pool when it can be reset: LuaJIT resets
-    /// only finished ones, Lua 5.4 also those suspended in ngx.exit; others are dropped.
+    /// Pools a coroutine that finished its phase: it waits in `run_chunk` for the next one.
+    fn pool_ready(&self, thread: Thread) {
+        let mut pool = self.pool.borrow_mut();
+        if pool.len() < self.pool_max {
+            pool.push(thread);
+        }
+    }
+
+    /// Pools a coroutine that ngx.exit left suspended inside the script when it can be reset
+    /// (Lua 5.4 can; LuaJIT resets only finished coroutines, so there it is dropped).
     fn recycle(&self, thread: Thread) {
         let mut pool = self.pool.borrow_mut();
         if pool.len() < self.pool_max && thread.reset(self.run_chunk.clone()).is_ok() {

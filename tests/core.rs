@@ -182,6 +182,30 @@ fn coroutines_are_pooled_and_bounded() {
 }
 
 #[test]
+fn a_pooled_coroutine_keeps_nothing_of_the_request_it_served() {
+    // `seen` (made by init, so every request reads it) holds each request's globals weakly.
+    let engine = engine_with(EngineConfig {
+        workers: 1,
+        trusted: true,
+        init: Some(luaengine::LuaSource::inline("init", r#"seen = setmetatable({}, { __mode = "k" })"#)),
+        ..Default::default()
+    });
+    let wait = engine.compile("wait", "coroutine.yield()").unwrap();
+    let remember = engine.compile("remember", "seen[_G] = true").unwrap();
+    let (mut first, mut second) = (request(&engine, "/", &[]), request(&engine, "/", &[]));
+    first.run(Phase::Content, &wait).unwrap();
+    second.run(Phase::Content, &wait).unwrap();
+    first.resume().unwrap();
+    // The coroutine `first` used serves this request, then waits in the pool under the one
+    // `second` returns, which the counting request takes.
+    request(&engine, "/", &[]).run(Phase::Content, &remember).unwrap();
+    second.resume().unwrap();
+    assert_eq!(engine.stats().workers[0].pooled_coroutines, 2);
+    let count = "collectgarbage() collectgarbage() local n = 0 for _ in pairs(seen) do n = n + 1 end ngx.say(n)";
+    assert_eq!(serve(&engine, "/", &[], &[(Phase::Content, count)]).body(), "0\n", "their globals were collected");
+}
+
+#[test]
 fn globals_are_isolated_between_interleaved_requests() {
     let engine = engine();
     let script = engine

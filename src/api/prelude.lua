@@ -238,9 +238,11 @@ ngx.thread = {
   end,
 }
 
--- Every phase run is one call of this on a pooled coroutine, with the request's globals as
--- `env`. A phase ends when its entry thread and all its light threads have. Returning the
--- signal alone tells the engine the script finished (engine yields carry a second value).
+-- Every phase run is one resume of this on a pooled coroutine, with the request's globals as
+-- `env`. A phase ends when its entry thread and all its light threads have. Yielding the
+-- signal alone tells the engine the script finished (engine yields carry a second value); the
+-- coroutine waits there, holding nothing of the request, until the engine resumes it with the
+-- next phase run: a pooled coroutine needs no reset.
 local function run_chunk(chunk, env, ...)
   thread_sets[env] = nil
   instantiate(chunk, env)(env, ...)
@@ -250,7 +252,8 @@ local function run_chunk(chunk, env, ...)
       wait_any(set)
     end
   end
-  return signal
+  chunk, env, set = nil, nil, nil
+  return run_chunk(co_yield(signal))
 end
 
 -- A Rust function that may start a wait: it returns the wait's id, nothing when there is
