@@ -153,7 +153,7 @@ fn main() {
     println!("Lua allocations go through Rust's global allocator (mlua's lua_newstate allocator): process heap includes the Lua heap.");
     println!();
     println!("worker baseline, no request running (sandboxed default config, right after Engine::new,");
-    println!("setup garbage not yet collected included: a sandboxed engine offers no way to force a GC):");
+    println!("whose workers collect their setup garbage before serving):");
     println!("  Lua heap (WorkerStats::lua_memory)          {:>10.0} B  {:>7.1} KiB", lua_worker, lua_worker / KIB);
     println!("  Rust heap (process heap - Lua heap)         {:>10.0} B  {:>7.1} KiB", rust_worker, rust_worker / KIB);
     println!(
