@@ -46,8 +46,8 @@ func compile(sources []string) ([]*lua.FunctionProto, error) {
 	return protos, nil
 }
 
-// newState opens the libraries a sandboxed script gets.
-func newState() *lua.LState {
+// newState opens the libraries a sandboxed script gets, with require searching packagePath.
+func newState(packagePath string) *lua.LState {
 	L := lua.NewState(lua.Options{SkipOpenLibs: true})
 	for _, lib := range []struct {
 		name string
@@ -55,11 +55,14 @@ func newState() *lua.LState {
 	}{
 		{lua.BaseLibName, lua.OpenBase}, {lua.TabLibName, lua.OpenTable},
 		{lua.StringLibName, lua.OpenString}, {lua.MathLibName, lua.OpenMath},
-		{lua.CoroutineLibName, lua.OpenCoroutine},
+		{lua.CoroutineLibName, lua.OpenCoroutine}, {lua.LoadLibName, lua.OpenPackage},
 	} {
 		L.Push(L.NewFunction(lib.open))
 		L.Push(lua.LString(lib.name))
 		L.Call(1, 0)
+	}
+	if pkg, ok := L.GetGlobal("package").(*lua.LTable); ok {
+		pkg.RawSetString("path", lua.LString(packagePath))
 	}
 	return L
 }
@@ -216,15 +219,16 @@ type pooledState struct {
 	lower map[string]string // lowercased header names, cached per state
 }
 
-// NewPooled compiles the phase scripts (run in order) into a handler.
-func NewPooled(sources ...string) (*Pooled, error) {
+// NewPooled compiles the phase scripts (run in order) into a handler; require searches
+// packagePath (";"-separated templates such as "/srv/lua/?.lua").
+func NewPooled(packagePath string, sources ...string) (*Pooled, error) {
 	protos, err := compile(sources)
 	if err != nil {
 		return nil, err
 	}
 	p := &Pooled{protos: protos}
 	p.pool.New = func() any {
-		s := &pooledState{L: newState(), lower: map[string]string{}}
+		s := &pooledState{L: newState(packagePath), lower: map[string]string{}}
 		s.ngx = ngxAPI(s.L, func() *request { return &s.cur }, s.lowerName)
 		s.L.SetGlobal("ngx", s.ngx)
 		for _, proto := range p.protos {
@@ -262,14 +266,15 @@ type Rebuilt struct {
 	pool   sync.Pool
 }
 
-// NewRebuilt compiles the phase scripts (run in order) into a handler.
-func NewRebuilt(sources ...string) (*Rebuilt, error) {
+// NewRebuilt compiles the phase scripts (run in order) into a handler; require searches
+// packagePath.
+func NewRebuilt(packagePath string, sources ...string) (*Rebuilt, error) {
 	protos, err := compile(sources)
 	if err != nil {
 		return nil, err
 	}
 	p := &Rebuilt{protos: protos}
-	p.pool.New = func() any { return newState() }
+	p.pool.New = func() any { return newState(packagePath) }
 	return p, nil
 }
 
