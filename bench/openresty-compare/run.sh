@@ -8,7 +8,7 @@
 # Environment:
 #   CASES="hello auth dict"                    the Lua cases (static, the baseline, always runs)
 #   SERVERS="nginx ours-luajit ours-lua54"     the servers
-#   OUT=bench/openresty-compare/out            where the callgrind files and table.md go
+#   OUT=bench/openresty-compare/out            where the callgrind files, table.md and work/ go
 #
 # Each server serves SMALL and then LARGE keep-alive requests on one connection, each time in a
 # fresh process under callgrind; (Ir(LARGE) - Ir(SMALL)) / (LARGE - SMALL) is its cost per
@@ -31,16 +31,14 @@ for server in $SERVERS; do
   case $server in nginx | ours-luajit | ours-lua54) ;; *) echo "unknown server '$server' (nginx ours-luajit ours-lua54)" >&2; exit 2 ;; esac
 done
 
-work=$(mktemp -d)
+# The last run's server output, curl output and nginx prefix: kept, for a look after a failure.
+work=$OUT/work
 server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill -KILL "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap '[ -z "$server_pid" ] || kill -KILL "$server_pid" 2>/dev/null' EXIT
 
 "$root/scripts/install-deps.sh" --openresty
-mkdir -p "$OUT"
+rm -rf "$work"
+mkdir -p "$work"
 
 # Our server from the CMake preset of a backend (Release: cargo build --release, C at -O3).
 declare -A binary
