@@ -158,7 +158,8 @@ ratio() {
 }
 
 changes=
-git -C "$root" diff --quiet HEAD || changes=" (with uncommitted changes)"
+# (Documentation changes do not change the numbers.)
+git -C "$root" diff --quiet HEAD -- . ':(exclude)*.md' || changes=" (with uncommitted changes)"
 {
   echo "$(date -u +%F), libluaengine $(git -C "$root" rev-parse --short HEAD)$changes, $(nginx -v 2>&1 | sed 's/^nginx version: //'),"
   dpkg-query -W -f='${Package} ${Version}, ' libnginx-mod-http-lua libluajit2-5.1-2 lua-resty-core libmicrohttpd12
