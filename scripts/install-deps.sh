@@ -2,10 +2,21 @@
 # Installs what the build and the tests need on a Debian machine: system packages through apt
 # (only the missing ones), and the pinned cbindgen that generates include/luaengine.h.
 # Idempotent and quick when everything is there. CI runs it through scripts/test.sh.
+#
+#   scripts/install-deps.sh [--openresty]
+#
+# --openresty also installs Debian's nginx with lua-nginx-module, which only
+# bench/openresty-compare needs (the module pulls in the NDK module, lua-resty-core and
+# OpenResty's LuaJIT). On a machine that starts services, this starts nginx on port 80.
 set -euo pipefail
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config valgrind git curl
   libmicrohttpd-dev libjansson-dev libcpp-httplib-dev)  # the example servers and their tests
+case "${1:-}" in
+  "") ;;
+  --openresty) APT_PACKAGES+=(nginx-light libnginx-mod-http-lua) ;;
+  *) echo "usage: scripts/install-deps.sh [--openresty]" >&2; exit 2 ;;
+esac
 CBINDGEN_VERSION=0.29.4
 
 missing=()
