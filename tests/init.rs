@@ -133,6 +133,8 @@ fn errors_in_init_or_init_worker_fail_the_engine() {
         (Some("ngx.timer.at(0, function() end)"), None, "init:1: API disabled in the context of init"),
         (Some("ngx.timer.pending_count()"), None, "init:1: API disabled in the context of init"),
         (Some("ngx.say('x')"), None, "init:1: API disabled in the context of init"),
+        (Some("\nngx.print('x', 1)"), None, "init:2: API disabled in the context of init"),
+        (None, Some("ngx.print('x')"), "init_worker:1: API disabled in the context of init_worker"),
         (Some("local h = ngx.req.get_headers()"), None, "init:1: API disabled in the context of init"),
         (Some("local v = ngx.var.uri"), None, "init:1: API disabled in the context of init"),
         (None, Some("ngx.sleep(0.1)"), "init_worker:1: API disabled in the context of init_worker"),

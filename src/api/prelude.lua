@@ -35,6 +35,16 @@ end
 for _, name in ipairs(P.checked) do
   ngx[name] = checked(impl[name])
 end
+-- One string argument, the common case, goes to the Rust function that takes it as it is.
+for _, name in ipairs({ "say", "print" }) do
+  local any, one_string, select = ngx[name], checked(impl[name .. "_string"]), select
+  ngx[name] = function(...)
+    if select("#", ...) == 1 and type((...)) == "string" then
+      return one_string((...))
+    end
+    return any(...)
+  end
+end
 for name, fn in pairs(impl.ngx) do
   ngx[name] = checked(fn)
 end

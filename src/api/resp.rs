@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use mlua::{Lua, MultiValue, Table, Value};
+use mlua::{BString, Lua, MultiValue, Table, Value};
 
 use super::header::unsafe_in_value;
 use super::log::script_log;
@@ -36,16 +36,27 @@ pub(crate) fn register(
     logger: &Logger,
     default_type: &Arc<str>,
 ) -> mlua::Result<()> {
-    let (slot, default) = (current.clone(), default_type.clone());
-    impl_table.set(
-        "say",
-        lua.create_function(move |lua, args: MultiValue| output(lua, &slot, &default, "say", &args, true))?,
-    )?;
-    let (slot, default) = (current.clone(), default_type.clone());
-    impl_table.set(
-        "print",
-        lua.create_function(move |lua, args: MultiValue| output(lua, &slot, &default, "print", &args, false))?,
-    )?;
+    for (api, newline) in [("say", true), ("print", false)] {
+        let (slot, default) = (current.clone(), default_type.clone());
+        impl_table.set(
+            api,
+            lua.create_function(move |lua, args: MultiValue| {
+                output(lua, &slot, &default, api, newline, |body| append_arguments(body, &args, api))
+            })?,
+        )?;
+        // The prelude calls this one for a single string argument, the common case: it comes
+        // copied straight off the Lua stack, without the generic conversion of the arguments.
+        let (slot, default) = (current.clone(), default_type.clone());
+        impl_table.set(
+            format!("{api}_string"),
+            lua.create_function(move |lua, text: BString| {
+                output(lua, &slot, &default, api, newline, |body| {
+                    body.extend_from_slice(&text);
+                    Ok(())
+                })
+            })?,
+        )?;
+    }
     let (slot, default) = (current.clone(), default_type.clone());
     impl_table.set(
         "flush",
@@ -137,19 +148,17 @@ fn output(
     slot: &CurrentRequest,
     default_type: &str,
     api: &str,
-    args: &MultiValue,
     newline: bool,
+    append: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
 ) -> mlua::Result<(Value, Value)> {
     reply(
         lua,
         slot.try_with(api, OUTPUT, |request| {
             let body = &mut request.response.body;
             let mark = body.len();
-            for (index, arg) in args.iter().enumerate() {
-                if let Err(reason) = append_output(body, arg, 0) {
-                    body.truncate(mark);
-                    return Err(format!("bad argument #{} to '{api}' ({reason})", index + 1));
-                }
+            if let Err(message) = append(body) {
+                body.truncate(mark);
+                return Err(message);
             }
             if newline {
                 body.push(b'\n');
@@ -159,6 +168,14 @@ fn output(
             Ok(Value::Integer(1))
         }),
     )
+}
+
+/// Appends the arguments of `ngx.say`/`ngx.print` in order.
+fn append_arguments(body: &mut Vec<u8>, args: &MultiValue, api: &str) -> Result<(), String> {
+    for (index, arg) in args.iter().enumerate() {
+        append_output(body, arg, 0).map_err(|reason| format!("bad argument #{} to '{api}' ({reason})", index + 1))?;
+    }
+    Ok(())
 }
 
 /// Appends one argument of `ngx.say`/`ngx.print`: a scalar, or an array table of them
