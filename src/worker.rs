@@ -55,8 +55,6 @@ struct WorkerLua {
     current: CurrentRequest,
     /// Metatable of every request's globals: reads fall through to the base environment.
     env_mt: Table,
-    /// "_G", the field every request's globals table has.
-    globals_key: mlua::LuaString,
     /// The base environment: the globals of init and init_worker.
     base: Table,
     /// Timer callbacks and their arguments by timer id, and the chunk that runs one.
@@ -145,14 +143,12 @@ impl Worker {
         // Building the API (the prelude's compilation above all) leaves about a third of the
         // heap as garbage: a worker starts without it.
         lua.gc_collect().map_err(lua_error)?;
-        let globals_key = lua.create_string("_G").map_err(lua_error)?;
         let memory = AtomicUsize::new(lua.used_memory());
         let state = WorkerLua {
             lua,
             run_chunk: installed.run_chunk,
             current: installed.current,
             env_mt,
-            globals_key,
             base,
             timer_entries: installed.timer_entries,
             timer_chunk: installed.timer_chunk,
@@ -366,10 +362,9 @@ impl WorkerLua {
         if let Some(env) = &state.env {
             return Ok(env.clone());
         }
-        // Sized for its one field, whose key is interned once: this runs for every request.
+        // Sized for `_G`, which run_chunk sets (cheaper in Lua than through the API).
         let env = self.lua.create_table_with_capacity(0, 1)?;
         env.set_metatable(Some(self.env_mt.clone()))?;
-        env.raw_set(&self.globals_key, &env)?;
         state.env = Some(env.clone());
         Ok(env)
     }

@@ -17,6 +17,29 @@ local function instantiate(chunk, env)
   return f
 end
 
+-- A phase reuses its script's closure rather than making one per run. On Lua 5.4 the globals
+-- are its `_ENV` argument, so one closure serves every run. On LuaJIT they are the closure's
+-- environment: a closure is lent to one run at a time (one suspended in a wait is not handed
+-- to another request) and parked with an empty environment so it keeps no request alive.
+local idle, parked_env = setmetatable({}, { __mode = "k" }), {}
+local function borrow(chunk, env)
+  local f = idle[chunk]
+  if not f then
+    return instantiate(chunk, env)
+  end
+  if setfenv then
+    idle[chunk] = nil
+    setfenv(f, env)
+  end
+  return f
+end
+local function give_back(chunk, f)
+  if setfenv then
+    setfenv(f, parked_env)
+  end
+  idle[chunk] = f
+end
+
 -- Rust reports argument errors as (signal, message); raising them here, at the caller's level,
 -- gives plain string errors with the script's chunk:line, like luaL_argerror does.
 local function checked(fn)
@@ -254,15 +277,23 @@ ngx.thread = {
 -- coroutine waits there, holding nothing of the request, until the engine resumes it with the
 -- next phase run: a pooled coroutine needs no reset.
 local function run_chunk(chunk, env, ...)
-  thread_sets[env] = nil
-  instantiate(chunk, env)(env, ...)
+  -- Only a key that is there is cleared: storing nil under a new key still adds the key.
+  if thread_sets[env] ~= nil then
+    thread_sets[env] = nil
+  end
+  if rawget(env, "_G") == nil then
+    rawset(env, "_G", env)
+  end
+  local f = borrow(chunk, env)
+  f(env, ...)
+  give_back(chunk, f)
   local set = thread_sets[env]
   if set then
     while set.alive > 0 do
       wait_any(set)
     end
   end
-  chunk, env, set = nil, nil, nil
+  chunk, env, set, f = nil, nil, nil, nil
   return run_chunk(co_yield(signal))
 end
 
