@@ -224,7 +224,7 @@ impl Worker {
         defined_at.unwrap_or_else(|_| "?".into())
     }
 
-    /// Runs `prepare`'s function on a pooled coroutine as `run_chunk(function, env, args...)`.
+    /// Runs `prepare`'s function on a pooled coroutine as `run_chunk(function, env, fresh, args...)`.
     fn start<A: IntoLuaMulti>(
         &self,
         shared: &Shared,
@@ -239,10 +239,10 @@ impl Worker {
         }
         let prepared = (|| {
             let (function, args) = prepare(w)?;
-            let env = w.request_env(&mut state)?;
-            Ok::<_, mlua::Error>((function, env, args, w.take_thread()?))
+            let (env, fresh) = w.request_env(&mut state)?;
+            Ok::<_, mlua::Error>((function, env, fresh, args, w.take_thread()?))
         })();
-        let (function, env, args, thread) = match prepared {
+        let (function, env, fresh, args, thread) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
                 let error = Error::from_lua(&e);
@@ -254,7 +254,7 @@ impl Worker {
             }
         };
         let budget_left = w.budget.as_ref().map_or(Left::default(), |budget| budget.full());
-        self.drive(w, shared, state, phase, thread, budget_left, (function, env, args))
+        self.drive(w, shared, state, phase, thread, budget_left, (function, env, fresh, args))
     }
 
     /// Continues a suspended phase, handing it `event` (what its wait produced) if it waits.
@@ -358,15 +358,16 @@ impl Worker {
 }
 
 impl WorkerLua {
-    fn request_env(&self, state: &mut RequestState) -> mlua::Result<Table> {
+    /// The request's globals table, and whether it is new: run_chunk then sets its `_G`
+    /// (cheaper in Lua than through the API).
+    fn request_env(&self, state: &mut RequestState) -> mlua::Result<(Table, bool)> {
         if let Some(env) = &state.env {
-            return Ok(env.clone());
+            return Ok((env.clone(), false));
         }
-        // Sized for `_G`, which run_chunk sets (cheaper in Lua than through the API).
         let env = self.lua.create_table_with_capacity(0, 1)?;
         env.set_metatable(Some(self.env_mt.clone()))?;
         state.env = Some(env.clone());
-        Ok(env)
+        Ok((env, true))
     }
 
     fn take_thread(&self) -> mlua::Result<Thread> {

@@ -97,7 +97,7 @@ impl CurrentRequest {
 
 /// What a worker keeps from the installed API.
 pub(crate) struct Installed {
-    /// `run_chunk(chunk, env, ...)`: the body of every pooled coroutine.
+    /// `run_chunk(chunk, env, fresh, ...)`: the body of every pooled coroutine.
     pub run_chunk: Function,
     pub current: CurrentRequest,
     /// The worker's cached time, refreshed before every phase run and resume.

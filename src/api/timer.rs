@@ -74,7 +74,7 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, timers: &Timers, wor
             r#"
             local entries = ...
             local unpack = table.unpack or unpack
-            -- run_chunk instantiates this as it does a script: a fresh closure per run
+            -- run_chunk gets its closure from this as it does for a script
             return function()
               return function(_, id, last, premature)
                 local entry = entries[id]
