@@ -37,6 +37,7 @@ mod request;
 mod sandbox;
 mod scheduler;
 pub mod shdict;
+mod spare;
 mod timer;
 mod wait;
 mod worker;

@@ -12,6 +12,7 @@ use crate::engine::Hold;
 use crate::error::{Error, Result};
 use crate::host::HostValue;
 use crate::phase::{Phase, Status};
+use crate::spare;
 use crate::wait::{Event, PendingOp, Waits, WakeSlot, Waker, READ_BODY};
 use crate::worker::Worker;
 
@@ -77,7 +78,14 @@ impl Snapshot {
         variables: Vec::new(),
     };
 
-    fn new<'h, I>(init: &RequestInit<'_>, headers: I) -> Snapshot
+    /// The snapshot of `init` and `headers`, in `buf` and `ranges` (empty vectors, perhaps with
+    /// room already).
+    fn new<'h, I>(
+        init: &RequestInit<'_>,
+        headers: I,
+        mut buf: Vec<u8>,
+        mut ranges: Vec<(Range<usize>, Range<usize>)>,
+    ) -> Snapshot
     where
         I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
         I::IntoIter: Clone,
@@ -87,7 +95,9 @@ impl Snapshot {
         let size = scalars.iter().map(|s| s.len().max(8)).sum::<usize>()
             + init.body.map_or(0, <[u8]>::len)
             + headers.clone().map(|(name, value)| name.len() + value.len()).sum::<usize>();
-        let mut snapshot = Snapshot { buf: Vec::with_capacity(size), ..Snapshot::EMPTY };
+        buf.reserve(size);
+        ranges.reserve(headers.size_hint().0);
+        let mut snapshot = Snapshot { buf, ..Snapshot::EMPTY };
         snapshot.method = snapshot.push(or_default(init.method, b"GET"));
         snapshot.path = snapshot.push(or_default(init.path, b"/"));
         snapshot.query = snapshot.push(init.query);
@@ -98,7 +108,6 @@ impl Snapshot {
         snapshot.scheme = snapshot.push(or_default(init.scheme, b"http"));
         snapshot.remote_addr = snapshot.push(init.remote_addr);
         snapshot.body = init.body.map(|body| snapshot.push(body));
-        let mut ranges = Vec::with_capacity(headers.size_hint().0);
         for (name, value) in headers {
             let name = snapshot.push(name);
             ranges.push((name, snapshot.push(value)));
@@ -439,7 +448,10 @@ impl Request {
         I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
         I::IntoIter: Clone,
     {
-        let state = RequestState::new(id, Snapshot::new(init, headers));
+        let vectors = spare::take();
+        let mut state = RequestState::new(id, Snapshot::new(init, headers, vectors.buf, vectors.header_ranges));
+        state.response.body = vectors.body;
+        state.response.headers = vectors.response_headers;
         Request { id, state: Some(Box::new(state)), worker, shared, wake: Arc::default() }
     }
 
@@ -703,6 +715,14 @@ impl Drop for Request {
     /// Cancels the request's waits: no waker call starts after this, and one in flight ends first.
     fn drop(&mut self) {
         self.wake.cancel();
+        if let Some(state) = self.state.as_deref_mut() {
+            spare::keep(spare::Vectors {
+                buf: std::mem::take(&mut state.input.buf),
+                header_ranges: std::mem::take(&mut state.input.headers),
+                body: std::mem::take(&mut state.response.body),
+                response_headers: std::mem::take(&mut state.response.headers),
+            });
+        }
     }
 }
 
