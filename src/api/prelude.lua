@@ -342,11 +342,14 @@ setmetatable(ngx, {
 local var_get = impl.var_get
 ngx.var = setmetatable({}, {
   __index = function(_, name)
-    local a, b = var_get(name)
-    if a == signal then
-      error(b, 2)
+    if type(name) == "number" then
+      return nil
     end
-    return a
+    local value, err = var_get(name)
+    if err then
+      error(err, 2)
+    end
+    return value
   end,
   __newindex = checked(impl.var_set),
 })
