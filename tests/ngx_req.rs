@@ -55,6 +55,25 @@ fn get_headers_keeps_binary_values() {
     assert_eq!(outcome.body(), "3\n");
 }
 
+// Names past the engine's stack buffer, and a binary value among text ones (the table is then
+// built the general way): the same table either way.
+#[test]
+fn get_headers_with_long_names_or_binary_values() {
+    let names: Vec<String> = (0..20).map(|i| format!("X-Long-Header-Name-Padded-To-Forty-{i:04}")).collect();
+    let long: Vec<(&str, &str)> = names.iter().map(|name| (name.as_str(), "v")).collect();
+    let lua = r#"local h = ngx.req.get_headers() local n = 0 for _ in pairs(h) do n = n + 1 end
+ngx.say(n, " ", h["x-long-header-name-padded-to-forty-0019"], " ", h.X_LONG_HEADER_NAME_PADDED_TO_FORTY_0000)"#;
+    assert_eq!(with_headers(lua, &long), "20 v v\n");
+
+    let lua = r#"local h = ngx.req.get_headers() ngx.say(h.host, " ", #h["x-bin"], " ", h["x-after"])"#;
+    let engine = engine();
+    let init = RequestInit { path: b"/", ..Default::default() };
+    let headers = [(&b"Host"[..], &b"a"[..]), (b"X-Bin", b"\xff\xfe"), (b"X-After", b"z")];
+    let mut request = engine.new_request(&init, headers, None);
+    let outcome = serve_request(&engine, &mut request, &[(Phase::Content, lua)]);
+    assert_eq!(outcome.body(), "a 2 z\n");
+}
+
 #[test]
 fn get_method_and_body() {
     let engine = engine();

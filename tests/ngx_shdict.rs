@@ -37,7 +37,19 @@ fn set_and_get_scalars_with_flags() {
         ("dogs:set('k', 'a\\0b') ngx.say(#dogs:get('k'))", "3\n"),
         ("ngx.say(dogs:set('k', 1))", "truenilfalse\n"),
         ("dogs:set(5, 'num') ngx.say(dogs:get('5'), dogs:get(5))", "numnum\n"),
+        // Other keys go through tostring, as in lua-resty-core.
+        ("dogs:set(1.5, 'f') dogs:set(2.0, 'i') dogs:set(true, 't') ngx.say(dogs:get('1.5'), dogs:get(tostring(2.0)), dogs:get('true'))", "fit\n"),
         ("dogs:set('k', 1) dogs:set('k', nil) ngx.say(dogs:get('k'))", "nil\n"),
+    ]);
+}
+
+// Rust hands the glue a fixed (count, a, b, c): each method still returns its own number of values.
+#[test]
+fn results_keep_their_count() {
+    check(&[
+        ("ngx.say(select('#', dogs:incr('n', 1, 0)), select('#', dogs:incr('n', 1)), select('#', dogs:incr('x', 1)))", "312\n"),
+        ("dogs:set('k', 'v', 0, 7) ngx.say(select('#', dogs:get('k')), select('#', dogs:get('none')))", "21\n"),
+        ("ngx.say(select('#', dogs:flush_all()), select('#', dogs:set('k', 1)), select('#', dogs:get_stale('k')))", "033\n"),
     ]);
 }
 
@@ -71,6 +83,10 @@ fn argument_mistakes_raise() {
         ),
         (
             "local ok, err = pcall(function() local r = dogs:expire('k') end) ngx.say(err)",
+            "content:1: bad \"exptime\" argument\n",
+        ),
+        (
+            "local ok, err = pcall(function() local r = dogs:expire('k', nil) end) ngx.say(err)",
             "content:1: bad \"exptime\" argument\n",
         ),
         (

@@ -137,6 +137,9 @@ fn user_variables() {
         ("local ok, err = pcall(function() ngx.var[true] = 1 end) ngx.say(err)", "content:1: bad variable name\n"),
         ("local ok, err = pcall(function() return ngx.var[{}] end) ngx.say(err)", "content:1: bad variable name\n"),
         ("ngx.say(tostring(ngx.var[1]))", "nil\n"),
+        ("ngx.say(tostring(ngx.var[1.5]), ' ', tostring(ngx.var['1']))", "nil nil\n"),
+        // Text values and binary ones come back by different ways.
+        ("ngx.var.bin = '\\255\\0x' ngx.var.txt = 'ok' ngx.say(#ngx.var.bin, ngx.var.bin == '\\255\\0x', ngx.var.txt)", "3trueok\n"),
     ]);
 }
 

@@ -383,11 +383,14 @@ setmetatable(ngx, {
 local var_get = impl.var_get
 ngx.var = setmetatable({}, {
   __index = function(_, name)
-    local a, b = var_get(name)
-    if a == signal then
-      error(b, 2)
+    if type(name) == "number" then
+      return nil
     end
-    return a
+    local value, err = var_get(name)
+    if err then
+      error(err, 2)
+    end
+    return value
   end,
   __newindex = checked(impl.var_set),
 })
@@ -485,15 +488,30 @@ end
 -- ngx.shared.DICT: each dict is an empty table sharing one metatable of methods (so the
 -- sandbox can make it read-only), whose zone the methods find in `zones`; a dot instead of a
 -- colon is lua-resty-core's clear error.
+-- Rust answers (count, a, b, c) (see shdict.rs): the first `count` values, or an argument
+-- error to raise when the count is -1. Tail-called, so level 2 is the script.
+local function dict_results(n, a, b, c)
+  if n == 1 then
+    return a
+  elseif n == 3 then
+    return a, b, c
+  elseif n == 2 then
+    return a, b
+  elseif n == 0 then
+    return
+  end
+  error(a, 2)
+end
 local zones = {}
 local dict_index = {}
 for name, fn in pairs(P.dict_methods) do
-  dict_index[name] = function(zone, ...)
+  -- Methods take at most four arguments: fixed parameters spare a vararg call.
+  dict_index[name] = function(zone, a, b, c, d)
     local index = zones[zone]
     if not index then
       error('bad "zone" argument', 2)
     end
-    return raise_or_return(fn(index, ...))
+    return dict_results(fn(index, a, b, c, d))
   end
 end
 local dict_names = P.dict_names

@@ -1,6 +1,8 @@
 //! `ngx.req.*`: reading the request and rewriting it. Rewrites change the request's snapshot,
 //! so later phases, `ngx.var` and the host (`Request::path()`...) all see them.
 
+use std::cell::Cell;
+
 use mlua::{FromLuaMulti, IntoLua, Lua, Table, Value};
 
 use super::consts::METHODS;
@@ -38,13 +40,13 @@ pub(crate) fn register(
 
     let mt = headers_mt.clone();
     req.add("get_headers", ANY, move |lua, request, (max, raw): (Value, Value)| {
-        headers_reply(lua, request.input.headers(), &max, &raw, "get_headers", &mt)
+        headers_reply(lua, || request.input.headers(), &max, &raw, "get_headers", &mt)
     })?;
     let resp = Functions { lua, table: lua.create_table()?, current, prefix: "ngx.resp" };
     impl_table.set("resp", &resp.table)?;
     let mt = headers_mt.clone();
     resp.add("get_headers", ANY, move |lua, request, (max, raw): (Value, Value)| {
-        let headers = request.response.headers.iter().map(|(name, value)| (name.as_slice(), value.as_slice()));
+        let headers = || request.response.headers.iter().map(|(name, value)| (name.as_slice(), value.as_slice()));
         headers_reply(lua, headers, &max, &raw, "get_headers", &mt)
     })?;
     req.add("get_body_data", ANY, |lua, request, ()| {
@@ -253,19 +255,23 @@ impl Functions<'_> {
 
 /// `get_headers(max?, raw?)` of the request or the response: at most `max` headers (default
 /// 100, 0 for all; "truncated" second when there were more), names lowercased and looked up
-/// through `headers_mt` unless `raw`.
-fn headers_reply<'a>(
+/// through `headers_mt` unless `raw`. `headers` gives the headers afresh on each call: the
+/// table is built in passes over them, without copying them.
+fn headers_reply<'a, I>(
     lua: &Lua,
-    headers: impl ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+    headers: impl Fn() -> I,
     max: &Value,
     raw: &Value,
     api: &str,
     headers_mt: &Table,
-) -> Result<Truncated, Failure> {
+) -> Result<Truncated, Failure>
+where
+    I: ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+{
     let max = max_arg(max, api)?;
     let raw = is_true(raw);
-    let truncated = headers.len() > max;
-    let table = headers_table(lua, headers.take(max), raw)?;
+    let truncated = headers().len() > max;
+    let table = headers_table(lua, || headers().take(max), raw)?;
     if !raw {
         table.set_metatable(Some(headers_mt.clone()))?;
     }
@@ -291,31 +297,61 @@ fn max_arg(max: &Value, api: &str) -> Result<usize, String> {
 
 /// The table `get_headers` returns: names lowercased (unless `raw`), repeated headers as arrays
 /// of their values in order.
-fn headers_table<'a>(lua: &Lua, headers: impl Iterator<Item = (&'a [u8], &'a [u8])>, raw: bool) -> mlua::Result<Table> {
-    // All names, lowercased, in one buffer; values stay borrowed from the snapshot.
-    let mut names = Vec::with_capacity(256);
-    let mut fields = Vec::with_capacity(16);
-    for (name, value) in headers {
-        let start = names.len();
-        names.extend(name.iter().map(|b| if raw { *b } else { b.to_ascii_lowercase() }));
-        fields.push((start, names.len(), value));
+fn headers_table<'a, I>(lua: &Lua, headers: impl Fn() -> I, raw: bool) -> mlua::Result<Table>
+where
+    I: ExactSizeIterator<Item = (&'a [u8], &'a [u8])>,
+{
+    // All names, lowercased, in one buffer (on the stack when they fit: this runs per request).
+    let mut stack = [0; 512];
+    let mut heap;
+    let total = headers().map(|(name, _)| name.len()).sum();
+    let names = if total <= stack.len() {
+        &mut stack[..total]
+    } else {
+        heap = vec![0; total];
+        &mut heap[..]
+    };
+    let mut at = 0;
+    for (name, _) in headers() {
+        let lowered = &mut names[at..at + name.len()];
+        lowered.copy_from_slice(name);
+        if !raw {
+            lowered.make_ascii_lowercase();
+        }
+        at += name.len();
     }
-    let name = |i: usize| &names[fields[i].0..fields[i].1];
-    let repeated = (1..fields.len()).any(|i| (0..i).any(|j| name(i) == name(j)));
+    let names = &*names;
+    // Each header with its name's place in `names`.
+    let spans = || {
+        let at = Cell::new(0);
+        headers().map(move |(name, value)| {
+            let start = at.replace(at.get() + name.len());
+            (start..start + name.len(), value)
+        })
+    };
+    let repeated =
+        spans().enumerate().any(|(i, (name, _))| spans().take(i).any(|(other, _)| names[other] == names[name.clone()]));
     if !repeated {
-        // The common case, in one call into Lua: distinct UTF-8 names and values.
-        let text = std::str::from_utf8(&names).ok();
-        let utf8: Option<Vec<(&str, &str)>> = fields
-            .iter()
-            .map(|&(start, end, value)| Some((text?.get(start..end)?, std::str::from_utf8(value).ok()?)))
-            .collect();
-        if let Some(utf8) = utf8 {
-            return lua.create_table_from(utf8);
+        // The common case, in one call into Lua: distinct UTF-8 names and values. Anything else
+        // takes the general way below, dropping this table.
+        let text = std::str::from_utf8(names).ok();
+        let bad = Cell::new(text.is_none());
+        let table = lua.create_table_from(spans().map(|(name, value)| {
+            match (text.and_then(|text| text.get(name)), std::str::from_utf8(value)) {
+                (Some(name), Ok(value)) => (name, value),
+                _ => {
+                    bad.set(true);
+                    ("", "")
+                }
+            }
+        }))?;
+        if !bad.get() {
+            return Ok(table);
         }
     }
-    let table = lua.create_table_with_capacity(0, fields.len())?;
-    for (i, &(_, _, value)) in fields.iter().enumerate() {
-        insert_multi(lua, &table, lua.create_string(name(i))?, Value::String(lua.create_string(value)?))?;
+    let table = lua.create_table_with_capacity(0, headers().len())?;
+    for (name, value) in spans() {
+        insert_multi(lua, &table, lua.create_string(&names[name])?, Value::String(lua.create_string(value)?))?;
     }
     Ok(table)
 }

@@ -5,9 +5,9 @@
 use std::borrow::Cow;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use mlua::{Lua, Table, Value};
+use mlua::{BString, Either, Lua, Table, Value};
 
-use super::{fail, lua_failure, reply, string_or_number, type_name, CurrentRequest};
+use super::{fail, reply, string_or_number, type_name, CurrentRequest};
 use crate::config::{VariableLookup, VariableResolver};
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
@@ -25,21 +25,28 @@ pub(crate) fn register(
     resolver: Option<VariableResolver>,
 ) -> mlua::Result<()> {
     let slot = current.clone();
+    // `ngx.var.name`: the value, or (nil, message) for the glue to raise. The glue answers
+    // numbers (`ngx.var[1]` reads regex captures, which requests here never have), so a string
+    // name arrives as bytes read straight off the stack; a text value goes back as an owned
+    // string Lua copies from, without a string reference either way.
     impl_table.set(
         "var_get",
-        lua.create_function(move |lua, name: Value| {
-            let name = match &name {
-                Value::String(name) => name.as_bytes(),
-                // `ngx.var[1]` reads regex captures, which requests here never have.
-                Value::Integer(_) | Value::Number(_) => return Ok((Value::Nil, Value::Nil)),
-                _ => return fail(lua, "bad variable name"),
+        lua.create_function(move |lua, name: Either<BString, Value>| {
+            let Either::Left(name) = name else {
+                return Ok(Err("bad variable name".to_string()));
             };
             let name = lowercase(&name);
             let value = slot.try_with("ngx.var", VAR, |request| {
                 let value = lookup(request, &name, resolver.as_ref())?;
-                Ok(value.map(|value| lua.create_string(value)).transpose())
+                Ok(value.map(|value| match std::str::from_utf8(&value) {
+                    Ok(text) => Ok(Either::Left(text.to_owned())),
+                    Err(_) => lua.create_string(value).map(Either::Right),
+                }))
             });
-            reply(lua, lua_failure(value)?)
+            Ok(match value {
+                Ok(value) => Ok(value.transpose()?),
+                Err(message) => Err(message),
+            })
         })?,
     )?;
     let slot = current.clone();
