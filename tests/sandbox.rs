@@ -187,6 +187,9 @@ const LEAKS: &[(&str, &str, &str)] = &[
     ("rawset(ngx.var, 'uri', '/pwned')", "ngx.say(ngx.var.uri)", "/t"),
     ("package.loaded.string = {upper = 'pwned'}", "ngx.say(require('string') == string)", "true"),
     ("leaked_global = 'pwned'", "ngx.say(tostring(leaked_global))", "nil"),
+    // `ngx` is a field of each request's globals (as in OpenResty's _G): replacing it stays there.
+    ("ngx = {say = function() end}", "ngx.say(rawget(_G, 'ngx') == ngx)", "true"),
+    ("_G.ngx = nil", "ngx.say(type(ngx))", "table"),
 ];
 
 #[test]

@@ -265,6 +265,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     params.set("loaded", &loaded)?;
     params.set("preload", &preload)?;
     params.set("module_env", &module_env)?;
+    params.set("base", base)?;
     params.set("host", host::module(lua, &current, setup.host_functions, setup.async_functions)?)?;
     sleep::register(lua, &current, &impl_table)?;
     arg::register(lua, &current, &impl_table)?;

@@ -2,7 +2,7 @@
 -- keeps what this returns. Everything here is private to the engine: scripts only see what is
 -- put into `ngx` and the base environment.
 local P = ...
-local ngx, impl, signal = P.ngx, P.impl, P.signal
+local ngx, impl, signal, base = P.ngx, P.impl, P.signal, P.base
 local setfenv = P.setfenv
 local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
 local error, type, rawget, rawset, setmetatable = error, type, rawget, rawset, setmetatable
@@ -282,7 +282,9 @@ local function run_chunk(chunk, env, fresh, ...)
     thread_sets[env] = nil
   end
   if fresh then
-    rawset(env, "_G", env)
+    -- `ngx` is a field of the globals, as in OpenResty, rather than a miss that falls through
+    -- to the base environment on every use.
+    env._G, env.ngx = env, base.ngx
   end
   local f = borrow(chunk, env)
   f(env, ...)
