@@ -272,10 +272,10 @@ ngx.thread = {
 }
 
 -- Every phase run is one resume of this on a pooled coroutine, with the request's globals as
--- `env` (`fresh` on its first phase). A phase ends when its entry thread and all its light threads have. Yielding the
--- signal alone tells the engine the script finished (engine yields carry a second value); the
--- coroutine waits there, holding nothing of the request, until the engine resumes it with the
--- next phase run: a pooled coroutine needs no reset.
+-- `env` (`fresh` on its first phase). A phase ends when its entry thread and all its light
+-- threads have. Yielding the signal alone tells the engine the script finished (engine yields
+-- carry a second value); the coroutine waits there, holding nothing of the request, until the
+-- engine resumes it with the next phase run: a pooled coroutine needs no reset.
 local function run_chunk(chunk, env, fresh, ...)
   -- Only a key that is there is cleared: storing nil under a new key still adds the key.
   if thread_sets[env] ~= nil then
