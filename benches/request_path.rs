@@ -5,6 +5,7 @@
 //!          ngx.ctx and ngx.var.uri)
 //! Run: `cargo bench --bench request_path` (add `--no-default-features --features lua54` for
 //! Lua 5.4). Prints the median of several timed rounds, and the Rust-API path as an anchor.
+//! `LE_BENCH_COUNT` (see `count`) serves one case only, for counting instructions.
 
 mod common;
 
@@ -17,6 +18,7 @@ use luaengine::{Engine, EngineConfig, Phase, RequestInit};
 const HELLO: &str = r#"ngx.say("hello")"#;
 const AUTH_ACCESS: &str = r#"local h = ngx.req.get_headers(); if h["x-token"] ~= "secret" then return ngx.exit(403) end; ngx.ctx.user = "u1""#;
 const AUTH_CONTENT: &str = r#"ngx.say("hello ", ngx.ctx.user, " ", ngx.var.uri)"#;
+const DICT: &str = r#"local d = ngx.shared.cache; ngx.say(d:incr("hits", 1, 0))"#;
 
 const HEADERS: [(&str, &str); 8] = [
     ("Host", "example.com"),
@@ -41,6 +43,9 @@ impl CEngine {
     fn new() -> CEngine {
         let mut config = le_config_default();
         config.workers = 1;
+        let dicts = [le_dict_config { name: s("cache"), capacity: 1 << 20 }];
+        config.shared_dicts = dicts.as_ptr();
+        config.n_shared_dicts = dicts.len();
         let mut engine = ptr::null_mut();
         assert_eq!(le_engine_new(&config, &mut engine, ptr::null_mut()), le_result::LE_OK);
         CEngine { engine }
@@ -92,15 +97,40 @@ fn measure(rounds: usize, per_round: usize, mut once: impl FnMut()) -> f64 {
     median_ns(rounds, per_round, || (0..per_round).for_each(|_| once()))
 }
 
+/// `LE_BENCH_COUNT=CASE:N` serves N requests of one case (none: no phase; empty: an empty
+/// content script; hello; auth; dict: `ngx.shared.cache:incr`) and nothing else, for counting
+/// instructions: the difference of two callgrind runs with different N, divided by the
+/// difference of N, is the case's cost per request, e.g.
+/// `LE_BENCH_COUNT=hello:100 valgrind --tool=callgrind target/release/deps/request_path-*`.
+fn count(engine: &CEngine, headers: &[le_header], spec: &str) {
+    let (case, n) = spec.split_once(':').expect("LE_BENCH_COUNT=CASE:N");
+    let n: usize = n.parse().expect("a request count");
+    let script = |name, source| (LE_PHASE_CONTENT, engine.compile(name, source));
+    let phases = match case {
+        "none" => vec![],
+        "empty" => vec![script("content", "")],
+        "hello" => vec![script("content", HELLO)],
+        "auth" => vec![(LE_PHASE_ACCESS, engine.compile("access", AUTH_ACCESS)), script("content", AUTH_CONTENT)],
+        "dict" => vec![script("content", DICT)],
+        other => panic!("unknown case {other} (none, empty, hello, auth, dict)"),
+    };
+    for _ in 0..n {
+        engine.request(headers, &phases);
+    }
+}
+
 fn main() {
+    let engine = CEngine::new();
+    let headers: Vec<le_header> = HEADERS.iter().map(|(n, v)| le_header { name: s(n), value: s(v) }).collect();
+    if let Ok(spec) = std::env::var("LE_BENCH_COUNT") {
+        return count(&engine, &headers, &spec);
+    }
     // LE_BENCH_QUICK=1 runs a few iterations only, for callgrind (`valgrind --tool=callgrind`).
     let quick = std::env::var_os("LE_BENCH_QUICK").is_some();
     let (rounds, per_round) = if quick { (1, 2_000) } else { (15, 20_000) };
-    let engine = CEngine::new();
     let hello = engine.compile("content", HELLO);
     let access = engine.compile("access", AUTH_ACCESS);
     let content = engine.compile("content", AUTH_CONTENT);
-    let headers: Vec<le_header> = HEADERS.iter().map(|(n, v)| le_header { name: s(n), value: s(v) }).collect();
 
     assert_eq!(engine.request(&headers, &[(LE_PHASE_CONTENT, hello)]), "hello\n".len());
     assert_eq!(
