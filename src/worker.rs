@@ -65,6 +65,9 @@ struct WorkerLua {
     /// Set while a script runs, so a host callback re-entering this worker gets an error
     /// instead of a deadlock.
     running: Cell<bool>,
+    /// A run failed for want of memory: the next run first collects what the failed request
+    /// held (its ngx.ctx, its globals), freed only with the request, after the failure.
+    collect_first: Cell<bool>,
     budget: Option<Arc<Budget>>,
     clock: api::time::Clock,
     default_type: Arc<str>,
@@ -155,6 +158,7 @@ impl Worker {
             pool: RefCell::new(Vec::new()),
             pool_max: config.coroutine_pool,
             running: Cell::new(false),
+            collect_first: Cell::new(false),
             budget,
             clock: installed.clock,
             default_type,
@@ -237,6 +241,7 @@ impl Worker {
         if w.running.get() {
             return (state, Err(reentered()));
         }
+        w.collect_after_memory_error();
         let prepared = (|| {
             let (function, args) = prepare(w)?;
             let (env, fresh) = w.request_env(&mut state)?;
@@ -269,6 +274,7 @@ impl Worker {
         if w.running.get() {
             return (state, Err(reentered()));
         }
+        w.collect_after_memory_error();
         let Some(Suspended { phase, thread, budget_left, .. }) = state.suspended.take() else {
             return (state, Err(Error::invalid_state("the request is not suspended")));
         };
@@ -344,6 +350,7 @@ impl Worker {
                     // LuaJIT has no emergency collection: without a full one here its next cycle
                     // starts above the cap and every later run on this worker fails too.
                     let _ = w.lua.gc_collect();
+                    w.collect_first.set(true);
                 }
                 log_failure(&shared.logger, &error, phase, state.id);
                 Err(error)
@@ -368,6 +375,12 @@ impl WorkerLua {
         env.set_metatable(Some(self.env_mt.clone()))?;
         state.env = Some(env.clone());
         Ok((env, true))
+    }
+
+    fn collect_after_memory_error(&self) {
+        if self.collect_first.replace(false) {
+            let _ = self.lua.gc_collect();
+        }
     }
 
     fn take_thread(&self) -> mlua::Result<Thread> {

@@ -144,6 +144,20 @@ fn the_memory_cap_turns_allocation_bombs_into_errors() {
 }
 
 #[test]
+fn what_a_request_failed_for_memory_held_is_collected_before_the_next_run() {
+    // A cap just above what the worker needs: what the bomb's request holds (its ngx.ctx, its
+    // globals) is freed with the request, after the failure, and must not fail the next run.
+    let baseline = engine_with(EngineConfig { workers: 1, ..Default::default() }).stats().workers[0].lua_memory;
+    let engine = engine_with(EngineConfig { workers: 1, memory_limit: baseline + (4 << 20), ..Default::default() });
+    for lua in [
+        "local t = {} ngx.ctx.t = t for i = 1, 1e8 do t[i] = {i} end",
+        "hoard = {} for i = 1, 1e8 do hoard[i] = {i} end",
+    ] {
+        assert_eq!(stopped(&engine, lua).code, ErrorCode::Memory, "{lua}");
+    }
+}
+
+#[test]
 fn budgeted_luajit_workers_run_interpreted() {
     // Compiled loops would leave their trace at every iteration while the budget's hook is set.
     if cfg!(feature = "luajit") {
