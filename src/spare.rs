@@ -5,8 +5,9 @@
 use std::cell::RefCell;
 use std::ops::Range;
 
-/// Freed requests whose vectors a thread keeps; the vectors of more are freed.
-const KEPT: usize = 16;
+/// Freed requests whose vectors a thread keeps; the vectors of more are freed. Small, as a
+/// host may have many threads: a thread rarely has more requests alive at once.
+const KEPT: usize = 8;
 /// A vector grown beyond this (a large body, many headers) is freed rather than kept.
 const MAX_KEPT_BYTES: usize = 4096;
 
