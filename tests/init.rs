@@ -135,6 +135,7 @@ fn errors_in_init_or_init_worker_fail_the_engine() {
         (Some("ngx.say('x')"), None, "init:1: API disabled in the context of init"),
         (Some("\nngx.print('x', 1)"), None, "init:2: API disabled in the context of init"),
         (None, Some("ngx.print('x')"), "init_worker:1: API disabled in the context of init_worker"),
+        (None, Some("\n\nngx.say('x', 'y')"), "init_worker:3: API disabled in the context of init_worker"),
         (Some("local h = ngx.req.get_headers()"), None, "init:1: API disabled in the context of init"),
         (Some("local v = ngx.var.uri"), None, "init:1: API disabled in the context of init"),
         (None, Some("ngx.sleep(0.1)"), "init_worker:1: API disabled in the context of init_worker"),

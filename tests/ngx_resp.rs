@@ -18,6 +18,10 @@ fn say_and_print_write_scalars_and_iolists() {
         (r#"ngx.say()"#, "\n"),
         (r#"ngx.print("bin\0ary")"#, "bin\0ary"),
         (r#"ngx.say(ngx.say("x"))"#, "x\n1\n"),
+        // Up to four strings take a joined fast path; other arguments the generic one.
+        (r#"ngx.say("a", "b") ngx.say("a", "b", "c") ngx.print("a", "b", "c", "d")"#, "ab\nabc\nabcd"),
+        (r#"ngx.say("a", "b", "c", "d", "e") ngx.say("a", 1) ngx.say("a", "b", nil)"#, "abcde\na1\nabnil\n"),
+        (r#"ngx.print("\0", "\0x") ngx.say(1, "b")"#, "\0\0x1b\n"),
     ];
     assert_bodies(&cases);
 }

@@ -58,12 +58,22 @@ end
 for _, name in ipairs(P.checked) do
   ngx[name] = checked(impl[name])
 end
--- One string argument, the common case, goes to the Rust function that takes it as it is.
+-- Up to four strings, the common case, go joined to the Rust function that takes one string
+-- as it is; anything else goes through the generic conversion of the arguments.
 for _, name in ipairs({ "say", "print" }) do
   local any, one_string, select = ngx[name], checked(impl[name .. "_string"]), select
   ngx[name] = function(...)
-    if select("#", ...) == 1 and type((...)) == "string" then
-      return one_string((...))
+    local n, a, b, c, d = select("#", ...), ...
+    if type(a) == "string" and n <= 4 then
+      if n == 1 then
+        return one_string(a)
+      elseif n == 2 and type(b) == "string" then
+        return one_string(a .. b)
+      elseif n == 3 and type(b) == "string" and type(c) == "string" then
+        return one_string(a .. b .. c)
+      elseif n == 4 and type(b) == "string" and type(c) == "string" and type(d) == "string" then
+        return one_string(a .. b .. c .. d)
+      end
     end
     return any(...)
   end
