@@ -55,7 +55,7 @@ impl Phase {
         )
     }
 
-    pub(crate) fn bit(self) -> u16 {
+    pub(crate) const fn bit(self) -> u16 {
         1 << self as u16
     }
 }
@@ -74,6 +74,18 @@ impl Phases {
         }
         Phases(bits)
     }
+
+    /// The phases of a request, rewrite to log.
+    pub const REQUEST: Phases = Phases::of(&[
+        Phase::Rewrite,
+        Phase::Access,
+        Phase::Content,
+        Phase::HeaderFilter,
+        Phase::BodyFilter,
+        Phase::Log,
+    ]);
+    /// Everywhere but init, which runs before any worker serves (ngx.ctx, ngx.timer.*).
+    pub const NOT_INIT: Phases = Phases(Phases::REQUEST.0 | Phase::InitWorker.bit() | Phase::Timer.bit());
 
     pub fn contains(self, phase: Phase) -> bool {
         self.0 & phase.bit() != 0

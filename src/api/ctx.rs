@@ -4,18 +4,10 @@
 use mlua::{Lua, Table, Value};
 
 use super::{fail, lua_failure, reply, type_name, CurrentRequest};
-use crate::phase::{Phase, Phases};
+use crate::phase::Phases;
 
-const CTX: Phases = Phases::of(&[
-    Phase::InitWorker,
-    Phase::Rewrite,
-    Phase::Access,
-    Phase::Content,
-    Phase::HeaderFilter,
-    Phase::BodyFilter,
-    Phase::Log,
-    Phase::Timer,
-]);
+/// Everywhere but init (a timer run has a ctx of its own, as in lua-nginx-module).
+const CTX: Phases = Phases::NOT_INIT;
 
 pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table) -> mlua::Result<()> {
     let slot = current.clone();

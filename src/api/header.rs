@@ -8,11 +8,8 @@ use mlua::{Function, Lua, Table, Value};
 use super::log::script_log;
 use super::{format_number, lua_failure, reply, CurrentRequest};
 use crate::log::{LogLevel, Logger};
-use crate::phase::{Phase, Phases};
+use crate::phase::Phases;
 use crate::request::RequestState;
-
-const HEADERS: Phases =
-    Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
 
 /// nginx's builtin response headers that hold one value (ngx_http_lua_headers_out.c).
 const SINGLE_VALUE: [&str; 14] = [
@@ -39,7 +36,7 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table, 
         "header_get",
         lua.create_function(move |lua, (_, key): (Value, Value)| {
             let name = lookup_name(&text(&to_text, &key)?);
-            let values = slot.with("ngx.header", HEADERS, |request| header_value(lua, request, &name));
+            let values = slot.with("ngx.header", Phases::REQUEST, |request| header_value(lua, request, &name));
             reply(lua, lua_failure(values)?)
         })?,
     )?;
@@ -56,7 +53,7 @@ pub(crate) fn register(lua: &Lua, current: &CurrentRequest, impl_table: &Table, 
                     .collect::<mlua::Result<_>>()?,
                 single => vec![text(&tostring, single)?],
             };
-            let result = slot.try_with("ngx.header", HEADERS, |request| {
+            let result = slot.try_with("ngx.header", Phases::REQUEST, |request| {
                 if request.headers_out() {
                     let message = "attempt to set ngx.header.HEADER after sending out response headers";
                     script_log(lua, &logger, LogLevel::Err, request.phase, request.id, message);

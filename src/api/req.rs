@@ -14,8 +14,7 @@ use crate::request::RequestState;
 use crate::wait::READ_BODY;
 
 /// Reading functions work in every request phase.
-const ANY: Phases =
-    Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
+const ANY: Phases = Phases::REQUEST;
 /// Rewriting the URI and the headers stops at the log phase.
 const REWRITE: Phases =
     Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter]);

@@ -14,10 +14,6 @@ use crate::request::RequestState;
 
 const OUTPUT: Phases = Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content]);
 const EXIT: Phases = Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::Timer]);
-const SET_STATUS: Phases =
-    Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
-const READ: Phases =
-    Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
 
 /// Exit statuses that close the connection rather than answer: nginx lets them through even
 /// after the headers went out (request timeout, client closed, close).
@@ -105,7 +101,12 @@ pub(crate) fn register(
     impl_table.set(
         "get_status",
         lua.create_function(move |lua, ()| {
-            reply(lua, slot.try_with("ngx.status", READ, |request| Ok(Value::Integer(request.response.status.into()))))
+            reply(
+                lua,
+                slot.try_with("ngx.status", Phases::REQUEST, |request| {
+                    Ok(Value::Integer(request.response.status.into()))
+                }),
+            )
         })?,
     )?;
     let (slot, log) = (current.clone(), logger.clone());
@@ -114,7 +115,7 @@ pub(crate) fn register(
         lua.create_function(move |lua, status: Value| {
             reply(
                 lua,
-                slot.try_with("ngx.status", SET_STATUS, |request| {
+                slot.try_with("ngx.status", Phases::REQUEST, |request| {
                     let code = integer_arg(&status, 1, "status")?;
                     let code = u16::try_from(code).ok().filter(|code| (100..=999).contains(code));
                     let code = code.ok_or_else(|| "bad argument #1 to 'status' (invalid HTTP status)".to_string())?;
@@ -136,7 +137,9 @@ pub(crate) fn register(
         lua.create_function(move |lua, ()| {
             reply(
                 lua,
-                slot.try_with("ngx.headers_sent", READ, |request| Ok(Value::Boolean(request.response.headers_sent))),
+                slot.try_with("ngx.headers_sent", Phases::REQUEST, |request| {
+                    Ok(Value::Boolean(request.response.headers_sent))
+                }),
             )
         })?,
     )?;

@@ -7,20 +7,11 @@ use std::time::Duration;
 use mlua::{Function, Lua, MultiValue, Table, Value};
 
 use super::{fail, type_name, CurrentRequest};
-use crate::phase::{Phase, Phases};
+use crate::phase::Phases;
 use crate::timer::Timers;
 
 /// Everywhere but init, as in lua-nginx-module (there is no request in init).
-const TIMERS: Phases = Phases::of(&[
-    Phase::InitWorker,
-    Phase::Rewrite,
-    Phase::Access,
-    Phase::Content,
-    Phase::HeaderFilter,
-    Phase::BodyFilter,
-    Phase::Log,
-    Phase::Timer,
-]);
+const TIMERS: Phases = Phases::NOT_INIT;
 
 /// Delays beyond this (about 31 years) are mistakes, and would overflow the clock.
 const MAX_DELAY: f64 = 1e9;

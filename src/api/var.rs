@@ -9,11 +9,10 @@ use mlua::{BString, Either, Lua, Table, Value};
 
 use super::{fail, reply, string_or_number, type_name, CurrentRequest};
 use crate::config::{VariableLookup, VariableResolver};
-use crate::phase::{Phase, Phases};
+use crate::phase::Phases;
 use crate::request::RequestState;
 
-const VAR: Phases =
-    Phases::of(&[Phase::Rewrite, Phase::Access, Phase::Content, Phase::HeaderFilter, Phase::BodyFilter, Phase::Log]);
+const VAR: Phases = Phases::REQUEST;
 
 /// Built-in variables named by prefix: read-only, and not defined for writing in nginx.
 const PREFIXES: [&[u8]; 3] = [b"http_", b"arg_", b"cookie_"];
