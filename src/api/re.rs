@@ -7,7 +7,7 @@
 use std::ops::Range;
 use std::sync::Arc;
 
-use mlua::{Function, IntoLuaMulti, Lua, LuaString, MultiValue, Table, Value};
+use mlua::{FromLuaMulti, Function, IntoLuaMulti, Lua, LuaString, MultiValue, Table, Value};
 use parking_lot::Mutex;
 
 use super::{signal, string_or_number, type_name};
@@ -27,36 +27,20 @@ const BAD_TEMPLATE: &str = "failed to compile the replacement template";
 pub(crate) fn register(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     let tostring: Function = lua.globals().get("tostring")?;
     let rust = lua.create_table()?;
-    let to_text = tostring.clone();
-    rust.set(
-        "match",
-        lua.create_function(move |lua, (subject, regex, opts, ctx, res): (Value, Value, Value, Value, Value)| {
-            re_match(lua, &to_text, subject, &regex, &opts, ctx, res)
-        })?,
-    )?;
-    let to_text = tostring.clone();
-    rust.set(
-        "find",
-        lua.create_function(move |lua, (subject, regex, opts, ctx, nth): (Value, Value, Value, Value, Value)| {
-            re_find(lua, &to_text, subject, &regex, &opts, ctx, nth)
-        })?,
-    )?;
-    let to_text = tostring.clone();
-    rust.set(
-        "gmatch",
-        lua.create_function(move |lua, (subject, regex, opts): (Value, Value, Value)| {
-            gmatch(lua, &to_text, subject, &regex, &opts)
-        })?,
-    )?;
-    let to_text = tostring.clone();
-    rust.set(
-        "substitute",
-        lua.create_function(
-            move |lua, (subject, regex, replace, opts, global): (Value, Value, Value, Value, bool)| {
-                substitute(lua, &to_text, subject, &regex, replace, &opts, global)
-            },
-        )?,
-    )?;
+    type Five = (Value, Value, Value, Value, Value);
+    add(lua, &rust, "match", &tostring, |lua, to_text, (subject, regex, opts, ctx, res): Five| {
+        re_match(lua, to_text, subject, &regex, &opts, ctx, res)
+    })?;
+    add(lua, &rust, "find", &tostring, |lua, to_text, (subject, regex, opts, ctx, nth): Five| {
+        re_find(lua, to_text, subject, &regex, &opts, ctx, nth)
+    })?;
+    add(lua, &rust, "gmatch", &tostring, |lua, to_text, (subject, regex, opts): (Value, Value, Value)| {
+        gmatch(lua, to_text, subject, &regex, &opts)
+    })?;
+    type Substitute = (Value, Value, Value, Value, bool);
+    add(lua, &rust, "substitute", &tostring, |lua, to_text, (subject, regex, replace, opts, global): Substitute| {
+        substitute(lua, to_text, subject, &regex, replace, &opts, global)
+    })?;
     rust.set(
         "exec",
         lua.create_function(|lua, (api, subject, regex, opts, start): (LuaString, LuaString, Value, Value, usize)| {
@@ -68,6 +52,19 @@ pub(crate) fn register(lua: &Lua, ngx: &Table) -> mlua::Result<()> {
     params.set("rust", rust)?;
     let re: Table = lua.load(include_str!("re.lua")).set_name("=[luaengine ngx.re]").call(params)?;
     ngx.set("re", re)
+}
+
+/// Adds the Rust side of an ngx.re function to `rust`; `f` also gets Lua's `tostring`, which
+/// turns subjects and replacements into text as lua-nginx-module does.
+fn add<A: FromLuaMulti, R: IntoLuaMulti>(
+    lua: &Lua,
+    rust: &Table,
+    name: &str,
+    tostring: &Function,
+    f: impl Fn(&Lua, &Function, A) -> mlua::Result<R> + Send + 'static,
+) -> mlua::Result<()> {
+    let tostring = tostring.clone();
+    rust.set(name, lua.create_function(move |lua, args: A| f(lua, &tostring, args))?)
 }
 
 /// The compiled pattern for `regex` under `opts` (arguments #2 and #3 of every ngx.re function).
