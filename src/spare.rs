@@ -30,14 +30,13 @@ pub(crate) fn take() -> Vectors {
 
 /// Keeps a freed request's vectors, emptied, for the next request made on this thread.
 pub(crate) fn keep(mut vectors: Vectors) {
-    let bytes = |capacity: usize, size: usize| capacity * size;
-    let largest = [
-        bytes(vectors.buf.capacity(), 1),
-        bytes(vectors.header_ranges.capacity(), size_of::<(Range<usize>, Range<usize>)>()),
-        bytes(vectors.body.capacity(), 1),
-        bytes(vectors.response_headers.capacity(), size_of::<(Vec<u8>, Vec<u8>)>()),
+    let sizes = [
+        heap_bytes(&vectors.buf),
+        heap_bytes(&vectors.header_ranges),
+        heap_bytes(&vectors.body),
+        heap_bytes(&vectors.response_headers),
     ];
-    if largest.into_iter().any(|size| size > MAX_KEPT_BYTES) {
+    if sizes.into_iter().any(|size| size > MAX_KEPT_BYTES) {
         return;
     }
     vectors.buf.clear();
@@ -51,4 +50,8 @@ pub(crate) fn keep(mut vectors: Vectors) {
             kept.push(vectors);
         }
     });
+}
+
+fn heap_bytes<T>(vector: &Vec<T>) -> usize {
+    vector.capacity() * size_of::<T>()
 }

@@ -401,9 +401,8 @@ impl WorkerLua {
     /// Pools a coroutine that ngx.exit left suspended inside the script when it can be reset
     /// (Lua 5.4 can; LuaJIT resets only finished coroutines, so there it is dropped).
     fn recycle(&self, thread: Thread) {
-        let mut pool = self.pool.borrow_mut();
-        if pool.len() < self.pool_max && thread.reset(self.run_chunk.clone()).is_ok() {
-            pool.push(thread);
+        if thread.reset(self.run_chunk.clone()).is_ok() {
+            self.pool_ready(thread);
         }
     }
 }
