@@ -1,6 +1,7 @@
 //! A request: the snapshot the host made it from, the response scripts build, and the Lua
 //! state that lives across its phases (`ngx.ctx`, its globals, a suspended coroutine).
 
+use std::mem;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
@@ -268,9 +269,9 @@ impl Snapshot {
     }
 }
 
-/// Unix time in seconds, truncated to milliseconds like nginx's cached time.
-fn unix_millis(time: SystemTime) -> f64 {
-    let millis = time.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis());
+/// Now in Unix seconds, truncated to milliseconds like nginx's cached time.
+pub(crate) fn unix_millis_now() -> f64 {
+    let millis = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis());
     millis as f64 / 1000.0
 }
 
@@ -328,7 +329,6 @@ pub(crate) struct RequestState {
     pub response: Response,
     /// The phase running now (only set while inside the worker).
     pub phase: Option<Phase>,
-    pub started_at: Instant,
     /// When the request was created: Unix seconds, milliseconds in the fraction (as nginx).
     pub start_time: f64,
     /// Set by `ngx.req.set_uri(uri, true)` in rewrite; cleared when the next phase starts.
@@ -360,14 +360,13 @@ pub struct BodyChunk {
 }
 
 impl RequestState {
-    fn new(id: u64, input: Snapshot) -> RequestState {
+    fn new(id: u64, input: Snapshot, start_time: f64) -> RequestState {
         RequestState {
             id,
             input,
             response: Response::default(),
             phase: None,
-            started_at: Instant::now(),
-            start_time: unix_millis(SystemTime::now()),
+            start_time,
             location_jump: false,
             body_discarded: false,
             body_building: false,
@@ -384,7 +383,50 @@ impl RequestState {
     /// The state of code that runs without a request (init, init_worker, timer callbacks): an
     /// empty request with id 0, which the request APIs refuse by phase anyway.
     pub(crate) fn detached() -> Box<RequestState> {
-        Box::new(RequestState::new(0, Snapshot::EMPTY))
+        Box::new(RequestState::new(0, Snapshot::EMPTY, 0.0))
+    }
+
+    /// The state of a new request: one this thread kept (see `spare`) filled in place, so that
+    /// its vectors serve again, else a new one.
+    fn boxed<'h, I>(id: u64, init: &RequestInit<'_>, headers: I) -> Box<RequestState>
+    where
+        I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
+        I::IntoIter: Clone,
+    {
+        let start_time = unix_millis_now();
+        let Some(mut state) = spare::take() else {
+            return Box::new(RequestState::new(id, Snapshot::new(init, headers, Vec::new(), Vec::new()), start_time));
+        };
+        let (buf, ranges) = (mem::take(&mut state.input.buf), mem::take(&mut state.input.headers));
+        let (body, response_headers) = (mem::take(&mut state.response.body), mem::take(&mut state.response.headers));
+        *state = RequestState::new(id, Snapshot::new(init, headers, buf, ranges), start_time);
+        state.response.body = body;
+        state.response.headers = response_headers;
+        state
+    }
+
+    /// The heap bytes of the vectors a kept state would hold on to.
+    pub(crate) fn vector_bytes(&self) -> [usize; 4] {
+        [
+            spare::heap_bytes(&self.input.buf),
+            spare::heap_bytes(&self.input.headers),
+            spare::heap_bytes(&self.response.body),
+            spare::heap_bytes(&self.response.headers),
+        ]
+    }
+
+    /// Forgets the request, keeping only the vectors' capacity: its Lua values (globals, ctx,
+    /// coroutine) are released, its bytes cleared.
+    pub(crate) fn empty(&mut self) {
+        let (mut buf, mut ranges) = (mem::take(&mut self.input.buf), mem::take(&mut self.input.headers));
+        let (mut body, mut headers) = (mem::take(&mut self.response.body), mem::take(&mut self.response.headers));
+        buf.clear();
+        ranges.clear();
+        body.clear();
+        headers.clear();
+        *self = RequestState::new(0, Snapshot { buf, headers: ranges, ..Snapshot::EMPTY }, 0.0);
+        self.response.body = body;
+        self.response.headers = headers;
     }
 
     /// Whether the response headers are out, for scripts that would change them: header_filter
@@ -448,11 +490,7 @@ impl Request {
         I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
         I::IntoIter: Clone,
     {
-        let vectors = spare::take();
-        let mut state = RequestState::new(id, Snapshot::new(init, headers, vectors.buf, vectors.header_ranges));
-        state.response.body = vectors.body;
-        state.response.headers = vectors.response_headers;
-        Request { id, state: Some(Box::new(state)), worker, shared, wake: Arc::default() }
+        Request { id, state: Some(RequestState::boxed(id, init, headers)), worker, shared, wake: Arc::default() }
     }
 
     /// The engine-wide id of this request (in logs as `request_id`).
@@ -715,13 +753,8 @@ impl Drop for Request {
     /// Cancels the request's waits: no waker call starts after this, and one in flight ends first.
     fn drop(&mut self) {
         self.wake.cancel();
-        if let Some(state) = self.state.as_deref_mut() {
-            spare::keep(spare::Vectors {
-                buf: std::mem::take(&mut state.input.buf),
-                header_ranges: std::mem::take(&mut state.input.headers),
-                body: std::mem::take(&mut state.response.body),
-                response_headers: std::mem::take(&mut state.response.headers),
-            });
+        if let Some(state) = self.state.take() {
+            spare::keep(state);
         }
     }
 }

@@ -158,8 +158,9 @@ fn builtin<'a>(request: &'a RequestState, name: &[u8]) -> Option<Option<Cow<'a, 
             let sent = request.filtered_bytes.unwrap_or(request.response.body.len() as u64);
             Some(Cow::Owned(sent.to_string().into_bytes()))
         }
+        // As nginx: wall-clock milliseconds since the start, never negative.
         b"request_time" => {
-            let elapsed = request.started_at.elapsed().as_secs_f64();
+            let elapsed = (crate::request::unix_millis_now() - request.start_time).max(0.0);
             Some(Cow::Owned(format!("{elapsed:.3}").into_bytes()))
         }
         _ => {
