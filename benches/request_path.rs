@@ -58,19 +58,8 @@ impl CEngine {
     }
 
     /// One request: new → run each phase → response → free. Returns the body length.
-    fn request(&self, headers: &[le_header], phases: &[(le_phase, *mut le_script)]) -> usize {
-        let init = le_request_init {
-            method: s("GET"),
-            path: s("/t"),
-            query: s("a=1"),
-            http_version: s("HTTP/1.1"),
-            scheme: s("http"),
-            remote_addr: s("127.0.0.1"),
-            body: le_str { ptr: ptr::null(), len: 0 },
-            headers: headers.as_ptr(),
-            n_headers: headers.len(),
-            has_body: false,
-        };
+    fn request(&self, wire: &Wire, phases: &[(le_phase, *mut le_script)]) -> usize {
+        let init = wire.init();
         let mut request = ptr::null_mut();
         assert_eq!(le_request_new(self.engine, &init, LE_WORKER_ANY, &mut request, ptr::null_mut()), le_result::LE_OK);
         for &(phase, script) in phases {
@@ -83,6 +72,47 @@ impl CEngine {
         let body_len = unsafe { view.assume_init() }.body.len;
         le_request_free(request);
         body_len
+    }
+}
+
+/// The request as an HTTP server holds it after parsing: every string in its read buffer, which
+/// the snapshot then copies in one piece.
+struct Wire {
+    buffer: Vec<u8>,
+    fields: [le_str; 6],
+    headers: Vec<le_header>,
+}
+
+impl Wire {
+    fn new() -> Wire {
+        let fields = ["GET", "/t", "a=1", "HTTP/1.1", "http", "127.0.0.1"];
+        let strings = fields.iter().copied().chain(HEADERS.iter().flat_map(|(n, v)| [*n, *v]));
+        let buffer: Vec<u8> = strings.clone().flat_map(str::bytes).collect();
+        let mut offset = 0;
+        let mut slices = strings.map(|text| {
+            offset += text.len();
+            le_str { ptr: buffer[offset - text.len()..].as_ptr(), len: text.len() }
+        });
+        let fields = std::array::from_fn(|_| slices.next().unwrap());
+        let headers = std::iter::from_fn(|| Some(le_header { name: slices.next()?, value: slices.next()? })).collect();
+        Wire { buffer, fields, headers }
+    }
+
+    fn init(&self) -> le_request_init {
+        let [method, path, query, http_version, scheme, remote_addr] = self.fields;
+        le_request_init {
+            method,
+            path,
+            query,
+            http_version,
+            scheme,
+            remote_addr,
+            body: le_str { ptr: ptr::null(), len: 0 },
+            headers: self.headers.as_ptr(),
+            n_headers: self.headers.len(),
+            has_body: false,
+            buffer: le_str { ptr: self.buffer.as_ptr(), len: self.buffer.len() },
+        }
     }
 }
 
@@ -102,7 +132,7 @@ fn measure(rounds: usize, per_round: usize, mut once: impl FnMut()) -> f64 {
 /// instructions: the difference of two callgrind runs with different N, divided by the
 /// difference of N, is the case's cost per request, e.g.
 /// `LE_BENCH_COUNT=hello:100 valgrind --tool=callgrind target/release/deps/request_path-*`.
-fn count(engine: &CEngine, headers: &[le_header], spec: &str) {
+fn count(engine: &CEngine, wire: &Wire, spec: &str) {
     let (case, n) = spec.split_once(':').expect("LE_BENCH_COUNT=CASE:N");
     let n: usize = n.parse().expect("a request count");
     let script = |name, source| (LE_PHASE_CONTENT, engine.compile(name, source));
@@ -115,15 +145,15 @@ fn count(engine: &CEngine, headers: &[le_header], spec: &str) {
         other => panic!("unknown case {other} (none, empty, hello, auth, dict)"),
     };
     for _ in 0..n {
-        engine.request(headers, &phases);
+        engine.request(wire, &phases);
     }
 }
 
 fn main() {
     let engine = CEngine::new();
-    let headers: Vec<le_header> = HEADERS.iter().map(|(n, v)| le_header { name: s(n), value: s(v) }).collect();
+    let wire = Wire::new();
     if let Ok(spec) = std::env::var("LE_BENCH_COUNT") {
-        return count(&engine, &headers, &spec);
+        return count(&engine, &wire, &spec);
     }
     // LE_BENCH_QUICK=1 runs a few iterations only, for callgrind (`valgrind --tool=callgrind`).
     let quick = std::env::var_os("LE_BENCH_QUICK").is_some();
@@ -132,17 +162,14 @@ fn main() {
     let access = engine.compile("access", AUTH_ACCESS);
     let content = engine.compile("content", AUTH_CONTENT);
 
-    assert_eq!(engine.request(&headers, &[(LE_PHASE_CONTENT, hello)]), "hello\n".len());
-    assert_eq!(
-        engine.request(&headers, &[(LE_PHASE_ACCESS, access), (LE_PHASE_CONTENT, content)]),
-        "hello u1 /t\n".len()
-    );
+    assert_eq!(engine.request(&wire, &[(LE_PHASE_CONTENT, hello)]), "hello\n".len());
+    assert_eq!(engine.request(&wire, &[(LE_PHASE_ACCESS, access), (LE_PHASE_CONTENT, content)]), "hello u1 /t\n".len());
 
     let hello_ns = measure(rounds, per_round, || {
-        engine.request(&headers, &[(LE_PHASE_CONTENT, hello)]);
+        engine.request(&wire, &[(LE_PHASE_CONTENT, hello)]);
     });
     let auth_ns = measure(rounds, per_round, || {
-        engine.request(&headers, &[(LE_PHASE_ACCESS, access), (LE_PHASE_CONTENT, content)]);
+        engine.request(&wire, &[(LE_PHASE_ACCESS, access), (LE_PHASE_CONTENT, content)]);
     });
 
     // Anchor measured in the same run: the same hello request through the safe Rust API.

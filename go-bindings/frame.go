@@ -314,10 +314,15 @@ func (w *snapshotWriter) header(name, value string) {
 	w.init.n_headers = C.size_t(len(w.headers))
 }
 
-func (w *snapshotWriter) body(body []byte) {
+// finish writes the body, the last string, and hands the engine the strings' area as the
+// request's buffer, which it copies in one piece.
+func (w *snapshotWriter) finish(body []byte) {
 	if body != nil {
 		w.init.has_body = true
 		w.init.body = w.str(unsafe.String(unsafe.SliceData(body), len(body)))
+	}
+	if start := headerBytes(cap(w.headers)); !w.overflow && w.pos > start {
+		w.init.buffer = C.le_str{ptr: (*C.uint8_t)(unsafe.Pointer(&w.data[start])), len: C.size_t(w.pos - start)}
 	}
 }
 
@@ -361,7 +366,7 @@ func (init *RequestInit) write(f *frame) {
 	for _, h := range init.Headers {
 		w.header(h.Name, h.Value)
 	}
-	w.body(init.Body)
+	w.finish(init.Body)
 }
 
 // writeHTTP writes the snapshot of r into a frame in one pass over its headers when they fit
@@ -404,7 +409,7 @@ func tryWriteHTTP(f *frame, r *http.Request, body []byte, nHeaders int) bool {
 			w.header(name, v)
 		}
 	}
-	w.body(body)
+	w.finish(body)
 	return !w.overflow
 }
 

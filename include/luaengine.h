@@ -547,6 +547,13 @@ typedef struct le_request_init {
   const struct le_header *headers;
   size_t n_headers;
   bool has_body;
+  /**
+   * Optional (`{NULL, 0}` for none): a buffer holding the strings above and the headers'
+   * (an HTTP parser's read buffer, say). When it is not much larger than they are, it is
+   * copied in one piece rather than string by string; strings outside it are copied one by
+   * one.
+   */
+  struct le_str buffer;
 } le_request_init;
 
 /**

@@ -33,6 +33,10 @@ pub struct RequestInit<'a> {
     pub remote_addr: &'a [u8],
     /// The request body, when the host has it up front.
     pub body: Option<&'a [u8]>,
+    /// Optional: a buffer of the host's that holds the strings above and the headers' (an HTTP
+    /// parser's read buffer, say). When it is not much larger than they are, it is copied in one
+    /// piece rather than string by string; strings outside it are copied one by one.
+    pub buffer: Option<&'a [u8]>,
 }
 
 /// The host's request, copied into one buffer: one allocation for all the strings. Scripts may
@@ -96,22 +100,30 @@ impl Snapshot {
         let size = scalars.iter().map(|s| s.len().max(8)).sum::<usize>()
             + init.body.map_or(0, <[u8]>::len)
             + headers.clone().map(|(name, value)| name.len() + value.len()).sum::<usize>();
-        buf.reserve(size);
+        // A buffer much larger than the strings (a body the host did not pass, say) would cost
+        // more to copy than the strings one by one.
+        let buffer = init.buffer.filter(|buffer| buffer.len() <= 2 * size);
+        buf.reserve(size + buffer.map_or(0, <[u8]>::len));
+        buf.extend_from_slice(buffer.unwrap_or_default());
         ranges.reserve(headers.size_hint().0);
         let mut snapshot = Snapshot { buf, ..Snapshot::EMPTY };
-        snapshot.method = snapshot.push(or_default(init.method, b"GET"));
-        snapshot.path = snapshot.push(or_default(init.path, b"/"));
-        snapshot.query = snapshot.push(init.query);
+        let place = |snapshot: &mut Snapshot, bytes: &[u8]| match buffer.and_then(|buffer| within(buffer, bytes)) {
+            Some(range) => range,
+            None => snapshot.push(bytes),
+        };
+        snapshot.method = place(&mut snapshot, or_default(init.method, b"GET"));
+        snapshot.path = place(&mut snapshot, or_default(init.path, b"/"));
+        snapshot.query = place(&mut snapshot, init.query);
         snapshot.received_method = snapshot.method.clone();
         snapshot.received_path = snapshot.path.clone();
         snapshot.received_query = snapshot.query.clone();
-        snapshot.http_version = snapshot.push(or_default(init.http_version, b"HTTP/1.1"));
-        snapshot.scheme = snapshot.push(or_default(init.scheme, b"http"));
-        snapshot.remote_addr = snapshot.push(init.remote_addr);
-        snapshot.body = init.body.map(|body| snapshot.push(body));
+        snapshot.http_version = place(&mut snapshot, or_default(init.http_version, b"HTTP/1.1"));
+        snapshot.scheme = place(&mut snapshot, or_default(init.scheme, b"http"));
+        snapshot.remote_addr = place(&mut snapshot, init.remote_addr);
+        snapshot.body = init.body.map(|body| place(&mut snapshot, body));
         for (name, value) in headers {
-            let name = snapshot.push(name);
-            ranges.push((name, snapshot.push(value)));
+            let name = place(&mut snapshot, name);
+            ranges.push((name, place(&mut snapshot, value)));
         }
         snapshot.headers = ranges;
         snapshot
@@ -273,6 +285,12 @@ impl Snapshot {
 pub(crate) fn unix_millis_now() -> f64 {
     let millis = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis());
     millis as f64 / 1000.0
+}
+
+/// Where `part` lies in `buffer`, if it does (by address: the host's strings point into it).
+fn within(buffer: &[u8], part: &[u8]) -> Option<Range<usize>> {
+    let start = (part.as_ptr() as usize).checked_sub(buffer.as_ptr() as usize)?;
+    (start <= buffer.len() && part.len() <= buffer.len() - start).then(|| start..start + part.len())
 }
 
 fn or_default<'a>(given: &'a [u8], default: &'a [u8]) -> &'a [u8] {

@@ -8,30 +8,64 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use luaengine::{Engine, EngineConfig, Phase, RequestInit, VariableResolver};
 
-fn var(name: &str) -> String {
+/// `$name` of a POST to https://example.com:8443/a/b?x=1&Y=two&flag. With `from_buffer`, the
+/// strings come in one host buffer (`RequestInit::buffer`), as an HTTP parser leaves them,
+/// except the remote address, which lies outside it.
+fn var_of(name: &str, from_buffer: bool) -> String {
     let engine = Engine::new(EngineConfig { workers: 1, ..Default::default() }).unwrap();
+    let strings = [
+        "POST",
+        "/a/b",
+        "x=1&Y=two&flag",
+        "HTTP/1.0",
+        "https",
+        "Host",
+        "Example.COM:8443",
+        "User-Agent",
+        "curl/8",
+        "Accept",
+        "a",
+        "Accept",
+        "b",
+        "Cookie",
+        "sid=abc; theme=dark",
+        "Content-Type",
+        "text/plain",
+        "Content-Length",
+        "12",
+    ];
+    let buffer = strings.concat();
+    let mut offset = 0;
+    let parts: Vec<&[u8]> = strings
+        .iter()
+        .map(|text| {
+            offset += text.len();
+            if from_buffer {
+                &buffer.as_bytes()[offset - text.len()..offset]
+            } else {
+                text.as_bytes()
+            }
+        })
+        .collect();
     let init = RequestInit {
-        method: b"POST",
-        path: b"/a/b",
-        query: b"x=1&Y=two&flag",
-        http_version: b"HTTP/1.0",
-        scheme: b"https",
+        method: parts[0],
+        path: parts[1],
+        query: parts[2],
+        http_version: parts[3],
+        scheme: parts[4],
         remote_addr: b"10.1.2.3",
         body: None,
+        buffer: from_buffer.then_some(buffer.as_bytes()),
     };
-    let headers = [
-        (&b"Host"[..], &b"Example.COM:8443"[..]),
-        (b"User-Agent", b"curl/8"),
-        (b"Accept", b"a"),
-        (b"Accept", b"b"),
-        (b"Cookie", b"sid=abc; theme=dark"),
-        (b"Content-Type", b"text/plain"),
-        (b"Content-Length", b"12"),
-    ];
+    let headers = parts[5..].chunks(2).map(|pair| (pair[0], pair[1]));
     let mut request = engine.new_request(&init, headers, None);
     let outcome =
         serve_request(&engine, &mut request, &[(Phase::Content, &format!("ngx.say(tostring(ngx.var.{name}))"))]);
     outcome.body().trim_end().to_string()
+}
+
+fn var(name: &str) -> String {
+    var_of(name, false)
 }
 
 #[test]
@@ -67,6 +101,7 @@ fn request_variables() {
     ];
     for (name, expected) in cases {
         assert_eq!(var(name), expected, "$${name}");
+        assert_eq!(var_of(name, true), expected, "$${name} from the host's buffer");
     }
 }
 

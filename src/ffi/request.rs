@@ -61,6 +61,11 @@ pub struct le_request_init {
     pub headers: *const le_header,
     pub n_headers: usize,
     pub has_body: bool,
+    /// Optional (`{NULL, 0}` for none): a buffer holding the strings above and the headers'
+    /// (an HTTP parser's read buffer, say). When it is not much larger than they are, it is
+    /// copied in one piece rather than string by string; strings outside it are copied one by
+    /// one.
+    pub buffer: le_str,
 }
 
 /// What the scripts produced. Every pointer in it points into the request and stays valid
@@ -202,6 +207,7 @@ pub extern "C" fn le_request_new(
                 scheme: init.scheme.bytes("init.scheme")?,
                 remote_addr: init.remote_addr.bytes("init.remote_addr")?,
                 body: if init.has_body { Some(init.body.bytes("init.body")?) } else { None },
+                buffer: Some(init.buffer.bytes("init.buffer")?).filter(|buffer| !buffer.is_empty()),
             }
         };
         // Checked above: every header's pointers are valid.
