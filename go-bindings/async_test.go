@@ -301,12 +301,59 @@ func TestRequestRunContext(t *testing.T) {
 	defer r2.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	long := compile(t, e, "content", `ngx.sleep(30)`)
+	long := compile(t, e, "content", `ngx.ctx.seen = "content" ngx.say("partial") ngx.sleep(30)`)
 	if _, err := r2.RunContext(ctx, PhaseContent, long); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("RunContext: %v", err)
 	}
-	if _, err := r2.Run(PhaseContent, long); err == nil {
-		t.Fatal("a cancelled request ran again")
+	// The phase was cancelled, not the request: what it did stays, and log runs.
+	if body := string(r2.Response().Body); body != "partial\n" {
+		t.Fatalf("body after the cancel %q", body)
+	}
+	logged := compile(t, e, "log", `assert(ngx.ctx.seen == "content")`)
+	if status, err := r2.Run(PhaseLog, logged); err != nil || status != StatusOK {
+		t.Fatalf("log after the cancel: %v %v", status, err)
+	}
+}
+
+// A plain coroutine.yield() in rewrite, access or content is resumed from the event loop, as
+// lua-nginx-module resumes it, however many times the phase yields.
+func TestPlainYields(t *testing.T) {
+	s := newSite(t, phaseSources{content: `for i = 1, 3 do coroutine.yield() end ngx.say("ok")`}, MiddlewareConfig{}, nil)
+	s.expect(s.get("/"), 200, "ok\n")
+	s = newSite(t, phaseSources{
+		rewrite: `coroutine.yield() ngx.ctx.trace = "rewrite"`,
+		access:  `for _ = 1, 2 do coroutine.yield() end ngx.ctx.trace = ngx.ctx.trace .. ",access"`,
+		content: `for _ = 1, 5 do coroutine.yield() ngx.sleep(0) end ngx.say(ngx.ctx.trace, ",content")`,
+	}, MiddlewareConfig{}, nil)
+	for range 20 {
+		s.expect(s.get("/"), 200, "rewrite,access,content\n")
+	}
+	// The Request API too.
+	e := newEngine(t, Config{})
+	if got := content(t, e, `for i = 1, 3 do coroutine.yield() end ngx.say("ok")`); got != "ok\n" {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// The client goes away while content sleeps: the middleware answers 503 as before, and the
+// log phase still runs, on what content did before it waited (lua_check_client_abort).
+func TestCancelledRequestRunsLog(t *testing.T) {
+	s := newSite(t, phaseSources{
+		content: `ngx.ctx.seen = "content" ngx.sleep(10) ngx.ctx.seen = "woke"`,
+		log:     `ngx.log(ngx.INFO, "log after ", ngx.ctx.seen)`,
+	}, MiddlewareConfig{}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	w := httptest.NewRecorder()
+	started := time.Now()
+	s.handler.ServeHTTP(w, httptest.NewRequestWithContext(ctx, "GET", "/", nil))
+	if elapsed := time.Since(started); elapsed > 5*time.Second {
+		t.Fatalf("cancelling took %v", elapsed)
+	}
+	s.expect(w, 503, "503 Service Unavailable\n")
+	s.expectEvents("log:log after content")
+	if le := s.phaseError(); le.Phase != PhaseContent || !errors.Is(le, context.DeadlineExceeded) {
+		t.Fatalf("error %#v", le)
 	}
 }
 

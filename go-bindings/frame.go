@@ -29,7 +29,7 @@ type frame struct {
 	wake chan struct{}
 
 	// Per request (see wait.go).
-	ctx        context.Context // cancelling it frees a waiting request
+	ctx        context.Context // cancelling it cancels a waiting phase
 	httpReq    *http.Request   // ngx.req.read_body reads its Body, or else bodyReader
 	bodyReader io.Reader
 	bodyErr    error   // why reading the body failed

@@ -121,6 +121,21 @@ le_status lego_start(lego_frame_ref frame, uint32_t worker_hint) {
   return lego_run(frame);
 }
 
+void lego_cancel(lego_frame_ref frame) {
+  lego_frame *f = (lego_frame *)frame;
+  f->inspected = false;
+  f->pending = NULL;
+  f->n_pending = 0;
+  if (le_request_cancel(f->request, NULL) != LE_OK) {
+    /* Freeing it stops the wait all the same (Go then reports the request cancelled). */
+    le_request_free(f->request);
+    f->request = NULL;
+    memset(&f->view, 0, sizeof f->view);
+    return;
+  }
+  read_view(f);
+}
+
 le_status lego_finish(lego_frame_ref frame) {
   lego_frame *f = (lego_frame *)frame;
   le_status status = LE_STATUS_OK;

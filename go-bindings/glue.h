@@ -98,6 +98,10 @@ le_status lego_header_filter(lego_frame_ref frame, uint16_t status, const le_hea
 /* Runs body_filter on one chunk of the host's body into `f->chunk`. */
 le_status lego_body_filter(lego_frame_ref frame, const le_script *script, le_str chunk, bool eof);
 
+/* Ends the step that waits (le_request_cancel) and refreshes the response view; the request
+ * stays for the steps planned next (log). Should it refuse, the request is freed instead. */
+void lego_cancel(lego_frame_ref frame);
+
 /* Runs what is left of the batch whatever the request's state (a failure is kept in `f->err`
  * and stops it), then frees the request. Returns the status of the last step run
  * (LE_STATUS_OK when none ran). */

@@ -51,8 +51,8 @@ type MiddlewareConfig struct {
 // memory cap) the client gets 500 and the wrapped handler never runs. The wrapped handler sees
 // the request as rewrite and access left it (method, URI, query, headers, the body read). A
 // script that waits parks the request's goroutine, not an OS thread; when the request's
-// context ends meanwhile the request is dropped (503, no log phase). A Middleware is safe for
-// concurrent use.
+// context ends meanwhile the waiting phase is cancelled (503) and the log phase still runs, as
+// nginx's lua_check_client_abort does. A Middleware is safe for concurrent use.
 type Middleware struct {
 	p           *Pipeline
 	defaultType []string

@@ -96,7 +96,8 @@ var exchangePool = sync.Pool{New: func() any { return new(Exchange) }}
 // (content ran, ngx.exit, ngx.redirect) it runs header_filter and body_filter on that answer
 // too, all in one call into C unless a script waits (ngx.sleep, an async host function,
 // ngx.req.read_body): the goroutine then parks until it can go on, and when ctx is done first
-// the request is freed and Err reports it. Then:
+// the waiting phase is cancelled and Err reports it (Finish still runs log, as nginx does
+// with lua_check_client_abort). Then:
 //   - Err() != nil: a phase failed (fail closed: answer 500, never run the wrapped handler);
 //   - LocationJump(): rewrite called ngx.req.set_uri(uri, true): route the request again, or
 //     Continue here;

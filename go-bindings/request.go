@@ -110,9 +110,10 @@ func (r *Request) Run(phase Phase, script *Script) (Status, error) {
 	return r.RunContext(context.Background(), phase, script)
 }
 
-// RunContext is Run with a context: when ctx is done while the script waits, the request is
-// freed (its scripts stop there; Response is empty from then on) and RunContext returns an
-// *Error wrapping ctx.Err(). Later runs fail; Close the request as usual.
+// RunContext is Run with a context: when ctx is done while the script waits, the phase is
+// cancelled where it waits (as nginx ends a handler whose client went away) and RunContext
+// returns an *Error wrapping ctx.Err(). Response keeps what the phase produced before; later
+// phases run as usual (the log phase, typically), then Close the request.
 func (r *Request) RunContext(ctx context.Context, phase Phase, script *Script) (Status, error) {
 	if r.f == nil {
 		return StatusError, ErrClosed

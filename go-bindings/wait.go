@@ -26,7 +26,8 @@ import (
 //     waiting goroutine (waiter) to complete the operation with;
 //   - ngx.req.read_body reads the body right there, on the waiting goroutine.
 //
-// Cancelling the request's context frees a waiting request.
+// Cancelling the request's context ends the waiting phase where it waits (le_request_cancel),
+// as nginx ends a handler whose client went away; the request stays for its log phase.
 
 //export legoWake
 func legoWake(handle C.uintptr_t) {
@@ -183,11 +184,16 @@ func (f *frame) readBody() ([]byte, error) {
 	return body, nil
 }
 
-// cancel frees the waiting request after its context was cancelled.
+// cancel ends the waiting phase after the request's context was cancelled: the rest of the
+// batch does not run, and calls still running are not wanted.
 func (f *frame) cancel() error {
 	phase := f.stepPhase()
+	if f.ops != nil {
+		f.ops.close()
+		f.ops = nil
+	}
 	f.plan()
-	f.finish() //nolint:errcheck // no step runs
+	C.lego_cancel(f.ref())
 	cause := f.ctx.Err()
 	return &Error{
 		Code:    CodeAborted,
@@ -197,7 +203,8 @@ func (f *frame) cancel() error {
 	}
 }
 
-// errCancelled is what a request freed by its context's cancellation returns when used again.
+// errCancelled is what a request freed by its context's cancellation (when the engine could not
+// cancel its phase) returns when used again.
 var errCancelled = &Error{Code: CodeInvalidState, Message: "luaengine: the request was cancelled", Phase: NoPhase}
 
 // waiter collects the results of a request's async host calls, which finish on goroutines of

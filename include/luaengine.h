@@ -110,7 +110,10 @@ typedef enum le_status {
    */
   LE_STATUS_DONE = 1,
   /**
-   * The script waits: call `le_request_resume` when the request is woken.
+   * The script waits (`ngx.sleep`, an async host function, a body read, or a plain
+   * `coroutine.yield()`, which the engine wakes soon by itself, as nginx resumes it from its
+   * event loop): call `le_request_resume` when the wake callback says so, or after
+   * completing a pending operation (polling `le_request_resume` works too).
    */
   LE_STATUS_YIELD = 2,
   /**
@@ -640,12 +643,13 @@ typedef void (*le_dict_key_fn)(struct le_str key, void *user_data);
 
 /**
  * Called from the engine's clock thread when an engine-driven wait of `request` completes
- * (`ngx.sleep`): the host should resume the request, typically by scheduling
- * `le_request_resume` on its own thread. It may also resume or free the request right here:
- * a wake that completes while a call is still using the request is held back until that call
- * returns. Never called for a request after `le_request_free` returned. Keep it short (one
- * clock thread serves every wake of the engine), and do not free the request while holding a
- * lock this callback takes: the free waits for a callback in flight.
+ * (`ngx.sleep`), and soon after a phase yields plainly (`coroutine.yield()` in the entry
+ * thread of rewrite, access or content): the host should resume the request, typically by
+ * scheduling `le_request_resume` on its own thread. It may also resume or free the request
+ * right here: a wake that completes while a call is still using the request is held back
+ * until that call returns. Never called for a request after `le_request_free` returned. Keep
+ * it short (one clock thread serves every wake of the engine), and do not free the request
+ * while holding a lock this callback takes: the free waits for a callback in flight.
  */
 typedef void (*le_wake_fn)(struct le_request *request, void *user_data);
 
@@ -898,6 +902,19 @@ enum le_status le_request_run(struct le_request *request,
 enum le_status le_request_resume(struct le_request *request, struct le_error **err);
 
 /**
+ * Ends a phase that waits (it returned `LE_STATUS_YIELD`) without resuming it, as nginx ends
+ * a handler whose client went away (`lua_check_client_abort`): its Lua code, light threads
+ * included, stops where it waits. Its pending operations are dropped (`le_request_pending`
+ * lists none; completing one fails with `LE_ERR_INVALID_ARGUMENT`); its sleeps and other
+ * waits are abandoned and no longer call the wake callback (a wake already under way may
+ * still arrive once: resuming then fails with `LE_ERR_INVALID_STATE`, as nothing waits). The
+ * response stays as the phase left it, and the request is no longer suspended: run the
+ * phases still wanted (the log phase, typically), then free it. Does nothing when no phase
+ * waits.
+ */
+enum le_result le_request_cancel(struct le_request *request, struct le_error **err);
+
+/**
  * Reads the response in one call. The view points into the request and stays valid until the
  * next call that takes this request (including `le_request_free`).
  */
@@ -1110,7 +1127,8 @@ enum le_result le_variable_answer_set(struct le_variable_answer *answer,
 
 /**
  * Sets the request's wake callback (NULL removes it; the host then polls with resume). Set it
- * before the run that may wait.
+ * before the run that may wait: a wake that comes while no callback is set is not repeated
+ * (a zero sleep or a plain yield may already be due: resume once after setting it).
  */
 enum le_result le_request_set_waker(struct le_request *request,
                                     le_wake_fn wake,

@@ -458,11 +458,23 @@ impl RequestState {
     }
 
     /// What to resume a suspended phase with: the next completed wait it waits for, or nothing
-    /// after a plain `coroutine.yield()`; `None` while its wait has not completed.
+    /// after a plain `coroutine.yield()` (whose wake is then not needed); `None` while its wait
+    /// has not completed.
     pub(crate) fn resume_event(&mut self, wake: &WakeSlot) -> Option<Option<Event>> {
         match &self.suspended {
             Some(suspended) if suspended.waiting => wake.next_for(&mut self.waits).map(Some),
-            _ => Some(None),
+            Some(_) => {
+                wake.drop_yield_wake();
+                Some(None)
+            }
+            None => Some(None),
+        }
+    }
+
+    /// The running phase ended (or was cancelled): its waits no longer matter, nor wake anyone.
+    fn forget_waits(&mut self, wake: &WakeSlot) {
+        if let Some(last) = self.waits.forget() {
+            wake.forget_through(last);
         }
     }
 
@@ -587,8 +599,10 @@ impl Request {
     }
 
     /// Continues the suspended phase with the next completed wait, or after a plain
-    /// `coroutine.yield()`. When nothing it waits for has completed yet, it returns
-    /// `Ok(Status::Yield)` at once without running anything (a spurious resume is harmless).
+    /// `coroutine.yield()` (which any resume continues, and the engine wakes soon by itself, as
+    /// lua-nginx-module resumes it from its event loop). When nothing it waits for has completed
+    /// yet, it returns `Ok(Status::Yield)` at once without running anything (a spurious resume
+    /// is harmless).
     pub fn resume(&mut self) -> Result<Status> {
         let mut state = self.take_state()?;
         if state.suspended.is_none() {
@@ -608,9 +622,11 @@ impl Request {
                 return Ok(status);
             }
             state = self.state.take().expect("just put back");
-            match state.resume_event(&self.wake) {
-                Some(Some(next)) if state.suspended.as_ref().is_some_and(|s| s.waiting) => event = Some(next),
-                _ => {
+            // Not a plain yield: that goes back to the host, to be woken.
+            let waiting = state.suspended.as_ref().is_some_and(|s| s.waiting);
+            match waiting.then(|| self.wake.next_for(&mut state.waits)).flatten() {
+                Some(next) => event = Some(next),
+                None => {
                     self.state = Some(state);
                     return Ok(status);
                 }
@@ -619,8 +635,9 @@ impl Request {
     }
 
     /// Sets the function called (from the engine's clock thread) when an engine-driven wait of
-    /// this request completes; it should make the host resume the request. Replaces the
-    /// previous one; `None` removes it (the host then polls `resume`).
+    /// this request completes, or soon after a plain `coroutine.yield()`; it should make the
+    /// host resume the request. Replaces the previous one; `None` removes it (the host then
+    /// polls `resume`).
     pub fn set_waker(&self, waker: Option<Waker>) {
         self.wake.set_waker(waker);
     }
@@ -628,15 +645,35 @@ impl Request {
     /// Has the clock thread call the waker again, soon: for a host layer that received a wake
     /// while it could not act on it.
     pub(crate) fn wake_again(&self) {
+        self.soon(WakeSlot::wake_again);
+    }
+
+    /// Runs `wake` on the clock thread, soon, unless the request is freed by then.
+    fn soon(&self, wake: fn(&WakeSlot)) {
         let slot = Arc::downgrade(&self.wake);
         self.shared.scheduler.at(
             Instant::now(),
             Box::new(move |_| {
                 if let Some(slot) = slot.upgrade() {
-                    slot.wake_again();
+                    wake(&slot);
                 }
             }),
         );
+    }
+
+    /// Ends the suspended phase without resuming it, as nginx ends a handler whose client went
+    /// away (`lua_check_client_abort`): its coroutine, light threads included, is dropped where
+    /// it waits; its waits are forgotten (`pending` lists none, completing one fails, and no
+    /// completion or sleep wakes the request any more). The response stays as the phase left
+    /// it. The request is then not suspended: further phases run as usual (log, typically).
+    /// Does nothing when no phase waits.
+    pub fn cancel(&mut self) -> Result<()> {
+        let state = self.state.as_deref_mut().ok_or_else(lost)?;
+        if state.suspended.take().is_some() {
+            state.forget_waits(&self.wake);
+            self.wake.drop_yield_wake();
+        }
+        Ok(())
     }
 
     /// The host-driven waits of the suspended phase (async host functions, body reads): perform
@@ -670,15 +707,20 @@ impl Request {
         Ok(())
     }
 
-    /// After a run or resume: a waiting phase hands its sleeps to the clock; a finished one
-    /// forgets its waits (their late completions are dropped).
+    /// After a run or resume: a waiting phase hands its sleeps to the clock, and a plain yield
+    /// has the clock wake it (as `ngx.sleep(0)` would); a finished phase forgets its waits
+    /// (their late completions are dropped).
     fn settle(&mut self, result: Result<Status>) -> Result<Status> {
         let state = self.state.as_mut().expect("the state came back");
         if result != Ok(Status::Yield) {
-            state.waits.forget();
+            state.forget_waits(&self.wake);
             return result;
         }
         state.waits.start_sleeps(&self.shared.scheduler, &self.wake);
+        if state.suspended.as_ref().is_some_and(|suspended| !suspended.waiting) {
+            self.wake.expect_yield_wake();
+            self.soon(WakeSlot::wake_yield);
+        }
         result
     }
 

@@ -42,6 +42,8 @@ pub(crate) struct Event {
 #[derive(Default)]
 pub(crate) struct Waits {
     next_id: u64,
+    /// The last id when the waits were last forgotten.
+    forgotten_through: u64,
     /// Sleeps for the clock, handed over when the phase yields.
     pub sleeps: Vec<(u64, Duration)>,
     /// Host-driven waits not completed yet.
@@ -75,11 +77,14 @@ impl Waits {
         index.map(|index| self.live.swap_remove(index)).is_some()
     }
 
-    /// The phase ended: whatever it still waited for no longer matters.
-    pub(crate) fn forget(&mut self) {
+    /// The phase ended: whatever it still waited for no longer matters. Returns the last id
+    /// given out, if any since the last time, for `WakeSlot::forget_through`.
+    pub(crate) fn forget(&mut self) -> Option<u64> {
         self.sleeps.clear();
         self.pending.clear();
         self.live.clear();
+        let last = self.next_id;
+        (std::mem::replace(&mut self.forgotten_through, last) < last).then_some(last)
     }
 
     /// Hands the sleeps of a phase that just yielded to the clock, which completes each
@@ -119,6 +124,10 @@ struct WakeState {
     ready: VecDeque<Event>,
     waker: Option<Waker>,
     cancelled: bool,
+    /// Waits up to this id belong to ended phases: their completions wake no one.
+    stale_through: u64,
+    /// The phase yielded plainly (`coroutine.yield()`) and its wake has not come yet.
+    yielded: bool,
     /// The thread inside the waker right now, if any.
     waking: Option<ThreadId>,
 }
@@ -144,10 +153,36 @@ impl WakeSlot {
         self.notify(None);
     }
 
+    /// The phase yielded plainly: `wake_yield` is to call the waker.
+    pub(crate) fn expect_yield_wake(&self) {
+        self.state.lock().yielded = true;
+    }
+
+    /// Calls the waker for a plain yield, unless the host resumed (or cancelled) it already.
+    pub(crate) fn wake_yield(&self) {
+        if std::mem::take(&mut self.state.lock().yielded) {
+            self.notify(None);
+        }
+    }
+
+    /// A plain yield is being resumed: its wake is no longer needed.
+    pub(crate) fn drop_yield_wake(&self) {
+        self.state.lock().yielded = false;
+    }
+
+    /// The waits up to `id` ended with their phase: their completions, queued or to come, are
+    /// dropped without a wake, and so is a plain yield's wake.
+    pub(crate) fn forget_through(&self, id: u64) {
+        let mut state = self.state.lock();
+        state.stale_through = id;
+        state.yielded = false;
+        state.ready.retain(|event| event.id > id);
+    }
+
     fn notify(&self, event: Option<Event>) {
         let waker = {
             let mut state = self.state.lock();
-            if state.cancelled {
+            if state.cancelled || event.as_ref().is_some_and(|event| event.id <= state.stale_through) {
                 return;
             }
             state.ready.extend(event);

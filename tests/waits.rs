@@ -153,3 +153,113 @@ fn many_sleeping_requests_share_one_worker() {
         assert_eq!(request.response().body, format!("/{i}\n").into_bytes());
     }
 }
+
+// lua-nginx-module resumes a plain `coroutine.yield()` of the entry thread from its event loop,
+// as it does `ngx.sleep(0)`: the engine wakes the request itself, every time.
+#[test]
+fn plain_yields_in_the_entry_thread_wake_the_request() {
+    let engine = engine();
+    let cases = [
+        (Phase::Content, "for i = 1, 3 do coroutine.yield() ngx.say(i) end ngx.say('ok')", "1\n2\n3\nok\n"),
+        (Phase::Content, "ngx.say(select('#', coroutine.yield())) coroutine.yield() ngx.say('ok')", "0\nok\n"),
+        (Phase::Content, "coroutine.yield() ngx.sleep(0.01) coroutine.yield() ngx.sleep(0) ngx.say('ok')", "ok\n"),
+        (
+            Phase::Content,
+            "local t = ngx.thread.spawn(function() ngx.sleep(0.01) return 'thread' end) \
+             coroutine.yield() coroutine.yield() ngx.say(select(2, ngx.thread.wait(t)))",
+            "thread\n",
+        ),
+        (Phase::Rewrite, "for _ = 1, 5 do coroutine.yield() end ngx.ctx.n = 5", ""),
+        (Phase::Access, "for _ = 1, 5 do coroutine.yield() end ngx.say('access')", "access\n"),
+    ];
+    for (phase, lua, body) in cases {
+        let mut request = request(&engine, "/t", &[]);
+        let woken = Arc::new(AtomicUsize::new(0));
+        let (tx, rx) = mpsc::channel();
+        let counter = woken.clone();
+        request.set_waker(Some(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = tx.send(());
+        })));
+        let script = engine.compile(phase.name(), lua).unwrap();
+        let mut status = request.run(phase, &script).unwrap();
+        while status == Status::Yield {
+            rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| panic!("woken: {lua}"));
+            status = request.resume().unwrap();
+        }
+        assert!(woken.load(Ordering::SeqCst) >= 2, "{lua}");
+        assert_eq!(String::from_utf8_lossy(&request.response().body), body, "{lua}");
+    }
+}
+
+// A host that polls resumes a plain yield at once; the wake it did not wait for never comes.
+#[test]
+fn a_polled_plain_yield_needs_no_wake() {
+    let engine = engine();
+    let script = engine.compile("content", "coroutine.yield() coroutine.yield() ngx.say('ok')").unwrap();
+    let mut request = request(&engine, "/t", &[]);
+    assert_eq!(request.run(Phase::Content, &script).unwrap(), Status::Yield);
+    assert_eq!(request.resume().unwrap(), Status::Yield);
+    assert_eq!(request.resume().unwrap(), Status::Done);
+    assert_eq!(request.response().body, b"ok\n");
+    let woken = Arc::new(AtomicUsize::new(0));
+    let counter = woken.clone();
+    request.set_waker(Some(Arc::new(move || {
+        counter.fetch_add(1, Ordering::SeqCst);
+    })));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(woken.load(Ordering::SeqCst), 0);
+}
+
+// Cancelling a waiting phase (the client went away) drops its coroutine and its waits; the
+// request goes on to its log phase, which sees what the phase did before it waited.
+#[test]
+fn a_cancelled_phase_lets_log_run() {
+    let lines = Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = lines.clone();
+    let engine = engine_with(EngineConfig {
+        workers: 1,
+        async_functions: vec!["fetch".into()],
+        log: Some(Arc::new(move |r: &luaengine::LogRecord<'_>| sink.lock().unwrap().push_str(r.message))),
+        ..Default::default()
+    });
+    let cases = [
+        "ngx.ctx.seen = 'before' ngx.say('partial') ngx.sleep(10) ngx.ctx.seen = 'after'",
+        "ngx.ctx.seen = 'before' ngx.say('partial') require('host').fetch() ngx.ctx.seen = 'after'",
+        "ngx.ctx.seen = 'before' ngx.say('partial') \
+         ngx.thread.spawn(function() ngx.sleep(0.02) ngx.ctx.seen = 'thread' end) ngx.sleep(10)",
+        // Its wake comes at once: the test waits for it before cancelling.
+        "ngx.ctx.seen = 'before' ngx.say('partial') coroutine.yield() ngx.ctx.seen = 'after'",
+    ];
+    let log = engine.compile("log", "ngx.log(ngx.ERR, 'log: ', ngx.ctx.seen, ' ', ngx.status)").unwrap();
+    for lua in cases {
+        let mut request = request(&engine, "/t", &[]);
+        let woken = Arc::new(AtomicUsize::new(0));
+        let counter = woken.clone();
+        let (tx, rx) = mpsc::channel();
+        request.set_waker(Some(Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let _ = tx.send(());
+        })));
+        let script = engine.compile("content", lua).unwrap();
+        assert_eq!(request.run(Phase::Content, &script).unwrap(), Status::Yield, "{lua}");
+        if lua.contains("coroutine.yield()") {
+            rx.recv_timeout(Duration::from_secs(5)).expect("a plain yield is woken");
+        }
+        let pending = request.pending().to_vec();
+        request.cancel().unwrap();
+        let woken_before = woken.load(Ordering::SeqCst);
+        assert!(!request.is_suspended(), "{lua}");
+        assert!(request.pending().is_empty(), "{lua}");
+        for op in pending {
+            assert!(request.complete(op.id, Ok(vec![])).is_err(), "late completions are refused: {lua}");
+        }
+        assert_eq!(request.resume().unwrap_err().code, luaengine::ErrorCode::InvalidState, "{lua}");
+        request.cancel().unwrap(); // nothing waits: nothing to do
+        std::thread::sleep(Duration::from_millis(50));
+        assert_eq!(woken.load(Ordering::SeqCst), woken_before, "no wake after the cancel: {lua}");
+        assert_eq!(request.response().body, b"partial\n", "{lua}");
+        assert_eq!(request.run(Phase::Log, &log).unwrap(), Status::Ok, "{lua}");
+        assert_eq!(std::mem::take(&mut *lines.lock().unwrap()), "log: before 200", "{lua}");
+    }
+}

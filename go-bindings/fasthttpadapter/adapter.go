@@ -44,7 +44,8 @@ type Config struct {
 // access left it (method, URI, query, headers); after ngx.req.set_uri(uri, true) in rewrite the
 // request goes on here with its new URI. fasthttp has read the body already: scripts see it
 // without ngx.req.read_body(). A script that waits parks the request's goroutine; when the
-// server shuts down meanwhile the request is dropped (503). Safe for concurrent use.
+// server shuts down meanwhile the waiting phase is cancelled (503; log still runs). Safe for
+// concurrent use.
 type Middleware struct {
 	p           *luaengine.Pipeline
 	name        string

@@ -37,7 +37,10 @@ pub enum le_status {
     /// The request is answered (ngx.exit with a status, a redirect, or content): send the
     /// response and skip the remaining request phases up to header_filter.
     LE_STATUS_DONE = 1,
-    /// The script waits: call `le_request_resume` when the request is woken.
+    /// The script waits (`ngx.sleep`, an async host function, a body read, or a plain
+    /// `coroutine.yield()`, which the engine wakes soon by itself, as nginx resumes it from its
+    /// event loop): call `le_request_resume` when the wake callback says so, or after
+    /// completing a pending operation (polling `le_request_resume` works too).
     LE_STATUS_YIELD = 2,
     /// The phase failed; `*err` says why. Hosts usually answer 500.
     LE_STATUS_ERROR = 3,
@@ -267,6 +270,20 @@ pub extern "C" fn le_request_run(
 #[no_mangle]
 pub extern "C" fn le_request_resume(request: *mut le_request, err: *mut *mut le_error) -> le_status {
     run_guarded(err, || exclusive(request, |request, _| request.resume()))
+}
+
+/// Ends a phase that waits (it returned `LE_STATUS_YIELD`) without resuming it, as nginx ends
+/// a handler whose client went away (`lua_check_client_abort`): its Lua code, light threads
+/// included, stops where it waits. Its pending operations are dropped (`le_request_pending`
+/// lists none; completing one fails with `LE_ERR_INVALID_ARGUMENT`); its sleeps and other
+/// waits are abandoned and no longer call the wake callback (a wake already under way may
+/// still arrive once: resuming then fails with `LE_ERR_INVALID_STATE`, as nothing waits). The
+/// response stays as the phase left it, and the request is no longer suspended: run the
+/// phases still wanted (the log phase, typically), then free it. Does nothing when no phase
+/// waits.
+#[no_mangle]
+pub extern "C" fn le_request_cancel(request: *mut le_request, err: *mut *mut le_error) -> le_result {
+    call(err, || exclusive(request, |request, _| request.cancel())?)
 }
 
 /// Reads the response in one call. The view points into the request and stays valid until the

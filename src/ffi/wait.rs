@@ -14,12 +14,13 @@ use crate::host::HostValue;
 use crate::timer::{TimerOp, TimerOpHandler};
 
 /// Called from the engine's clock thread when an engine-driven wait of `request` completes
-/// (`ngx.sleep`): the host should resume the request, typically by scheduling
-/// `le_request_resume` on its own thread. It may also resume or free the request right here:
-/// a wake that completes while a call is still using the request is held back until that call
-/// returns. Never called for a request after `le_request_free` returned. Keep it short (one
-/// clock thread serves every wake of the engine), and do not free the request while holding a
-/// lock this callback takes: the free waits for a callback in flight.
+/// (`ngx.sleep`), and soon after a phase yields plainly (`coroutine.yield()` in the entry
+/// thread of rewrite, access or content): the host should resume the request, typically by
+/// scheduling `le_request_resume` on its own thread. It may also resume or free the request
+/// right here: a wake that completes while a call is still using the request is held back
+/// until that call returns. Never called for a request after `le_request_free` returned. Keep
+/// it short (one clock thread serves every wake of the engine), and do not free the request
+/// while holding a lock this callback takes: the free waits for a callback in flight.
 pub type le_wake_fn = Option<unsafe extern "C" fn(request: *mut le_request, user_data: *mut c_void)>;
 
 /// A host-driven wait of a suspended request: perform it, then `le_request_complete` it by
@@ -54,7 +55,8 @@ impl CWaker {
 }
 
 /// Sets the request's wake callback (NULL removes it; the host then polls with resume). Set it
-/// before the run that may wait.
+/// before the run that may wait: a wake that comes while no callback is set is not repeated
+/// (a zero sleep or a plain yield may already be due: resume once after setting it).
 #[no_mangle]
 pub extern "C" fn le_request_set_waker(
     request: *mut le_request,

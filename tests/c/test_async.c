@@ -604,6 +604,88 @@ static void a_resume_before_the_wake_runs_nothing(void) {
   le_engine_free(engine);
 }
 
+/* ---- plain yields and cancelled phases ------------------------------------------------------ */
+
+/* A plain coroutine.yield() in the entry thread is resumed from the event loop, as nginx does:
+ * the engine calls the wake callback once per yield; a host that polls resumes it at once. */
+static void plain_yields_are_woken_every_time(void) {
+  le_engine *engine = async_engine(1);
+  le_script *script = le_test_compile(engine, "content", "for i = 1, 3 do coroutine.yield() end ngx.say('ok')");
+  static watch w;
+  atomic_init(&w.calls, 0);
+  atomic_init(&w.freed, false);
+  le_request *request = request_on(engine, "/", LE_WORKER_ANY);
+  CHECK_OK(le_request_set_waker, request, wake_watch, &w);
+  RUN(request, LE_PHASE_CONTENT, script, LE_STATUS_YIELD);
+  for (int yields = 1; yields <= 3; yields++) {
+    double deadline = now_seconds() + 30;
+    while (atomic_load(&w.calls) < yields) {
+      CHECKF(now_seconds() < deadline, "yield %d was not woken", yields);
+      sleep_ms(1);
+    }
+    RESUME(request, yields < 3 ? LE_STATUS_YIELD : LE_STATUS_DONE);
+  }
+  CHECK_STR(le_test_response(request).body, "ok\n");
+  sleep_ms(50);
+  CHECK_EQ(atomic_load(&w.calls), 3);
+  le_request_free(request);
+  atomic_store(&w.freed, true);
+
+  request = request_on(engine, "/", LE_WORKER_ANY);
+  RUN(request, LE_PHASE_CONTENT, script, LE_STATUS_YIELD);
+  RESUME(request, LE_STATUS_YIELD);
+  RESUME(request, LE_STATUS_YIELD);
+  RESUME(request, LE_STATUS_DONE);
+  le_request_free(request);
+  le_script_free(script);
+  le_engine_free(engine);
+}
+
+/* The client went away while content waits: the phase is cancelled where it waits, and the
+ * log phase still runs on what it left (nginx's lua_check_client_abort). */
+static void a_cancelled_phase_still_runs_log(void) {
+  le_engine *engine = async_engine(1);
+  le_script *log = le_test_compile(engine, "log", "ngx.shared.d:set('log', ngx.ctx.seen .. ' ' .. ngx.status)");
+  const char *waits[] = {
+      "ngx.ctx.seen = 'sleep' ngx.say('partial') ngx.sleep(10) ngx.ctx.seen = 'after'",
+      "ngx.ctx.seen = 'fetch' ngx.say('partial') require('host').fetch() ngx.ctx.seen = 'after'",
+  };
+  const char *logged[] = {"ngx.say(ngx.shared.d:get('log'))", "sleep 200\n", "fetch 200\n"};
+  for (int i = 0; i < 2; i++) {
+    static watch w;
+    atomic_init(&w.calls, 0);
+    atomic_init(&w.freed, false);
+    le_script *script = le_test_compile(engine, "content", waits[i]);
+    le_request *request = request_on(engine, "/", LE_WORKER_ANY);
+    CHECK_OK(le_request_set_waker, request, wake_watch, &w);
+    RUN(request, LE_PHASE_CONTENT, script, LE_STATUS_YIELD);
+    const le_pending *ops = NULL;
+    size_t n = 0;
+    CHECK_EQ(le_request_pending(request, &ops, &n), LE_OK);
+    uint64_t id = n == 1 ? ops[0].id : 0;
+    CHECK_OK(le_request_cancel, request);
+    CHECK(!le_request_is_suspended(request));
+    CHECK_EQ(le_request_pending(request, &ops, &n), LE_OK);
+    CHECK_EQ(n, 0);
+    if (id != 0) CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_request_complete, request, id, NULL, 0);
+    le_error *err = NULL;
+    CHECK_EQ(le_request_resume(request, &err), LE_STATUS_ERROR);
+    CHECK_EQ(le_error_code(err), LE_ERR_INVALID_STATE);
+    le_error_free(err);
+    CHECK_OK(le_request_cancel, request); /* nothing waits: nothing to do */
+    CHECK_STR(le_test_response(request).body, "partial\n");
+    RUN(request, LE_PHASE_LOG, log, LE_STATUS_OK);
+    CONTENT_SAYS(engine, logged[0], logged[i + 1]);
+    le_request_free(request);
+    atomic_store(&w.freed, true);
+    CHECK_EQ(atomic_load(&w.calls), 0);
+    le_script_free(script);
+  }
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_request_cancel, NULL);
+  le_script_free(log);
+  le_engine_free(engine);
+}
+
 /* Resumes right in the wake callback; counts resumes the request refused. */
 static atomic_int refused_resumes;
 static void resume_in_wake(le_request *request, void *user_data) {
@@ -656,4 +738,6 @@ TEST_MAIN(
     TEST_CASE(requests_freed_with_pending_operations),
     TEST_CASE(async_results_and_errors_reach_lua),
     TEST_CASE(read_body_is_completed_with_the_body),
-    TEST_CASE(a_resume_before_the_wake_runs_nothing))
+    TEST_CASE(a_resume_before_the_wake_runs_nothing),
+    TEST_CASE(plain_yields_are_woken_every_time),
+    TEST_CASE(a_cancelled_phase_still_runs_log))
