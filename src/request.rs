@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::host::HostValue;
 use crate::phase::{Phase, Status};
 use crate::spare;
-use crate::wait::{Event, PendingOp, Waits, WakeSlot, Waker, READ_BODY};
+use crate::wait::{Event, LazyWakeSlot, PendingOp, Waits, WakeSlot, Waker, READ_BODY};
 use crate::worker::Worker;
 
 /// Everything a request starts from, borrowed from the host for the duration of
@@ -472,9 +472,10 @@ impl RequestState {
     }
 
     /// The running phase ended (or was cancelled): its waits no longer matter, nor wake anyone.
-    fn forget_waits(&mut self, wake: &WakeSlot) {
-        if let Some(last) = self.waits.forget() {
-            wake.forget_through(last);
+    fn forget_waits(&mut self, wake: &LazyWakeSlot) {
+        // Without a slot, nothing could deliver their completions.
+        if let (Some(last), Some(slot)) = (self.waits.forget(), wake.made()) {
+            slot.forget_through(last);
         }
     }
 
@@ -505,7 +506,7 @@ pub struct Request {
     /// Keeps the engine running while the request lives.
     shared: Arc<Hold>,
     /// Completed waits, reached by the clock thread and the host.
-    wake: Arc<WakeSlot>,
+    wake: LazyWakeSlot,
 }
 
 impl Request {
@@ -520,7 +521,13 @@ impl Request {
         I: IntoIterator<Item = (&'h [u8], &'h [u8])>,
         I::IntoIter: Clone,
     {
-        Request { id, state: Some(RequestState::boxed(id, init, headers)), worker, shared, wake: Arc::default() }
+        Request {
+            id,
+            state: Some(RequestState::boxed(id, init, headers)),
+            worker,
+            shared,
+            wake: LazyWakeSlot::default(),
+        }
     }
 
     /// The engine-wide id of this request (in logs as `request_id`).
@@ -609,7 +616,7 @@ impl Request {
             self.state = Some(state);
             return Err(Error::invalid_state("the request is not suspended"));
         }
-        let Some(mut event) = state.resume_event(&self.wake) else {
+        let Some(mut event) = state.resume_event(self.wake.slot()) else {
             self.state = Some(state);
             return Ok(Status::Yield);
         };
@@ -624,7 +631,7 @@ impl Request {
             state = self.state.take().expect("just put back");
             // Not a plain yield: that goes back to the host, to be woken.
             let waiting = state.suspended.as_ref().is_some_and(|s| s.waiting);
-            match waiting.then(|| self.wake.next_for(&mut state.waits)).flatten() {
+            match waiting.then(|| self.wake.slot().next_for(&mut state.waits)).flatten() {
                 Some(next) => event = Some(next),
                 None => {
                     self.state = Some(state);
@@ -639,7 +646,7 @@ impl Request {
     /// host resume the request. Replaces the previous one; `None` removes it (the host then
     /// polls `resume`).
     pub fn set_waker(&self, waker: Option<Waker>) {
-        self.wake.set_waker(waker);
+        self.wake.slot().set_waker(waker);
     }
 
     /// Has the clock thread call the waker again, soon: for a host layer that received a wake
@@ -650,7 +657,7 @@ impl Request {
 
     /// Runs `wake` on the clock thread, soon, unless the request is freed by then.
     fn soon(&self, wake: fn(&WakeSlot)) {
-        let slot = Arc::downgrade(&self.wake);
+        let slot = Arc::downgrade(self.wake.slot());
         self.shared.scheduler.at(
             Instant::now(),
             Box::new(move |_| {
@@ -671,7 +678,7 @@ impl Request {
         let state = self.state.as_deref_mut().ok_or_else(lost)?;
         if state.suspended.take().is_some() {
             state.forget_waits(&self.wake);
-            self.wake.drop_yield_wake();
+            self.wake.slot().drop_yield_wake();
         }
         Ok(())
     }
@@ -700,10 +707,10 @@ impl Request {
                 }
             };
             state.input.set_body(body);
-            self.wake.push(Event { id, result: Ok(Vec::new()) });
+            self.wake.slot().push(Event { id, result: Ok(Vec::new()) });
             return Ok(());
         }
-        self.wake.push(Event { id, result });
+        self.wake.slot().push(Event { id, result });
         Ok(())
     }
 
@@ -716,9 +723,9 @@ impl Request {
             state.forget_waits(&self.wake);
             return result;
         }
-        state.waits.start_sleeps(&self.shared.scheduler, &self.wake);
+        state.waits.start_sleeps(&self.shared.scheduler, self.wake.slot());
         if state.suspended.as_ref().is_some_and(|suspended| !suspended.waiting) {
-            self.wake.expect_yield_wake();
+            self.wake.slot().expect_yield_wake();
             self.soon(WakeSlot::wake_yield);
         }
         result
@@ -812,7 +819,9 @@ impl Request {
 impl Drop for Request {
     /// Cancels the request's waits: no waker call starts after this, and one in flight ends first.
     fn drop(&mut self) {
-        self.wake.cancel();
+        if let Some(wake) = self.wake.made() {
+            wake.cancel();
+        }
         if let Some(state) = self.state.take() {
             spare::keep(state);
         }

@@ -3,6 +3,7 @@
 //! (async host functions, reading the body) that the host completes. Completed waits queue up
 //! as events; `Request::resume` hands them to the script one by one.
 
+use std::cell::OnceCell;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::thread::ThreadId;
@@ -108,6 +109,21 @@ impl Waits {
     pub(crate) fn take_pending(&mut self, id: u64) -> Option<PendingOp> {
         let index = self.pending.iter().position(|op| op.id == id)?;
         Some(self.pending.remove(index))
+    }
+}
+
+/// A request's `WakeSlot`, made on first use: most requests never wait.
+#[derive(Default)]
+pub(crate) struct LazyWakeSlot(OnceCell<Arc<WakeSlot>>);
+
+impl LazyWakeSlot {
+    pub(crate) fn slot(&self) -> &Arc<WakeSlot> {
+        self.0.get_or_init(Arc::default)
+    }
+
+    /// The slot, if anything made it.
+    pub(crate) fn made(&self) -> Option<&Arc<WakeSlot>> {
+        self.0.get()
     }
 }
 
