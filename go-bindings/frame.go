@@ -190,6 +190,10 @@ func (f *frame) changes() Change {
 	if !bytes.Equal(cBytes(v.query), cBytes(in.query)) {
 		c |= ChangedQuery
 	}
+	// The engine says whether a script replaced the body: the body itself is never compared.
+	if v.body_changed {
+		c |= ChangedBody
+	}
 	now := f.requestHeaders()
 	before := headerList(unsafe.Slice(in.headers, int(in.n_headers)))
 	if len(now) != len(before) {

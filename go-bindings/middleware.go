@@ -10,6 +10,7 @@ import (
 	"log"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"strings"
 	"unsafe"
 )
@@ -49,7 +50,8 @@ type MiddlewareConfig struct {
 //
 // It fails closed: when rewrite or access fails (a Lua error, the instruction budget, the
 // memory cap) the client gets 500 and the wrapped handler never runs. The wrapped handler sees
-// the request as rewrite and access left it (method, URI, query, headers, the body read). A
+// the request as rewrite and access left it (method, URI, query, headers, the body read or
+// replaced). A
 // script that waits parks the request's goroutine, not an OS thread; when the request's
 // context ends meanwhile the waiting phase is cancelled (503) and the log phase still runs, as
 // nginx's lua_check_client_abort does. A Middleware is safe for concurrent use.
@@ -173,8 +175,8 @@ func (m *Middleware) locationJump(w http.ResponseWriter, r *http.Request) {
 
 // requestSeenByNext returns the request as rewrite and access left it: r itself when they
 // changed nothing (the common case, which costs a comparison), else a shallow copy with the
-// new method, URL and headers (Host from the Host header). A body a script read is already
-// back in r.Body.
+// new method, URL and headers (Host from the Host header), and the scripts' body when they
+// replaced it. A body a script only read is already back in r.Body.
 func requestSeenByNext(x *Exchange, r *http.Request) *http.Request {
 	changes := x.Changes()
 	if changes == 0 {
@@ -204,7 +206,29 @@ func requestSeenByNext(x *Exchange, r *http.Request) *http.Request {
 		}
 		r.Header = h
 	}
+	if changes&ChangedBody != 0 {
+		setBody(r, x.RequestBody(), changes&ChangedHeaders != 0)
+	}
 	return r
+}
+
+// setBody gives r (a copy of the caller's request) the body scripts wrote, copied out of engine
+// memory, which the filters reuse while the handler runs. Content-Length follows it, as the
+// scripts set it; the header map is copied first unless it is r's own already.
+func setBody(r *http.Request, body []byte, ownHeader bool) {
+	r.ContentLength = int64(len(body))
+	r.TransferEncoding = nil
+	r.Body = http.NoBody
+	if len(body) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(bytes.Clone(body)))
+	}
+	if !ownHeader {
+		r.Header = r.Header.Clone()
+	}
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
 }
 
 func (m *Middleware) finish(x *Exchange, r *http.Request) {

@@ -2,10 +2,12 @@ package luaengine
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -371,6 +373,51 @@ func TestMiddlewareRequestChanges(t *testing.T) {
 				t.Fatalf("the wrapped handler saw\n%+v\nwant\n%+v", got, c.want)
 			}
 			if original.URL.Path != "/p" || original.Header.Get("X-Drop") != "d" {
+				t.Fatal("the caller's request was changed")
+			}
+		})
+	}
+}
+
+// A body scripts replaced is the wrapped handler's, with its length; one they only read is the
+// client's, in the caller's own request.
+func TestMiddlewareBodyChanges(t *testing.T) {
+	cases := []struct {
+		name, body, access string
+		config             MiddlewareConfig
+		want               string
+		same               bool
+	}{
+		{"set_body_data", "original", `ngx.req.read_body() ngx.req.set_body_data("changed")`, MiddlewareConfig{},
+			"changed 7 7", false},
+		{"init_body", "original", `ngx.req.read_body() ngx.req.init_body() ngx.req.append_body("new ")
+			ngx.req.append_body("body") ngx.req.finish_body()`, MiddlewareConfig{}, "new body 8 8", false},
+		// The same length: the Content-Length header is as it was, only the body changed.
+		{"same length", "orig123", `ngx.req.set_body_data("changed")`, MiddlewareConfig{NeedRequestBody: true},
+			"changed 7 7", false},
+		{"emptied", "original", `ngx.req.read_body() ngx.req.set_body_data("")`, MiddlewareConfig{}, " 0 0", false},
+		{"read only", "original", `ngx.req.read_body() assert(ngx.req.get_body_data() == "original")`,
+			MiddlewareConfig{}, "original 8 8", true},
+		{"not read", "original", `ngx.ctx.x = 1`, MiddlewareConfig{}, "original 8 8", true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			original := httptest.NewRequest("POST", "/", strings.NewReader(c.body))
+			original.Header.Set("Content-Length", strconv.Itoa(len(c.body))) // as net/http's server has it
+			var same bool
+			s := newSite(t, phaseSources{access: c.access}, c.config,
+				http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					same = r == original
+					b, _ := io.ReadAll(r.Body)
+					fmt.Fprintf(w, "%s %d %s", b, r.ContentLength, r.Header.Get("Content-Length"))
+				}))
+			w := httptest.NewRecorder()
+			s.handler.ServeHTTP(w, original)
+			s.expect(w, 200, c.want)
+			if same != c.same {
+				t.Fatalf("the wrapped handler got the caller's request: %v, want %v", same, c.same)
+			}
+			if original.ContentLength != int64(len(c.body)) || original.Header.Get("Content-Length") != strconv.Itoa(len(c.body)) {
 				t.Fatal("the caller's request was changed")
 			}
 		})

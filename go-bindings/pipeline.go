@@ -205,11 +205,13 @@ const (
 	ChangedPath                       // ngx.req.set_uri
 	ChangedQuery                      // ngx.req.set_uri_args, ngx.var.args
 	ChangedHeaders                    // ngx.req.set_header, clear_header
+	ChangedBody                       // ngx.req.set_body_data, init_body/append_body/finish_body
 )
 
 // Changes reports what rewrite and access changed in the request (0 when the pipeline has
-// neither). Method, Path, Query and RequestHeader then give the request as they left it: apply
-// it before the wrapped handler runs. They are valid until HeaderFilter, BodyFilter or Finish.
+// neither). Method, Path, Query, RequestHeader and RequestBody then give the request as they
+// left it: apply it before the wrapped handler runs. They are valid until HeaderFilter,
+// BodyFilter or Finish.
 func (x *Exchange) Changes() Change { return x.changes }
 
 // Method returns the request method as scripts left it.
@@ -220,6 +222,17 @@ func (x *Exchange) Path() []byte { return cBytes(x.f.c.req_view.path) }
 
 // Query returns the query string ($args) as scripts left it, without '?'.
 func (x *Exchange) Query() []byte { return cBytes(x.f.c.req_view.query) }
+
+// RequestBody returns the request body as scripts left it, when Changes has ChangedBody (the
+// scripts' body replaces the client's; the Content-Length header they set goes with it).
+// Without ChangedBody the client's body is still the one, whether a script read it or not: it
+// is not copied out, and RequestBody returns what the engine has of it, if anything.
+func (x *Exchange) RequestBody() []byte {
+	if !x.f.c.inspected {
+		return nil
+	}
+	return cBytes(x.f.c.req_view.body)
+}
 
 // NumRequestHeaders returns how many request headers there are as scripts left them.
 func (x *Exchange) NumRequestHeaders() int { return x.f.requestHeaders().len() }

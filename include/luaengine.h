@@ -591,7 +591,9 @@ typedef struct le_response_view {
 
 /**
  * What scripts made of the request (ngx.req.set_*, ngx.var writes). Every pointer in it points
- * into the request and stays valid until the next call that takes this request.
+ * into the request and stays valid until the next call that takes this request. The library
+ * writes the whole struct: use the header of the library you link (fields are only ever added
+ * at the end, as `body` and `body_changed` were).
  */
 typedef struct le_request_view {
   struct le_str method;
@@ -617,6 +619,18 @@ typedef struct le_request_view {
    * Whether rewrite called `ngx.req.set_uri(uri, true)`: route the request again by `path`.
    */
   bool location_jump;
+  /**
+   * The request body now: the host's (given to `le_request_new` or completing
+   * `ngx.req.read_body`), or the one scripts wrote; empty when there is none. Not copied.
+   */
+  struct le_str body;
+  /**
+   * Whether a script replaced the body (`ngx.req.set_body_data`, `init_body`/`append_body`/
+   * `finish_body`, which also set the Content-Length header): hand `body` to whatever reads
+   * the request next instead of the client's. False: the client's body is still the one (a
+   * host that streams it need not look at `body`).
+   */
+  bool body_changed;
 } le_request_view;
 
 /**
@@ -922,7 +936,8 @@ enum le_result le_request_response(struct le_request *request, struct le_respons
 
 /**
  * Reads the request as scripts left it, in one call: method, path, query, headers, the
- * variables scripts set. The view stays valid until the next call that takes this request.
+ * variables scripts set, the body and whether a script replaced it. Nothing is copied: the
+ * view points into the request and stays valid until the next call that takes this request.
  */
 enum le_result le_request_inspect(struct le_request *request, struct le_request_view *out);
 

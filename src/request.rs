@@ -56,6 +56,8 @@ pub(crate) struct Snapshot {
     scheme: Range<usize>,
     remote_addr: Range<usize>,
     body: Option<Range<usize>>,
+    /// A script replaced the body (`set_body_data`, `init_body`): the host's is not wanted.
+    body_changed: bool,
     /// The headers as received.
     headers: Vec<(Range<usize>, Range<usize>)>,
     /// The current headers, made from `headers` on the first edit.
@@ -78,6 +80,7 @@ impl Snapshot {
         scheme: 0..0,
         remote_addr: 0..0,
         body: None,
+        body_changed: false,
         headers: Vec::new(),
         edited_headers: None,
         variables: Vec::new(),
@@ -204,8 +207,17 @@ impl Snapshot {
     pub fn set_query(&mut self, query: &[u8]) {
         self.query = self.push(query);
     }
+    /// The host's body (completing `ngx.req.read_body`).
     pub fn set_body(&mut self, body: &[u8]) {
         self.body = Some(self.push(body));
+    }
+    /// A body a script wrote, in place of the host's.
+    pub fn replace_body(&mut self, body: &[u8]) {
+        self.set_body(body);
+        self.body_changed = true;
+    }
+    pub fn body_changed(&self) -> bool {
+        self.body_changed
     }
     /// Extends the body (`ngx.req.append_body`): in place while it is the last string in the
     /// buffer, as it is between `init_body` and `finish_body` unless something else was set.
@@ -771,10 +783,19 @@ impl Request {
     }
 
     /// The request body now: the host's (given up front or completing `ngx.req.read_body`), or
-    /// the one scripts wrote with `ngx.req.init_body`/`append_body`/`finish_body` (which also
-    /// set the Content-Length header). `None` when the host gave none yet or a script discarded it.
+    /// the one scripts wrote with `ngx.req.set_body_data` or `init_body`/`append_body`/
+    /// `finish_body` (which also set the Content-Length header). `None` when the host gave none
+    /// yet or a script discarded it.
     pub fn body(&self) -> Option<&[u8]> {
         self.input().body()
+    }
+
+    /// Whether a script replaced the request body (`ngx.req.set_body_data`, `init_body`): hand
+    /// `body()` (`None` is empty) to whatever reads the request next, instead of the client's.
+    /// False means the host's body, read or not, is still the one: a host that streams it has
+    /// nothing to copy.
+    pub fn body_changed(&self) -> bool {
+        self.input().body_changed()
     }
 
     /// Whether a script called `ngx.req.discard_body`: the host should read and drop the client's

@@ -367,7 +367,7 @@ fn raw_header_rebuilds_the_received_head() {
 
 #[test]
 fn phase_restrictions_follow_the_context_lines() {
-    let cases: [(Phase, &str, Option<&str>); 20] = [
+    let cases: [(Phase, &str, Option<&str>); 22] = [
         (Phase::Log, "ngx.req.set_uri('/x')", Some("API disabled in the context of log")),
         (Phase::Log, "ngx.req.set_header('a', 'b')", Some("API disabled in the context of log")),
         (Phase::Log, "ngx.req.clear_header('a')", Some("API disabled in the context of log")),
@@ -388,6 +388,8 @@ fn phase_restrictions_follow_the_context_lines() {
         (Phase::Rewrite, "ngx.req.init_body() ngx.req.append_body('x') ngx.req.finish_body()", None),
         (Phase::Access, "ngx.req.discard_body() assert(ngx.req.get_body_file() == nil)", None),
         (Phase::Log, "assert(ngx.req.is_internal() == false)", None),
+        (Phase::HeaderFilter, "ngx.req.set_body_data('x')", Some("API disabled in the context of header_filter")),
+        (Phase::Access, "ngx.req.set_body_data('x')", None),
     ];
     let engine = engine();
     for (phase, lua, expected) in cases {
@@ -461,6 +463,48 @@ ngx.req.finish_body() ngx.say(ngx.req.get_body_data())",
     assert_eq!(outcome.body(), "new body!\n");
     assert_eq!(request.body(), Some(&b"new body!"[..]));
     assert_eq!(request.header("Content-Length"), Some(&b"9"[..]));
+}
+
+#[test]
+fn set_body_data_replaces_the_body() {
+    check(&[
+        // t/044-req-body.t: the new body and its Content-Length.
+        (
+            "ngx.req.set_body_data('hello') ngx.say(ngx.req.get_body_data(), ' ', ngx.req.get_headers()['content-length'])",
+            "hello 5\n",
+        ),
+        ("ngx.req.set_body_data('a=1&b=2') local args = ngx.req.get_post_args() ngx.say(args.a, args.b, args.p)", "12nil\n"),
+        ("ngx.req.set_body_data(42) ngx.say(ngx.req.get_body_data())", "42\n"),
+        ("ngx.req.set_body_data('') ngx.say(ngx.req.get_headers()['content-length'])", "0\n"),
+        ("ngx.req.set_body_data('one') ngx.req.set_body_data('two') ngx.say(ngx.req.get_body_data())", "two\n"),
+        ("ngx.req.discard_body() ngx.req.set_body_data('z') ngx.say(ngx.req.get_body_data())", "z\n"),
+        ("local ok, err = pcall(ngx.req.set_body_data) ngx.say(err)", "bad argument #1 to 'set_body_data' (string expected, got nil)\n"),
+        ("local ok, err = pcall(ngx.req.set_body_data, {}) ngx.say(err)", "bad argument #1 to 'set_body_data' (string expected, got table)\n"),
+    ]);
+    let lua = "local ok, err = pcall(ngx.req.set_body_data, 'x') ngx.say(err)";
+    assert_eq!(content_on("", None, lua), "request body not read yet\n");
+}
+
+#[test]
+fn the_host_learns_whether_scripts_replaced_the_body() {
+    let engine = engine();
+    let cases: [(&str, Option<&[u8]>, bool); 5] = [
+        ("ngx.req.read_body() ngx.req.get_body_data()", Some(b"old"), false),
+        ("ngx.req.set_header('X', 'y') ngx.req.set_uri('/u')", Some(b"old"), false),
+        ("ngx.req.set_body_data('changed')", Some(b"changed"), true),
+        ("ngx.req.init_body() ngx.req.append_body('new') ngx.req.finish_body()", Some(b"new"), true),
+        ("ngx.req.set_body_data('x') ngx.req.discard_body()", None, true),
+    ];
+    for (lua, body, changed) in cases {
+        let mut request = standard(&engine, "", Some(b"old"));
+        let outcome = serve_request(&engine, &mut request, &[(Phase::Access, lua)]);
+        assert_eq!(outcome.last(), Status::Ok, "{lua}");
+        assert_eq!((request.body(), request.body_changed()), (body, changed), "{lua}");
+    }
+    let mut request = standard(&engine, "", Some(b"old"));
+    serve_request(&engine, &mut request, &[(Phase::Rewrite, "ngx.req.set_body_data('changed')")]);
+    assert_eq!(request.header("Content-Length"), Some(&b"7"[..]));
+    assert!(!standard(&engine, "", None).body_changed());
 }
 
 #[test]

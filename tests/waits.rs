@@ -101,6 +101,7 @@ fn read_body_waits_for_the_host_when_the_body_is_not_there() {
     request.complete(op.id, Ok(vec!["a=1&b=2".into()])).unwrap();
     assert_eq!(request.resume().unwrap(), Status::Done);
     assert_eq!(request.response().body, b"a=1&b=2\n1\n");
+    assert!(!request.body_changed(), "the body the host read is not a script's");
 
     // With the body up front, read_body returns at once.
     let init = RequestInit { method: b"POST", path: b"/t", body: Some(b"x=y"), ..Default::default() };

@@ -41,11 +41,11 @@ type Config struct {
 // body_filter sees the whole body at once and log runs just before the response goes out.
 // It fails closed: a failing rewrite, access or filter phase answers 500 and a failing rewrite
 // or access never runs the wrapped handler. The wrapped handler sees the request as rewrite and
-// access left it (method, URI, query, headers); after ngx.req.set_uri(uri, true) in rewrite the
-// request goes on here with its new URI. fasthttp has read the body already: scripts see it
-// without ngx.req.read_body(). A script that waits parks the request's goroutine; when the
-// server shuts down meanwhile the waiting phase is cancelled (503; log still runs). Safe for
-// concurrent use.
+// access left it (method, URI, query, headers, a body they replaced); after
+// ngx.req.set_uri(uri, true) in rewrite the request goes on here with its new URI. fasthttp has
+// read the body already: scripts see it without ngx.req.read_body(). A script that waits parks
+// the request's goroutine; when the server shuts down meanwhile the waiting phase is cancelled
+// (503; log still runs). Safe for concurrent use.
 type Middleware struct {
 	p           *luaengine.Pipeline
 	name        string
@@ -178,6 +178,11 @@ func applyChanges(req *fasthttp.Request, x *luaengine.Exchange) {
 				h.AddBytesKV(name, value)
 			}
 		}
+	}
+	if changes&luaengine.ChangedBody != 0 {
+		body := x.RequestBody()
+		req.SetBody(body) // copies it out of engine memory
+		req.Header.SetContentLength(len(body))
 	}
 }
 

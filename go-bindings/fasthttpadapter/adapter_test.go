@@ -193,6 +193,25 @@ func TestRequestChanges(t *testing.T) {
 	}
 }
 
+// A body scripts replaced is the wrapped handler's, with its Content-Length; otherwise the
+// client's stays.
+func TestBodyChanges(t *testing.T) {
+	for _, c := range []struct{ name, access, want string }{
+		{"set_body_data", `ngx.req.read_body() ngx.req.set_body_data("changed")`, "changed 7"},
+		{"init_body", `ngx.req.read_body() ngx.req.init_body() ngx.req.append_body("new body!")
+			ngx.req.finish_body()`, "new body! 9"},
+		{"emptied", `ngx.req.read_body() ngx.req.set_body_data("")`, " 0"},
+		{"read only", `ngx.req.read_body() assert(ngx.req.get_body_data() == "original")`, "original 8"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSite(t, map[luaengine.Phase]string{luaengine.PhaseAccess: c.access}, func(ctx *fasthttp.RequestCtx) {
+				fmt.Fprintf(ctx, "%s %d", ctx.PostBody(), ctx.Request.Header.ContentLength())
+			})
+			s.expect(s.do("POST", "/", "original", "Content-Length", "8"), 200, c.want)
+		})
+	}
+}
+
 // The filters work on the wrapped handler's response through ngx.status, ngx.header, ngx.arg.
 func TestFiltersOnHandlerResponse(t *testing.T) {
 	s := newSite(t, map[luaengine.Phase]string{

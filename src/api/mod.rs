@@ -4,8 +4,8 @@
 //! coroutine wrappers and `require`).
 
 mod arg;
-mod codec;
 mod cjson;
+mod codec;
 pub(crate) mod consts;
 mod ctx;
 mod header;

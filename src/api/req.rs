@@ -72,12 +72,17 @@ pub(crate) fn register(
                 return Err(format!("bad size argument: {size}").into());
             }
         }
-        if request.input.body().is_none() && !request.body_discarded {
-            return Err("request body not read yet".into());
-        }
+        require_body_read(request)?;
         // The size is nginx's buffer before it spills to a file: in memory, there is no limit.
-        request.input.set_body(b"");
+        request.input.replace_body(b"");
         request.body_building = true;
+        Ok(Value::Nil)
+    })?;
+    req.add("set_body_data", BODY, |_, request, data: Value| {
+        let data = scalar_arg(&data, 1, "set_body_data")?;
+        require_body_read(request)?;
+        request.input.replace_body(&data);
+        set_content_length(request);
         Ok(Value::Nil)
     })?;
     req.add("append_body", BODY, |_, request, data: Value| {
@@ -88,14 +93,12 @@ pub(crate) fn register(
         request.input.append_body(&data);
         Ok(Value::Nil)
     })?;
-    // As nginx, the new body's length replaces the Content-Length request header.
     req.add("finish_body", BODY, |_, request, ()| {
         if !request.body_building {
             return Err("request_body not initialized".into());
         }
         request.body_building = false;
-        let length = request.input.body().map_or(0, <[u8]>::len).to_string();
-        request.input.set_header(b"Content-Length", &[length.as_bytes()]);
+        set_content_length(request);
         Ok(Value::Nil)
     })?;
     // The engine makes no internal redirects: every request is the client's.
@@ -391,6 +394,20 @@ fn set_header(request: &mut RequestState, name: &Value, value: &Value) -> Result
     let values: Vec<&[u8]> = escaped.iter().map(Vec::as_slice).collect();
     request.input.set_header(&escaped_name, &values);
     Ok(Value::Nil)
+}
+
+/// Replacing the body needs one to replace, as in nginx; a discarded body counts as an empty one.
+fn require_body_read(request: &RequestState) -> Result<(), String> {
+    if request.input.body().is_none() && !request.body_discarded {
+        return Err("request body not read yet".into());
+    }
+    Ok(())
+}
+
+/// As nginx, a new body's length replaces the Content-Length request header.
+fn set_content_length(request: &mut RequestState) {
+    let length = request.input.body().map_or(0, <[u8]>::len).to_string();
+    request.input.set_header(b"Content-Length", &[length.as_bytes()]);
 }
 
 /// A string argument (numbers are turned into strings, as `luaL_checklstring` does).

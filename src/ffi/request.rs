@@ -123,7 +123,9 @@ pub(crate) struct Views {
 }
 
 /// What scripts made of the request (ngx.req.set_*, ngx.var writes). Every pointer in it points
-/// into the request and stays valid until the next call that takes this request.
+/// into the request and stays valid until the next call that takes this request. The library
+/// writes the whole struct: use the header of the library you link (fields are only ever added
+/// at the end, as `body` and `body_changed` were).
 #[repr(C)]
 pub struct le_request_view {
     pub method: le_str,
@@ -139,6 +141,14 @@ pub struct le_request_view {
     pub n_variables: usize,
     /// Whether rewrite called `ngx.req.set_uri(uri, true)`: route the request again by `path`.
     pub location_jump: bool,
+    /// The request body now: the host's (given to `le_request_new` or completing
+    /// `ngx.req.read_body`), or the one scripts wrote; empty when there is none. Not copied.
+    pub body: le_str,
+    /// Whether a script replaced the body (`ngx.req.set_body_data`, `init_body`/`append_body`/
+    /// `finish_body`, which also set the Content-Length header): hand `body` to whatever reads
+    /// the request next instead of the client's. False: the client's body is still the one (a
+    /// host that streams it need not look at `body`).
+    pub body_changed: bool,
 }
 
 /// Runs `f` with exclusive access to the request, or fails if another call is using it. If the
@@ -312,7 +322,8 @@ pub extern "C" fn le_request_response(request: *mut le_request, out: *mut le_res
 }
 
 /// Reads the request as scripts left it, in one call: method, path, query, headers, the
-/// variables scripts set. The view stays valid until the next call that takes this request.
+/// variables scripts set, the body and whether a script replaced it. Nothing is copied: the
+/// view points into the request and stays valid until the next call that takes this request.
 #[no_mangle]
 pub extern "C" fn le_request_inspect(request: *mut le_request, out: *mut le_request_view) -> le_result {
     call(std::ptr::null_mut(), || {
@@ -329,6 +340,8 @@ pub extern "C" fn le_request_inspect(request: *mut le_request, out: *mut le_requ
                 variables: views.variables.as_ptr(),
                 n_variables: views.variables.len(),
                 location_jump: request.location_jump(),
+                body: request.body().map_or(le_str::EMPTY, le_str::of),
+                body_changed: request.body_changed(),
             }
         })?;
         unsafe { write_out(out, view) };

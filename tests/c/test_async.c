@@ -521,6 +521,11 @@ static void read_body_is_completed_with_the_body(void) {
   complete_with_string(request, op.id, "a=1&b=two");
   RESUME(request, LE_STATUS_DONE);
   CHECK_STR(le_test_response(request).body, "a=1&b=two\ntwo\n");
+  /* The host's body, not a script's: nothing for the host to hand on. */
+  le_request_view view;
+  CHECK_EQ(le_request_inspect(request, &view), LE_OK);
+  CHECK_STR(view.body, "a=1&b=two");
+  CHECK(!view.body_changed);
   le_request_free(request);
   /* With the body given up front, read_body does not wait. */
   init.body = le_s("b=now");

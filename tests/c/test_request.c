@@ -492,6 +492,53 @@ static void mutations_are_read_back(void) {
   le_engine_free(engine);
 }
 
+/* The body as scripts left it: the host's untouched (not flagged), or a script's with its
+ * Content-Length. */
+static void body_changes_are_read_back(void) {
+  le_engine *engine = le_test_engine(1);
+  le_script *read = le_test_compile(engine, "access", "ngx.req.read_body() ngx.req.set_header('X-Read', '1')");
+  le_script *set = le_test_compile(engine, "access", "ngx.req.read_body() ngx.req.set_body_data('changed')");
+  le_script *build = le_test_compile(engine, "access",
+                                     "ngx.req.init_body() ngx.req.append_body('new') ngx.req.append_body(' body') "
+                                     "ngx.req.finish_body()");
+  le_header length = {le_s("Content-Length"), le_s("8")};
+  le_request_init init;
+  memset(&init, 0, sizeof init);
+  init.method = le_s("POST");
+  init.headers = &length;
+  init.n_headers = 1;
+  init.body = le_s("original");
+  init.has_body = true;
+
+  le_script *scripts[3] = {read, set, build};
+  const char *bodies[3] = {"original", "changed", "new body"};
+  const char *lengths[3] = {"8", "7", "8"};
+  for (int i = 0; i < 3; i++) {
+    le_request *request = NULL;
+    CHECK_OK(le_request_new, engine, &init, LE_WORKER_ANY, &request);
+    RUN(request, LE_PHASE_ACCESS, scripts[i], LE_STATUS_OK);
+    le_request_view view;
+    CHECK_EQ(le_request_inspect(request, &view), LE_OK);
+    CHECK_STR(view.body, bodies[i]);
+    CHECK_EQ(view.body_changed, i > 0);
+    CHECK_STR(view.headers[0].name, "Content-Length");
+    CHECK_STR(view.headers[0].value, lengths[i]);
+    le_request_free(request);
+  }
+
+  /* No body from the host and no script: empty, unchanged. */
+  le_request *request = le_test_request(engine, "/", NULL, 0);
+  le_request_view view;
+  CHECK_EQ(le_request_inspect(request, &view), LE_OK);
+  CHECK_EQ(view.body.len, 0);
+  CHECK(!view.body_changed);
+  le_request_free(request);
+  le_script_free(read);
+  le_script_free(set);
+  le_script_free(build);
+  le_engine_free(engine);
+}
+
 /* Answers $server_name and $upstream_addr; counts lookups. */
 static void resolve_variable(void *user_data, const le_variable_lookup *lookup, le_variable_answer *answer) {
   int *lookups = user_data;
@@ -571,6 +618,7 @@ static void filters_on_the_hosts_response(void) {
 TEST_MAIN(
     TEST_CASE(filters_on_the_hosts_response),
     TEST_CASE(mutations_are_read_back),
+    TEST_CASE(body_changes_are_read_back),
     TEST_CASE(unknown_variables_ask_the_host),
     TEST_CASE(access_then_content),
     TEST_CASE(access_denies_with_403),
