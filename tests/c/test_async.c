@@ -360,6 +360,16 @@ static void wake_watch(le_request *request, void *user_data) {
   atomic_fetch_add(&w->calls, 1);
 }
 
+/* A request on `engine` watched by `w` (reset), after `script` ran into its first wait. */
+static le_request *watched_wait(le_engine *engine, le_script *script, watch *w) {
+  atomic_init(&w->calls, 0);
+  atomic_init(&w->freed, false);
+  le_request *request = request_on(engine, "/", LE_WORKER_ANY);
+  CHECK_OK(le_request_set_waker, request, wake_watch, w);
+  RUN(request, LE_PHASE_CONTENT, script, LE_STATUS_YIELD);
+  return request;
+}
+
 static void freed_requests_are_never_woken(void) {
   le_engine *engine = async_engine(2);
   /* Short sleeps race the free with the wake; long ones are freed well before it. */
@@ -368,11 +378,7 @@ static void freed_requests_are_never_woken(void) {
   enum { N = 100 };
   static watch watches[N];
   for (int i = 0; i < N; i++) {
-    atomic_init(&watches[i].calls, 0);
-    atomic_init(&watches[i].freed, false);
-    le_request *request = request_on(engine, "/", LE_WORKER_ANY);
-    CHECK_OK(le_request_set_waker, request, wake_watch, &watches[i]);
-    RUN(request, LE_PHASE_CONTENT, i % 2 ? short_sleep : long_sleep, LE_STATUS_YIELD);
+    le_request *request = watched_wait(engine, i % 2 ? short_sleep : long_sleep, &watches[i]);
     if (i % 4 == 1) sleep_ms(1); /* let some short sleeps wake first */
     le_request_free(request);
     atomic_store(&watches[i].freed, true);
@@ -544,11 +550,7 @@ static void a_resume_before_the_wake_runs_nothing(void) {
   le_engine *engine = async_engine(1);
   le_script *sleeps = le_test_compile(engine, "content", "ngx.say('a') ngx.sleep(0.2) ngx.say('b')");
   static watch w;
-  atomic_init(&w.calls, 0);
-  atomic_init(&w.freed, false);
-  le_request *request = request_on(engine, "/", LE_WORKER_ANY);
-  CHECK_OK(le_request_set_waker, request, wake_watch, &w);
-  RUN(request, LE_PHASE_CONTENT, sleeps, LE_STATUS_YIELD);
+  le_request *request = watched_wait(engine, sleeps, &w);
   for (int i = 0; i < 3; i++) RESUME(request, LE_STATUS_YIELD);
   CHECK_STR(le_test_response(request).body, "a\n");
   CHECK(le_request_is_suspended(request));
@@ -617,11 +619,7 @@ static void plain_yields_are_woken_every_time(void) {
   le_engine *engine = async_engine(1);
   le_script *script = le_test_compile(engine, "content", "for i = 1, 3 do coroutine.yield() end ngx.say('ok')");
   static watch w;
-  atomic_init(&w.calls, 0);
-  atomic_init(&w.freed, false);
-  le_request *request = request_on(engine, "/", LE_WORKER_ANY);
-  CHECK_OK(le_request_set_waker, request, wake_watch, &w);
-  RUN(request, LE_PHASE_CONTENT, script, LE_STATUS_YIELD);
+  le_request *request = watched_wait(engine, script, &w);
   for (int yields = 1; yields <= 3; yields++) {
     double deadline = now_seconds() + 30;
     while (atomic_load(&w.calls) < yields) {
@@ -658,12 +656,8 @@ static void a_cancelled_phase_still_runs_log(void) {
   const char *logged[] = {"ngx.say(ngx.shared.d:get('log'))", "sleep 200\n", "fetch 200\n"};
   for (int i = 0; i < 2; i++) {
     static watch w;
-    atomic_init(&w.calls, 0);
-    atomic_init(&w.freed, false);
     le_script *script = le_test_compile(engine, "content", waits[i]);
-    le_request *request = request_on(engine, "/", LE_WORKER_ANY);
-    CHECK_OK(le_request_set_waker, request, wake_watch, &w);
-    RUN(request, LE_PHASE_CONTENT, script, LE_STATUS_YIELD);
+    le_request *request = watched_wait(engine, script, &w);
     const le_pending *ops = NULL;
     size_t n = 0;
     CHECK_EQ(le_request_pending(request, &ops, &n), LE_OK);
