@@ -31,6 +31,8 @@ var (
 	ErrExists   = errors.New("exists")
 	ErrNotFound = errors.New("not found")
 	ErrNoMemory = errors.New("no memory")
+	// ErrNotAList: a list operation on a key that holds a scalar.
+	ErrNotAList = errors.New("value not a list")
 )
 
 // Dict opens the engine's shared dict name, as declared in Config.SharedDicts.
@@ -77,7 +79,7 @@ func use[R ~uint32](d *Dict, op func(err **C.le_error) R) error {
 		return nil
 	}
 	err := takeError(cerr, CodeInvalidArgument)
-	for _, known := range []error{ErrExists, ErrNotFound, ErrNoMemory} {
+	for _, known := range []error{ErrExists, ErrNotFound, ErrNoMemory, ErrNotAList} {
 		if err.Message == known.Error() {
 			err.cause = known
 		}
@@ -88,16 +90,37 @@ func use[R ~uint32](d *Dict, op func(err **C.le_error) R) error {
 // Get returns the value of a live key — nil when absent or expired, else a bool, float64 (the
 // dict stores numbers as doubles) or string — and its user flags.
 func (d *Dict) Get(key string) (value any, flags uint32, err error) {
-	err = use(d, func(cerr **C.le_error) C.enum_le_result {
+	var f C.uint32_t
+	value, err = d.take(key, func(k C.le_str, v *C.le_value, cerr **C.le_error) C.enum_le_result {
+		return C.le_dict_get(d.ptr, k, v, &f, cerr)
+	})
+	return value, uint32(f), err
+}
+
+// GetStale is Get that still returns an expired entry until its memory is reclaimed (by a
+// store that needs the room, FlushExpired or a new value under the key), with stale true:
+// serve the stale value while a fresh one is fetched (dict:get_stale).
+func (d *Dict) GetStale(key string) (value any, flags uint32, stale bool, err error) {
+	var f C.uint32_t
+	var s C.bool
+	value, err = d.take(key, func(k C.le_str, v *C.le_value, cerr **C.le_error) C.enum_le_result {
+		return C.le_dict_get_stale(d.ptr, k, v, &f, &s, cerr)
+	})
+	return value, uint32(f), bool(s), err
+}
+
+// take runs read, a dict function writing a value for the caller, and converts and frees it.
+func (d *Dict) take(key string, read func(key C.le_str, v *C.le_value, cerr **C.le_error) C.enum_le_result) (any, error) {
+	var value any
+	err := use(d, func(cerr **C.le_error) C.enum_le_result {
 		var v C.le_value
-		var f C.uint32_t
-		r := C.le_dict_get(d.ptr, goStr(key), &v, &f, cerr)
-		value, flags = fromValue(&v), uint32(f)
+		r := read(goStr(key), &v, cerr)
+		value = fromValue(&v)
 		C.le_dict_value_free(&v)
 		return r
 	})
 	runtime.KeepAlive(key)
-	return value, flags, err
+	return value, err
 }
 
 // Set stores value under key (dict:set), evicting the least recently used entries when the
@@ -131,9 +154,24 @@ func (d *Dict) Replace(key string, value any, exptime time.Duration, flags uint3
 }
 
 func (d *Dict) store(mode C.le_dict_mode, key string, value any, exptime time.Duration, flags uint32) (bool, error) {
-	// The value goes in C memory: C may not be handed a Go pointer to a struct holding one.
 	var mem cMemory
 	defer mem.free()
+	v, err := dictValue(&mem, value)
+	if err != nil {
+		return false, err
+	}
+	var forcible C.bool
+	err = use(d, func(cerr **C.le_error) C.enum_le_result {
+		return C.le_dict_set(d.ptr, mode, goStr(key), v, seconds(exptime), C.uint32_t(flags), &forcible, cerr)
+	})
+	runtime.KeepAlive(key)
+	return bool(forcible), err
+}
+
+// dictValue is value as the le_value the dict functions take: nil, a bool, any integer or float
+// type (as a double), a string or a []byte; other types fail with "bad value type". It goes in
+// mem: C may not be handed a Go pointer to a struct holding one.
+func dictValue(mem *cMemory, value any) (*C.le_value, error) {
 	v := (*C.le_value)(mem.alloc(C.sizeof_le_value))
 	switch x := value.(type) {
 	case nil:
@@ -154,16 +192,11 @@ func (d *Dict) store(mode C.le_dict_mode, key string, value any, exptime time.Du
 		case reflect.Float32, reflect.Float64:
 			v.number = C.double(rv.Float())
 		default:
-			return false, &Error{Code: CodeInvalidArgument, Message: "bad value type", Phase: NoPhase}
+			return nil, &Error{Code: CodeInvalidArgument, Message: "bad value type", Phase: NoPhase}
 		}
 		v.type_ = C.LE_VALUE_NUMBER
 	}
-	var forcible C.bool
-	err := use(d, func(cerr **C.le_error) C.enum_le_result {
-		return C.le_dict_set(d.ptr, mode, goStr(key), v, seconds(exptime), C.uint32_t(flags), &forcible, cerr)
-	})
-	runtime.KeepAlive(key)
-	return bool(forcible), err
+	return v, nil
 }
 
 // seconds is a duration as the dict's seconds; 0 or less means never.
@@ -205,6 +238,66 @@ func (d *Dict) incr(key string, by float64, init *float64, initTTL time.Duration
 	})
 	runtime.KeepAlive(key)
 	return float64(out), err
+}
+
+// LPush inserts value at the head of the list under key (dict:lpush), creating the list when
+// the key is absent or expired, and returns the list's new length. value is a string, a []byte
+// or any integer or float type (stored as a double); other types fail with "bad value type".
+// Lists never expire on their own. It fails with ErrNotAList when the key holds a scalar, and
+// with ErrNoMemory when the element does not fit even after evicting least recently used
+// entries.
+func (d *Dict) LPush(key string, value any) (int, error) {
+	return d.push(true, key, value)
+}
+
+// RPush is LPush at the tail of the list (dict:rpush): pushed with RPush and popped with LPop,
+// the list is a FIFO queue, which scripts share through ngx.shared.<name>:rpush/lpop.
+func (d *Dict) RPush(key string, value any) (int, error) {
+	return d.push(false, key, value)
+}
+
+func (d *Dict) push(head bool, key string, value any) (int, error) {
+	var mem cMemory
+	defer mem.free()
+	v, err := dictValue(&mem, value)
+	if err != nil {
+		return 0, err
+	}
+	var n C.size_t
+	err = use(d, func(cerr **C.le_error) C.enum_le_result {
+		if head {
+			return C.le_dict_lpush(d.ptr, goStr(key), v, &n, cerr)
+		}
+		return C.le_dict_rpush(d.ptr, goStr(key), v, &n, cerr)
+	})
+	runtime.KeepAlive(key)
+	return int(n), err
+}
+
+// LPop removes and returns the head of the list under key (dict:lpop): a string or a float64,
+// or nil when the key is absent or expired or the list empty (as Get returns nil for an absent
+// key: a list never holds nil). Taking the last element removes the key. It fails with
+// ErrNotAList when the key holds a scalar.
+func (d *Dict) LPop(key string) (any, error) {
+	return d.take(key, func(k C.le_str, v *C.le_value, cerr **C.le_error) C.enum_le_result {
+		return C.le_dict_lpop(d.ptr, k, v, cerr)
+	})
+}
+
+// RPop is LPop at the tail of the list (dict:rpop).
+func (d *Dict) RPop(key string) (any, error) {
+	return d.take(key, func(k C.le_str, v *C.le_value, cerr **C.le_error) C.enum_le_result {
+		return C.le_dict_rpop(d.ptr, k, v, cerr)
+	})
+}
+
+// LLen returns the number of elements in the list under key (dict:llen), 0 when the key is
+// absent or expired; ErrNotAList when it holds a scalar.
+func (d *Dict) LLen(key string) (int, error) {
+	var n C.size_t
+	err := use(d, func(cerr **C.le_error) C.enum_le_result { return C.le_dict_llen(d.ptr, goStr(key), &n, cerr) })
+	runtime.KeepAlive(key)
+	return int(n), err
 }
 
 // TTL returns how long a live key has before it expires, 0 when it never does; ErrNotFound

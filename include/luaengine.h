@@ -133,7 +133,8 @@ typedef struct le_call le_call;
  * keeps the dict (not the engine) alive: free it with `le_dict_free`, before or after the engine.
  *
  * Dict failures return lua-nginx-module's message in the `le_error`: `LE_ERR_INVALID_STATE`
- * for `"exists"`, `"not found"`, `"not a number"` and `"value is a list"`; `LE_ERR_MEMORY` for
+ * for `"exists"`, `"not found"`, `"not a number"`, `"value is a list"` (a scalar read of a list)
+ * and `"value not a list"` (a list operation on a scalar); `LE_ERR_MEMORY` for
  * `"no memory"`; `LE_ERR_INVALID_ARGUMENT` for `"empty key"`, `"key too long"` (over 65535
  * bytes), `"bad value type"` and NULL or out-of-range arguments.
  */
@@ -1037,8 +1038,23 @@ enum le_result le_dict_get(const struct le_dict *dict,
                            struct le_error **err);
 
 /**
- * Releases the string bytes of a value `le_dict_get` wrote and makes it `LE_VALUE_NIL`. Does
- * nothing to other values' memory; NULL is ignored. Pass only values `le_dict_get` wrote.
+ * Reads `key` like `le_dict_get`, but an entry that has expired still reads until its memory
+ * is reclaimed (by a store that needs the room, `le_dict_flush_expired` or a new value under
+ * the key) (`dict:get_stale`): serve a stale value while a fresh one is fetched.
+ * `*stale_out` (if not NULL) tells whether the entry had expired; false for an absent key.
+ * The value, its ownership and the failures are `le_dict_get`'s.
+ */
+enum le_result le_dict_get_stale(const struct le_dict *dict,
+                                 struct le_str key,
+                                 struct le_value *value_out,
+                                 uint32_t *flags_out,
+                                 bool *stale_out,
+                                 struct le_error **err);
+
+/**
+ * Releases the string bytes of a value `le_dict_get`, `le_dict_get_stale`, `le_dict_lpop` or
+ * `le_dict_rpop` wrote and makes it `LE_VALUE_NIL`. Does nothing to other values' memory; NULL
+ * is ignored. Pass only values those functions wrote.
  */
 void le_dict_value_free(struct le_value *value);
 
@@ -1059,6 +1075,60 @@ enum le_result le_dict_set(const struct le_dict *dict,
                            uint32_t flags,
                            bool *forcible,
                            struct le_error **err);
+
+/**
+ * Inserts `*value` at the head of the list under `key` (`dict:lpush`), creating the list when
+ * the key is absent or expired, and writes the list's new length to `*length` (if not NULL).
+ * `value` must be a string (copied) or a number (integers are stored as numbers); anything
+ * else fails with `"bad value type"`. Lists never expire on their own and carry no flags.
+ * Fails with `"value not a list"` when the key holds a scalar, and with `"no memory"` when
+ * the element does not fit even after evicting least recently used entries.
+ */
+enum le_result le_dict_lpush(const struct le_dict *dict,
+                             struct le_str key,
+                             const struct le_value *value,
+                             size_t *length,
+                             struct le_error **err);
+
+/**
+ * `le_dict_lpush` at the tail of the list (`dict:rpush`): pushed with rpush and popped with
+ * lpop, the list is a FIFO queue.
+ */
+enum le_result le_dict_rpush(const struct le_dict *dict,
+                             struct le_str key,
+                             const struct le_value *value,
+                             size_t *length,
+                             struct le_error **err);
+
+/**
+ * Removes the head of the list under `key` (`dict:lpop`) and writes it to `*value_out`:
+ * `LE_VALUE_STRING` or `LE_VALUE_NUMBER`, or `LE_VALUE_NIL` when the key is absent, expired or
+ * the list empty (the last element taken removes the key). A string's bytes are copied for the
+ * caller: release them with `le_dict_value_free`, which accepts every value this function
+ * wrote. Fails with `"value not a list"` when the key holds a scalar; `*value_out` is then left
+ * as it was.
+ */
+enum le_result le_dict_lpop(const struct le_dict *dict,
+                            struct le_str key,
+                            struct le_value *value_out,
+                            struct le_error **err);
+
+/**
+ * `le_dict_lpop` at the tail of the list (`dict:rpop`).
+ */
+enum le_result le_dict_rpop(const struct le_dict *dict,
+                            struct le_str key,
+                            struct le_value *value_out,
+                            struct le_error **err);
+
+/**
+ * The number of elements in the list under `key` (`dict:llen`), 0 when the key is absent or
+ * expired. Fails with `"value not a list"` when the key holds a scalar.
+ */
+enum le_result le_dict_llen(const struct le_dict *dict,
+                            struct le_str key,
+                            size_t *out,
+                            struct le_error **err);
 
 /**
  * Removes `key` (`dict:delete`); an absent key is not an error.

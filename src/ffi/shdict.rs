@@ -12,7 +12,7 @@ use super::host::{
 use super::{handle, le_str, require_out, slice, write_out};
 use crate::error::{Error, ErrorCode};
 use crate::host::HostValue;
-use crate::shdict::{DictError, DictValue, SharedDict, StoreMode};
+use crate::shdict::{DictError, DictValue, End, SharedDict, StoreMode};
 
 /// A shared dict to create: scripts reach it as `ngx.shared.<name>`.
 #[repr(C)]
@@ -40,7 +40,8 @@ pub(crate) unsafe fn dict_configs(dicts: *const le_dict_config, n: usize) -> Res
 /// keeps the dict (not the engine) alive: free it with `le_dict_free`, before or after the engine.
 ///
 /// Dict failures return lua-nginx-module's message in the `le_error`: `LE_ERR_INVALID_STATE`
-/// for `"exists"`, `"not found"`, `"not a number"` and `"value is a list"`; `LE_ERR_MEMORY` for
+/// for `"exists"`, `"not found"`, `"not a number"`, `"value is a list"` (a scalar read of a list)
+/// and `"value not a list"` (a list operation on a scalar); `LE_ERR_MEMORY` for
 /// `"no memory"`; `LE_ERR_INVALID_ARGUMENT` for `"empty key"`, `"key too long"` (over 65535
 /// bytes), `"bad value type"` and NULL or out-of-range arguments.
 pub struct le_dict {
@@ -140,6 +141,17 @@ unsafe fn write_optional<T>(out: *mut T, value: T) {
     }
 }
 
+/// Writes an entry read for the caller (None: absent, flags 0) to `*value_out` and, if not NULL,
+/// `*flags_out`.
+///
+/// # Safety
+/// `value_out` must be writable, `flags_out` NULL or writable.
+unsafe fn write_entry(value_out: *mut le_value, flags_out: *mut u32, found: Option<(DictValue, u32)>) {
+    let (value, flags) = found.map_or((None, 0), |(value, flags)| (Some(value), flags));
+    unsafe { write_out(value_out, owned_value(value)) };
+    unsafe { write_optional(flags_out, flags) };
+}
+
 /// # Safety
 /// `key`'s pointer must be valid for its length.
 unsafe fn key_bytes<'a>(key: le_str) -> Result<&'a [u8], Error> {
@@ -194,22 +206,46 @@ pub extern "C" fn le_dict_get(
         let dict = unsafe { handle(dict, "dict")? };
         require_out(value_out, "value_out")?;
         let found = dict.dict.get(unsafe { key_bytes(key)? }).map_err(dict_error)?;
-        let flags = found.as_ref().map_or(0, |(_, flags)| *flags);
-        unsafe { write_out(value_out, owned_value(found.map(|(value, _)| value))) };
-        unsafe { write_optional(flags_out, flags) };
+        unsafe { write_entry(value_out, flags_out, found) };
         Ok(())
     })
 }
 
-/// Releases the string bytes of a value `le_dict_get` wrote and makes it `LE_VALUE_NIL`. Does
-/// nothing to other values' memory; NULL is ignored. Pass only values `le_dict_get` wrote.
+/// Reads `key` like `le_dict_get`, but an entry that has expired still reads until its memory
+/// is reclaimed (by a store that needs the room, `le_dict_flush_expired` or a new value under
+/// the key) (`dict:get_stale`): serve a stale value while a fresh one is fetched.
+/// `*stale_out` (if not NULL) tells whether the entry had expired; false for an absent key.
+/// The value, its ownership and the failures are `le_dict_get`'s.
+#[no_mangle]
+pub extern "C" fn le_dict_get_stale(
+    dict: *const le_dict,
+    key: le_str,
+    value_out: *mut le_value,
+    flags_out: *mut u32,
+    stale_out: *mut bool,
+    err: *mut *mut le_error,
+) -> le_result {
+    call(err, || {
+        let dict = unsafe { handle(dict, "dict")? };
+        require_out(value_out, "value_out")?;
+        let found = dict.dict.get_stale(unsafe { key_bytes(key)? }).map_err(dict_error)?;
+        let stale = found.as_ref().is_some_and(|found| found.stale);
+        unsafe { write_entry(value_out, flags_out, found.map(|found| (found.value, found.flags))) };
+        unsafe { write_optional(stale_out, stale) };
+        Ok(())
+    })
+}
+
+/// Releases the string bytes of a value `le_dict_get`, `le_dict_get_stale`, `le_dict_lpop` or
+/// `le_dict_rpop` wrote and makes it `LE_VALUE_NIL`. Does nothing to other values' memory; NULL
+/// is ignored. Pass only values those functions wrote.
 #[no_mangle]
 pub extern "C" fn le_dict_value_free(value: *mut le_value) {
     super::guard((), || {
         let Some(value) = (unsafe { value.as_mut() }) else { return };
         if value.type_ == LE_VALUE_STRING && !value.string.ptr.is_null() && value.string.len > 0 {
             let bytes = std::ptr::slice_from_raw_parts_mut(value.string.ptr.cast_mut(), value.string.len);
-            // SAFETY: le_dict_get leaked exactly this Box<[u8]> for the caller.
+            // SAFETY: owned_value leaked exactly this Box<[u8]> for the caller.
             drop(unsafe { Box::from_raw(bytes) });
         }
         *value = owned_value(None);
@@ -242,6 +278,121 @@ pub extern "C" fn le_dict_set(
         let evicted =
             dict.dict.store(mode, unsafe { key_bytes(key)? }, value, exptime, flags).map_err(|(e, _)| dict_error(e))?;
         unsafe { write_optional(forcible, evicted) };
+        Ok(())
+    })
+}
+
+/// What a list holds: a string or a number (integers as numbers); nil, booleans, arrays and maps
+/// are `"bad value type"`, as `dict:lpush` answers.
+///
+/// # Safety
+/// A string value's pointer must be valid for its length.
+unsafe fn list_value(value: &le_value) -> Result<DictValue, Error> {
+    unsafe { stored_value(value)? }
+        .filter(|value| !matches!(value, DictValue::Boolean(_)))
+        .ok_or_else(|| dict_error(DictError::BadValueType))
+}
+
+/// `le_dict_lpush`/`le_dict_rpush` at `end`.
+fn push(
+    dict: *const le_dict,
+    end: End,
+    key: le_str,
+    value: *const le_value,
+    length: *mut usize,
+    err: *mut *mut le_error,
+) -> le_result {
+    call(err, || {
+        let dict = unsafe { handle(dict, "dict")? };
+        let value = unsafe { list_value(handle(value, "value")?)? };
+        let len = dict.dict.push(end, unsafe { key_bytes(key)? }, value).map_err(dict_error)?;
+        unsafe { write_optional(length, len) };
+        Ok(())
+    })
+}
+
+/// `le_dict_lpop`/`le_dict_rpop` at `end`.
+fn pop(dict: *const le_dict, end: End, key: le_str, value_out: *mut le_value, err: *mut *mut le_error) -> le_result {
+    call(err, || {
+        let dict = unsafe { handle(dict, "dict")? };
+        require_out(value_out, "value_out")?;
+        let value = dict.dict.pop(end, unsafe { key_bytes(key)? }).map_err(dict_error)?;
+        unsafe { write_out(value_out, owned_value(value)) };
+        Ok(())
+    })
+}
+
+/// Inserts `*value` at the head of the list under `key` (`dict:lpush`), creating the list when
+/// the key is absent or expired, and writes the list's new length to `*length` (if not NULL).
+/// `value` must be a string (copied) or a number (integers are stored as numbers); anything
+/// else fails with `"bad value type"`. Lists never expire on their own and carry no flags.
+/// Fails with `"value not a list"` when the key holds a scalar, and with `"no memory"` when
+/// the element does not fit even after evicting least recently used entries.
+#[no_mangle]
+pub extern "C" fn le_dict_lpush(
+    dict: *const le_dict,
+    key: le_str,
+    value: *const le_value,
+    length: *mut usize,
+    err: *mut *mut le_error,
+) -> le_result {
+    push(dict, End::Left, key, value, length, err)
+}
+
+/// `le_dict_lpush` at the tail of the list (`dict:rpush`): pushed with rpush and popped with
+/// lpop, the list is a FIFO queue.
+#[no_mangle]
+pub extern "C" fn le_dict_rpush(
+    dict: *const le_dict,
+    key: le_str,
+    value: *const le_value,
+    length: *mut usize,
+    err: *mut *mut le_error,
+) -> le_result {
+    push(dict, End::Right, key, value, length, err)
+}
+
+/// Removes the head of the list under `key` (`dict:lpop`) and writes it to `*value_out`:
+/// `LE_VALUE_STRING` or `LE_VALUE_NUMBER`, or `LE_VALUE_NIL` when the key is absent, expired or
+/// the list empty (the last element taken removes the key). A string's bytes are copied for the
+/// caller: release them with `le_dict_value_free`, which accepts every value this function
+/// wrote. Fails with `"value not a list"` when the key holds a scalar; `*value_out` is then left
+/// as it was.
+#[no_mangle]
+pub extern "C" fn le_dict_lpop(
+    dict: *const le_dict,
+    key: le_str,
+    value_out: *mut le_value,
+    err: *mut *mut le_error,
+) -> le_result {
+    pop(dict, End::Left, key, value_out, err)
+}
+
+/// `le_dict_lpop` at the tail of the list (`dict:rpop`).
+#[no_mangle]
+pub extern "C" fn le_dict_rpop(
+    dict: *const le_dict,
+    key: le_str,
+    value_out: *mut le_value,
+    err: *mut *mut le_error,
+) -> le_result {
+    pop(dict, End::Right, key, value_out, err)
+}
+
+/// The number of elements in the list under `key` (`dict:llen`), 0 when the key is absent or
+/// expired. Fails with `"value not a list"` when the key holds a scalar.
+#[no_mangle]
+pub extern "C" fn le_dict_llen(
+    dict: *const le_dict,
+    key: le_str,
+    out: *mut usize,
+    err: *mut *mut le_error,
+) -> le_result {
+    call(err, || {
+        let dict = unsafe { handle(dict, "dict")? };
+        require_out(out, "out")?;
+        let len = dict.dict.llen(unsafe { key_bytes(key)? }).map_err(dict_error)?;
+        unsafe { write_out(out, len) };
         Ok(())
     })
 }

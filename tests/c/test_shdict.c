@@ -234,6 +234,156 @@ static void ttl_and_expire(void) {
   le_engine_free(engine);
 }
 
+/* Pushes `value` at the tail of list `key`; returns the new length. */
+static size_t rpush(le_dict *dict, const char *key, le_value value) {
+  size_t length = 0;
+  CHECK_OK(le_dict_rpush, dict, le_s(key), &value, &length);
+  return length;
+}
+
+/* A host and its scripts share one queue: either side pushes, the other pops, in order. */
+static void lists_shared_with_lua(void) {
+  le_engine *engine = dict_engine(1024 * 1024);
+  le_dict *q = dict_of(engine, "d");
+  size_t length = 0;
+  CHECK_OK(le_dict_llen, q, le_s("q"), &length);
+  CHECK_EQ(length, 0);
+  CHECK_EQ(rpush(q, "q", string_value("a\0b", 3)), 1);
+  CHECK_EQ(rpush(q, "q", number_value(2.5)), 2);
+  le_value i = value_of(LE_VALUE_INTEGER);
+  i.integer = 3;
+  CHECK_EQ(rpush(q, "q", i), 3);
+  le_value first = string_value("first", 5);
+  CHECK_OK(le_dict_lpush, q, le_s("q"), &first, NULL); /* the length is optional */
+  CHECK_OK(le_dict_llen, q, le_s("q"), &length);
+  CHECK_EQ(length, 4);
+  CONTENT_SAYS(engine,
+               "local q = ngx.shared.d\n"
+               "local a, b = q:lpop('q'), q:lpop('q')\n"
+               "ngx.say(q:llen('q'), ' ', a, ' ', #b, ' ', b:byte(2), ' ', q:rpop('q'), ' ', q:lpop('q'), ' ', "
+               "q:lpop('q'), ' ', q:llen('q'))",
+               "2 first 3 0 3 2.5 nil 0\n");
+  /* The script's pushes, popped by the host: lpush/rpop and rpush/lpop are both FIFO. */
+  CONTENT_SAYS(engine,
+               "local q = ngx.shared.d\n"
+               "q:rpush('q', 'x') q:rpush('q', 10) ngx.say(q:rpush('q', 'z'))",
+               "3\n");
+  le_value v;
+  CHECK_OK(le_dict_lpop, q, le_s("q"), &v);
+  CHECK_EQ(v.type_, LE_VALUE_STRING);
+  CHECK_STR(v.string, "x");
+  le_dict_value_free(&v);
+  CHECK_OK(le_dict_rpop, q, le_s("q"), &v);
+  CHECK_EQ(v.type_, LE_VALUE_STRING);
+  CHECK_STR(v.string, "z");
+  le_dict_value_free(&v);
+  CHECK_OK(le_dict_lpop, q, le_s("q"), &v);
+  CHECK_EQ(v.type_, LE_VALUE_NUMBER); /* the dict stores doubles */
+  CHECK(v.number == 10);
+  le_dict_value_free(&v);
+  /* Empty: the key is gone, and a pop reads nil, which is not an error. */
+  v = number_value(7);
+  CHECK_OK(le_dict_lpop, q, le_s("q"), &v);
+  CHECK_EQ(v.type_, LE_VALUE_NIL);
+  CHECK_OK(le_dict_rpop, q, le_s("never"), &v);
+  CHECK_EQ(v.type_, LE_VALUE_NIL);
+  le_dict_value_free(&v);
+  CONTENT_SAYS(engine, "ngx.say(ngx.shared.d:get('q'), ' ', #ngx.shared.d:get_keys())", "nil 0\n");
+  /* An empty string is an element like any other. */
+  CHECK_EQ(rpush(q, "q", string_value("", 0)), 1);
+  CHECK_OK(le_dict_rpop, q, le_s("q"), &v);
+  CHECK_EQ(v.type_, LE_VALUE_STRING);
+  CHECK_EQ(v.string.len, 0);
+  le_dict_value_free(&v);
+  CHECK_EQ(le_dict_free_space(q), le_dict_capacity(q));
+  le_dict_free(q);
+  le_engine_free(engine);
+}
+
+/* List operations on a scalar fail with "value not a list", scalar reads of a list with "value
+ * is a list", and only strings and numbers go into a list; nothing is written on failure. */
+static void list_type_errors(void) {
+  le_engine *engine = dict_engine(SMALL_DICT);
+  le_dict *d = dict_of(engine, "d");
+  CHECK(!put(d, LE_DICT_SET, "s", string_value("scalar", 6), 0, 0));
+  le_value one = number_value(1);
+  size_t length = 99;
+  DICT_FAILS(LE_ERR_INVALID_STATE, "value not a list", le_dict_lpush, d, le_s("s"), &one, &length);
+  DICT_FAILS(LE_ERR_INVALID_STATE, "value not a list", le_dict_rpush, d, le_s("s"), &one, &length);
+  DICT_FAILS(LE_ERR_INVALID_STATE, "value not a list", le_dict_llen, d, le_s("s"), &length);
+  CHECK_EQ(length, 99);
+  le_value v = number_value(7);
+  DICT_FAILS(LE_ERR_INVALID_STATE, "value not a list", le_dict_lpop, d, le_s("s"), &v);
+  DICT_FAILS(LE_ERR_INVALID_STATE, "value not a list", le_dict_rpop, d, le_s("s"), &v);
+  CHECK_EQ(v.type_, LE_VALUE_NUMBER);
+  /* The same errors as a script gets. */
+  CONTENT_SAYS(engine, "ngx.say(ngx.shared.d:rpush('s', 1))", "nilvalue not a list\n");
+  CHECK_EQ(rpush(d, "l", one), 1);
+  DICT_FAILS(LE_ERR_INVALID_STATE, "value is a list", le_dict_get_stale, d, le_s("l"), &v, NULL, NULL);
+  le_value b = value_of(LE_VALUE_BOOLEAN), nil = value_of(LE_VALUE_NIL), map = value_of(LE_VALUE_MAP);
+  DICT_FAILS(LE_ERR_INVALID_ARGUMENT, "bad value type", le_dict_rpush, d, le_s("l"), &b, &length);
+  DICT_FAILS(LE_ERR_INVALID_ARGUMENT, "bad value type", le_dict_lpush, d, le_s("l"), &nil, &length);
+  DICT_FAILS(LE_ERR_INVALID_ARGUMENT, "bad value type", le_dict_rpush, d, le_s("new"), &map, &length);
+  DICT_FAILS(LE_ERR_INVALID_ARGUMENT, "empty key", le_dict_rpush, d, le_s(""), &one, &length);
+  DICT_FAILS(LE_ERR_INVALID_ARGUMENT, "empty key", le_dict_lpop, d, le_s(""), &v);
+  CHECK_OK(le_dict_llen, d, le_s("l"), &length);
+  CHECK_EQ(length, 1);
+  CONTENT_SAYS(engine, "ngx.say(ngx.shared.d:get('new'))", "nil\n");
+  /* An element bigger than the dict never fits. */
+  static char big[40000];
+  memset(big, 'x', sizeof big);
+  le_value huge = string_value(big, sizeof big);
+  DICT_FAILS(LE_ERR_MEMORY, "no memory", le_dict_rpush, d, le_s("l"), &huge, &length);
+  le_dict_free(d);
+  le_engine_free(engine);
+}
+
+/* get_stale reads what expired until its memory is reclaimed, and says it is stale. */
+static void get_stale_after_expiry(void) {
+  le_engine *engine = dict_engine(1024 * 1024);
+  le_dict *d = dict_of(engine, "d");
+  CHECK(!put(d, LE_DICT_SET, "k", string_value("old", 3), 0.05, 5));
+  le_value v;
+  uint32_t flags = 0;
+  bool stale = true;
+  CHECK_OK(le_dict_get_stale, d, le_s("k"), &v, &flags, &stale);
+  CHECK_STR(v.string, "old");
+  CHECK_EQ(flags, 5);
+  CHECK(!stale);
+  le_dict_value_free(&v);
+  CONTENT_SAYS(engine, "ngx.shared.d:set('lua', 1.5, 0.05) ngx.say('ok')", "ok\n");
+  sleep_ms(100);
+  CHECK_OK(le_dict_get, d, le_s("k"), &v, NULL);
+  CHECK_EQ(v.type_, LE_VALUE_NIL);
+  CHECK_OK(le_dict_get_stale, d, le_s("k"), &v, &flags, &stale);
+  CHECK_EQ(v.type_, LE_VALUE_STRING);
+  CHECK_STR(v.string, "old");
+  CHECK_EQ(flags, 5);
+  CHECK(stale);
+  le_dict_value_free(&v);
+  CHECK_OK(le_dict_get_stale, d, le_s("lua"), &v, NULL, &stale); /* flags are optional */
+  CHECK_EQ(v.type_, LE_VALUE_NUMBER);
+  CHECK(v.number == 1.5);
+  CHECK(stale);
+  CHECK_OK(le_dict_get_stale, d, le_s("lua"), &v, NULL, NULL); /* and so is stale */
+  CONTENT_SAYS(engine, "ngx.say(ngx.shared.d:get_stale('k'))", "old5true\n");
+  /* An absent key: nil, no flags, not stale. */
+  flags = 9;
+  CHECK_OK(le_dict_get_stale, d, le_s("absent"), &v, &flags, &stale);
+  CHECK_EQ(v.type_, LE_VALUE_NIL);
+  CHECK_EQ(flags, 0);
+  CHECK(!stale);
+  /* Once reclaimed, the stale value is gone. */
+  size_t flushed = 0;
+  CHECK_OK(le_dict_flush_expired, d, 0, &flushed);
+  CHECK_EQ(flushed, 2);
+  CHECK_OK(le_dict_get_stale, d, le_s("k"), &v, &flags, &stale);
+  CHECK_EQ(v.type_, LE_VALUE_NIL);
+  CHECK(!stale);
+  le_dict_free(d);
+  le_engine_free(engine);
+}
+
 typedef struct {
   char seen[256];
   size_t n;
@@ -292,6 +442,7 @@ static void bad_arguments_are_refused(void) {
   d = dict_of(engine, "d");
   le_value v = number_value(1), table = value_of(LE_VALUE_MAP), unknown = value_of(99);
   double out;
+  size_t length;
   DICT_FAILS(LE_ERR_INVALID_ARGUMENT, "empty key", le_dict_set, d, LE_DICT_SET, le_s(""), &v, 0, 0, NULL);
   DICT_FAILS(LE_ERR_INVALID_ARGUMENT, "empty key", le_dict_get, d, le_s(""), &v, NULL);
   static char long_key[65536];
@@ -310,6 +461,12 @@ static void bad_arguments_are_refused(void) {
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_get, d, le_s("k"), NULL, NULL);
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_ttl, d, le_s("k"), NULL);
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_keys, d, 0, NULL, NULL);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_get_stale, d, le_s("k"), NULL, NULL, NULL);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_lpush, d, le_s("k"), NULL, NULL);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_rpush, d, le_sn(NULL, 3), &v, NULL);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_lpop, d, le_s("k"), NULL);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_rpop, d, le_s("k"), NULL);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_llen, d, le_s("k"), NULL);
   /* A NULL dict fails (or reads as empty) everywhere. */
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_get, NULL, le_s("k"), &v, NULL);
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_set, NULL, LE_DICT_SET, le_s("k"), &v, 0, 0, NULL);
@@ -317,6 +474,12 @@ static void bad_arguments_are_refused(void) {
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_incr, NULL, le_s("k"), 1, NULL, 0, &out);
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_expire, NULL, le_s("k"), 1);
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_keys, NULL, 0, collect_key, NULL);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_get_stale, NULL, le_s("k"), &v, NULL, NULL);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_lpush, NULL, le_s("k"), &v, NULL);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_rpush, NULL, le_s("k"), &v, NULL);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_lpop, NULL, le_s("k"), &v);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_rpop, NULL, le_s("k"), &v);
+  CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_llen, NULL, le_s("k"), &length);
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_flush_all, NULL);
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_dict_flush_expired, NULL, 0, NULL);
   CHECK_EQ(le_dict_capacity(NULL), 0);
@@ -351,5 +514,8 @@ TEST_MAIN(
     TEST_CASE(incr_from_the_host),
     TEST_CASE(ttl_and_expire),
     TEST_CASE(keys_flush_and_space),
+    TEST_CASE(lists_shared_with_lua),
+    TEST_CASE(list_type_errors),
+    TEST_CASE(get_stale_after_expiry),
     TEST_CASE(bad_arguments_are_refused),
     TEST_CASE(a_handle_outlives_its_engine))
