@@ -182,6 +182,9 @@ struct RequestView {
   Headers headers;
   Headers variables;
   bool location_jump;
+  /* The body as scripts left it, and whether one replaced it (ngx.req.set_body_data...). */
+  std::string_view body;
+  bool body_changed;
 };
 
 /* What body_filter made of a chunk. */
@@ -203,6 +206,8 @@ struct Pending {
 struct RequestInit {
   std::string_view method, path, query, http_version, scheme, remote_addr, body;
   bool has_body = false;
+  /* Optional: the buffer the strings lie in (le_request_init.buffer), copied in one piece. */
+  std::string_view buffer;
   std::vector<le_header> headers;
 
   void add_header(std::string_view name, std::string_view value) { headers.push_back(le_header{str(name), str(value)}); }
@@ -217,6 +222,7 @@ struct RequestInit {
     init.remote_addr = str(remote_addr);
     init.body = str(body);
     init.has_body = has_body;
+    init.buffer = str(buffer);
     init.headers = headers.data();
     init.n_headers = headers.size();
     return init;
@@ -270,6 +276,12 @@ class Request {
     return static_cast<Status>(detail::run([&](le_error **err) { return le_request_resume(live(), err); }));
   }
 
+  /* Ends a waiting phase without resuming it (a client that went away); later phases, such as
+   * log, still run. */
+  void cancel() {
+    detail::call([&](le_error **err) { return le_request_cancel(live(), err); });
+  }
+
   Response response() {
     le_response_view v{};
     detail::check(le_request_response(live(), &v));
@@ -284,7 +296,9 @@ class Request {
                        view(v.query),
                        Headers(v.headers, v.n_headers),
                        Headers(v.variables, v.n_variables),
-                       v.location_jump};
+                       v.location_jump,
+                       view(v.body),
+                       v.body_changed};
   }
 
   /* Hands the host's response (status and headers, copied) to the filters. */

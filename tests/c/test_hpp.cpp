@@ -170,10 +170,38 @@ static void filters_and_inspect(void) {
   CHECK(chunk.status == Status::Ok && chunk.eof && chunk.data == "QUIET");
 }
 
+// A request built from one buffer; the body access replaced; a waiting content phase
+// cancelled, after which log still runs.
+static void buffer_body_and_cancel(void) {
+  luaengine::Engine e = engine();
+  luaengine::Script access = e.compile("access", "ngx.req.read_body() ngx.req.set_body_data('new body')");
+  luaengine::Script content = e.compile("content", "ngx.ctx.slept = 'yes' ngx.sleep(10)");
+  luaengine::Script log = e.compile("log", "ngx.var.slept = ngx.ctx.slept");
+  std::string wire = "POST/formold body";
+  luaengine::RequestInit init;
+  init.buffer = wire;
+  init.method = init.buffer.substr(0, 4);
+  init.path = init.buffer.substr(4, 5);
+  init.body = init.buffer.substr(9);
+  init.has_body = true;
+  luaengine::Request request = e.request(init);
+  CHECK(request.inspect().body == "old body" && !request.inspect().body_changed);
+  CHECK(request.run(LE_PHASE_ACCESS, access) == Status::Ok);
+  luaengine::RequestView view = request.inspect();
+  CHECK(view.method == "POST" && view.path == "/form");
+  CHECK(view.body == "new body" && view.body_changed);
+  CHECK(request.run(LE_PHASE_CONTENT, content) == Status::Yield);
+  request.cancel();
+  CHECK(!request.suspended());
+  CHECK(request.run(LE_PHASE_LOG, log) == Status::Ok);
+  CHECK(request.inspect().variables.get("slept") == "yes");
+}
+
 TEST_MAIN(
     TEST_CASE(phases_and_the_response),
     TEST_CASE(failures_throw),
     TEST_CASE(handles_move),
     TEST_CASE(sleep_wakes_the_waker),
     TEST_CASE(pending_operations),
-    TEST_CASE(filters_and_inspect))
+    TEST_CASE(filters_and_inspect),
+    TEST_CASE(buffer_body_and_cancel))
