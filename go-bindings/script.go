@@ -53,8 +53,8 @@ const (
 	// StatusDone: the request is answered (ngx.exit with a status, a redirect, or content):
 	// send the response, skipping the remaining request phases.
 	StatusDone Status = C.LE_STATUS_DONE
-	// StatusYield: the script waits. Resuming needs the async C ABI, which the bindings do not
-	// use yet: Run returns it with an error.
+	// StatusYield: the script waits. Run and the middlewares park the goroutine and resume it
+	// themselves, so callers of this package never receive it.
 	StatusYield Status = C.LE_STATUS_YIELD
 	// StatusError: the phase failed; the error says why.
 	StatusError Status = C.LE_STATUS_ERROR
