@@ -207,16 +207,21 @@ fn a_pooled_coroutine_keeps_nothing_of_the_request_it_served() {
 
 #[test]
 fn a_request_made_after_a_freed_one_starts_empty() {
-    // The second request reuses the first one's buffers (kept by this thread): none of its
-    // data shows through.
+    // The second request reuses the first one's state and buffers (kept by this thread): none
+    // of its data shows through.
     let engine = engine();
     let first = serve(
         &engine,
         "/first?secret=1",
         &[("X-Secret", "s3cr3t"), ("Cookie", "a=b")],
-        &[(Phase::Content, "ngx.header['X-Out'] = 'o' ngx.say('first body')")],
+        &[(
+            Phase::Content,
+            "ngx.ctx.secret = 1 ngx.var.mine = 'v' leaked = true ngx.status = 201 \
+             ngx.header['X-Out'] = 'o' ngx.say('first body')",
+        )],
     );
     assert_eq!(first.body(), "first body\n");
+    assert_eq!(first.response.status, 201);
     let second = serve(
         &engine,
         "/2",
@@ -225,10 +230,12 @@ fn a_request_made_after_a_freed_one_starts_empty() {
             Phase::Content,
             r#"local names = {}
 for name in pairs(ngx.req.get_headers()) do names[#names + 1] = name end
-ngx.print(table.concat(names, ","), " ", ngx.var.args, " ", tostring(ngx.header["X-Out"]))"#,
+ngx.print(table.concat(names, ","), " ", ngx.var.args, " ", tostring(ngx.header["X-Out"]), " ",
+          tostring(ngx.ctx.secret), " ", tostring(ngx.var.mine), " ", tostring(leaked), " ", ngx.status)"#,
         )],
     );
-    assert_eq!(second.body(), "host nil nil");
+    assert_eq!(second.body(), "host nil nil nil nil nil 0");
+    assert_eq!(second.response.status, 200);
     assert_eq!(second.response.headers, [(b"Content-Type".to_vec(), b"text/plain".to_vec())]);
 }
 

@@ -8,10 +8,10 @@ use std::sync::{Arc, Mutex};
 use common::*;
 use luaengine::{Engine, EngineConfig, Phase, RequestInit, VariableResolver};
 
-/// `$name` of a POST to https://example.com:8443/a/b?x=1&Y=two&flag. With `from_buffer`, the
-/// strings come in one host buffer (`RequestInit::buffer`), as an HTTP parser leaves them,
-/// except the remote address, which lies outside it.
-fn var_of(name: &str, from_buffer: bool) -> String {
+/// `$name` of a POST to https://example.com:8443/a/b?x=1&Y=two&flag. With `buffer_padding`, the
+/// strings come in one host buffer (`RequestInit::buffer`) followed by that many other bytes, as
+/// an HTTP parser leaves them, except the remote address, which lies outside it.
+fn var_of(name: &str, buffer_padding: Option<usize>) -> String {
     let engine = Engine::new(EngineConfig { workers: 1, ..Default::default() }).unwrap();
     let strings = [
         "POST",
@@ -34,7 +34,8 @@ fn var_of(name: &str, from_buffer: bool) -> String {
         "Content-Length",
         "12",
     ];
-    let buffer = strings.concat();
+    let from_buffer = buffer_padding.is_some();
+    let buffer = strings.concat() + &"-".repeat(buffer_padding.unwrap_or(0));
     let mut offset = 0;
     let parts: Vec<&[u8]> = strings
         .iter()
@@ -65,7 +66,7 @@ fn var_of(name: &str, from_buffer: bool) -> String {
 }
 
 fn var(name: &str) -> String {
-    var_of(name, false)
+    var_of(name, None)
 }
 
 #[test]
@@ -101,7 +102,9 @@ fn request_variables() {
     ];
     for (name, expected) in cases {
         assert_eq!(var(name), expected, "$${name}");
-        assert_eq!(var_of(name, true), expected, "$${name} from the host's buffer");
+        assert_eq!(var_of(name, Some(0)), expected, "$${name} from the host's buffer");
+        // A buffer much larger than the strings is not copied whole: the strings still read.
+        assert_eq!(var_of(name, Some(4096)), expected, "$${name} from a large buffer");
     }
 }
 
