@@ -13,10 +13,10 @@
  *     std::cout << response.status << ' ' << response.body;
  *   }
  *
- * Handles: Engine, Script and Request own their C handle and free it in their destructor. They
- * are move-only (a moved-from object holds nothing; using it throws `Error` with
- * LE_ERR_INVALID_ARGUMENT). Engine and Script are thread-safe; a Request is used by one thread at
- * a time, as in C.
+ * Handles: Engine, Script, Request and Dict own their C handle and free it in their destructor.
+ * They are move-only (a moved-from object holds nothing; using it throws `Error` with
+ * LE_ERR_INVALID_ARGUMENT). Engine, Script and Dict are thread-safe; a Request is used by one
+ * thread at a time, as in C.
  *
  * Errors are exceptions: every failure of the C API (an `le_result` other than LE_OK, or
  * LE_STATUS_ERROR from a phase) throws `luaengine::Error`, a std::runtime_error carrying the
@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -364,6 +365,155 @@ class Request {
   std::unique_ptr<le_request, detail::Deleter<le_request, le_request_free>> handle_;
 };
 
+/* A value read from a shared dict: a number or a string (its bytes copied). */
+struct DictValue {
+  bool is_number = false;
+  double number = 0;
+  std::string string;
+  uint32_t flags = 0;
+  /* get_stale: the entry had expired. */
+  bool stale = false;
+};
+
+/* A handle on one of the engine's shared dicts (le_dict), the host's side of
+ * ngx.shared.<name>. Thread-safe; it keeps the dict alive. Values are numbers or strings. */
+class Dict {
+ public:
+  Dict() noexcept = default;
+  /* Takes ownership of a handle from the C API. */
+  explicit Dict(le_dict *handle) noexcept : handle_(handle) {}
+
+  le_dict *get() const noexcept { return handle_.get(); }
+  explicit operator bool() const noexcept { return handle_ != nullptr; }
+
+  /* dict:get: nothing when the key is absent or expired. */
+  std::optional<DictValue> get(std::string_view key) const {
+    DictValue out;
+    return read(out, [&](le_value *value, le_error **err) {
+      return le_dict_get(live(), str(key), value, &out.flags, err);
+    });
+  }
+  /* dict:get_stale: an expired entry still reads (with `stale` set) until it is reclaimed. */
+  std::optional<DictValue> get_stale(std::string_view key) const {
+    DictValue out;
+    return read(out, [&](le_value *value, le_error **err) {
+      return le_dict_get_stale(live(), str(key), value, &out.flags, &out.stale, err);
+    });
+  }
+
+  /* dict:set (or `mode`: LE_DICT_SAFE_SET, LE_DICT_ADD, ...); `exptime` in seconds, 0 = never.
+   * Returns whether live entries were evicted to make room. */
+  bool set(std::string_view key, std::string_view value, double exptime = 0, uint32_t flags = 0,
+           le_dict_mode mode = LE_DICT_SET) const {
+    return store(key, string_value(value), exptime, flags, mode);
+  }
+  bool set(std::string_view key, double value, double exptime = 0, uint32_t flags = 0,
+           le_dict_mode mode = LE_DICT_SET) const {
+    return store(key, number_value(value), exptime, flags, mode);
+  }
+  void remove(std::string_view key) const {
+    detail::call([&](le_error **err) { return le_dict_delete(live(), str(key), err); });
+  }
+  /* dict:incr; with `init`, an absent key starts from it (expiring after `init_ttl`). */
+  double incr(std::string_view key, double by, std::optional<double> init = std::nullopt, double init_ttl = 0) const {
+    double out = 0;
+    const double *start = init ? &*init : nullptr;
+    detail::call([&](le_error **err) { return le_dict_incr(live(), str(key), by, start, init_ttl, &out, err); });
+    return out;
+  }
+  /* dict:ttl: seconds left, 0 for an entry that never expires. */
+  double ttl(std::string_view key) const {
+    double out = 0;
+    detail::call([&](le_error **err) { return le_dict_ttl(live(), str(key), &out, err); });
+    return out;
+  }
+  void expire(std::string_view key, double exptime) const {
+    detail::call([&](le_error **err) { return le_dict_expire(live(), str(key), exptime, err); });
+  }
+
+  /* List operations: elements are strings or numbers; pushes return the new length. */
+  size_t lpush(std::string_view key, std::string_view value) const {
+    return push(le_dict_lpush, key, string_value(value));
+  }
+  size_t rpush(std::string_view key, std::string_view value) const {
+    return push(le_dict_rpush, key, string_value(value));
+  }
+  size_t lpush(std::string_view key, double value) const { return push(le_dict_lpush, key, number_value(value)); }
+  size_t rpush(std::string_view key, double value) const { return push(le_dict_rpush, key, number_value(value)); }
+  /* Nothing when the list is empty or absent. */
+  std::optional<DictValue> lpop(std::string_view key) const { return pop(le_dict_lpop, key); }
+  std::optional<DictValue> rpop(std::string_view key) const { return pop(le_dict_rpop, key); }
+  size_t llen(std::string_view key) const {
+    size_t out = 0;
+    detail::call([&](le_error **err) { return le_dict_llen(live(), str(key), &out, err); });
+    return out;
+  }
+
+  void flush_all() const {
+    detail::call([&](le_error **err) { return le_dict_flush_all(live(), err); });
+  }
+  /* Frees up to `max` expired entries (0 = all); returns how many. */
+  size_t flush_expired(size_t max = 0) const {
+    size_t out = 0;
+    detail::call([&](le_error **err) { return le_dict_flush_expired(live(), max, &out, err); });
+    return out;
+  }
+  size_t capacity() const noexcept { return le_dict_capacity(handle_.get()); }
+  size_t free_space() const noexcept { return le_dict_free_space(handle_.get()); }
+
+ private:
+  using Push = le_result (*)(const le_dict *, le_str, const le_value *, size_t *, le_error **);
+  using Pop = le_result (*)(const le_dict *, le_str, le_value *, le_error **);
+
+  const le_dict *live() const { return detail::require(handle_.get(), "Dict"); }
+
+  static le_value string_value(std::string_view s) noexcept {
+    le_value value{};
+    value.type_ = LE_VALUE_STRING;
+    value.string = str(s);
+    return value;
+  }
+  static le_value number_value(double n) noexcept {
+    le_value value{};
+    value.type_ = LE_VALUE_NUMBER;
+    value.number = n;
+    return value;
+  }
+
+  bool store(std::string_view key, const le_value &value, double exptime, uint32_t flags, le_dict_mode mode) const {
+    bool forcible = false;
+    detail::call(
+        [&](le_error **err) { return le_dict_set(live(), mode, str(key), &value, exptime, flags, &forcible, err); });
+    return forcible;
+  }
+  size_t push(Push fn, std::string_view key, const le_value &value) const {
+    size_t length = 0;
+    detail::call([&](le_error **err) { return fn(live(), str(key), &value, &length, err); });
+    return length;
+  }
+  std::optional<DictValue> pop(Pop fn, std::string_view key) const {
+    DictValue out;
+    return read(out, [&](le_value *value, le_error **err) { return fn(live(), str(key), value, err); });
+  }
+  /* Runs a call that writes a value the caller must free; copies it into `out`. */
+  template <class F>
+  static std::optional<DictValue> read(DictValue &out, F f) {
+    le_value value{};
+    detail::call([&](le_error **err) { return f(&value, err); });
+    std::optional<DictValue> result;
+    if (value.type_ != LE_VALUE_NIL) {
+      out.is_number = value.type_ == LE_VALUE_NUMBER;
+      out.number = value.number;
+      out.string.assign(view(value.string));
+      result = std::move(out);
+    }
+    le_dict_value_free(&value);
+    return result;
+  }
+
+  std::unique_ptr<le_dict, detail::Deleter<le_dict, le_dict_free>> handle_;
+};
+
 /* An engine (le_engine): workers, code cache, shared dicts. */
 class Engine {
  public:
@@ -403,6 +553,13 @@ class Engine {
     le_script *script = nullptr;
     detail::call([&](le_error **err) { return le_script_compile_file(live(), str(path), &script, err); });
     return Script(script);
+  }
+
+  /* The shared dict `name`, as declared in le_config.shared_dicts. */
+  Dict dict(std::string_view name) const {
+    le_dict *dict = nullptr;
+    detail::call([&](le_error **err) { return le_engine_dict(live(), str(name), &dict, err); });
+    return Dict(dict);
   }
 
   Request request(const RequestInit &init, uint32_t worker_hint = LE_WORKER_ANY) const {

@@ -5,7 +5,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <thread>
 #include <type_traits>
 
 #include "le_test.h"
@@ -197,6 +199,48 @@ static void buffer_body_and_cancel(void) {
   CHECK(request.inspect().variables.get("slept") == "yes");
 }
 
+// The host's side of ngx.shared.<name>: values, flags, expiry and a queue shared with Lua.
+static void shared_dicts(void) {
+  le_config config = le_config_default();
+  config.workers = 1;
+  le_dict_config dicts[] = {{luaengine::str("q"), 1 << 20}};
+  config.shared_dicts = dicts;
+  config.n_shared_dicts = 1;
+  luaengine::Engine e(config);
+  luaengine::Dict q = e.dict("q");
+  CHECK(!q.get("missing"));
+  CHECK(!q.set("k", "v", 0, 7));
+  std::optional<luaengine::DictValue> got = q.get("k");
+  CHECK(got && !got->is_number && got->string == "v" && got->flags == 7);
+  q.set("n", 2.5);
+  CHECK(q.incr("n", 1) == 3.5 && q.incr("fresh", 1, 10.0) == 11);
+  thrown(LE_ERR_INVALID_STATE, [&] { q.set("k", "v", 0, 0, LE_DICT_ADD); });
+  q.set("old", "x", 0.001);
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  CHECK(!q.get("old"));
+  got = q.get_stale("old");
+  CHECK(got && got->stale && got->string == "x");
+
+  CHECK_EQ(q.rpush("jobs", "a"), 1);
+  CHECK_EQ(q.rpush("jobs", 2), 2);
+  luaengine::Script push =
+      e.compile("content", "ngx.shared.q:rpush('jobs', 'from lua') ngx.say(ngx.shared.q:lpop('jobs'))");
+  luaengine::Request request = get(e, "/");
+  CHECK(request.run(LE_PHASE_CONTENT, push) == Status::Done);
+  CHECK(request.response().body == "a\n");
+  CHECK_EQ(q.llen("jobs"), 2);
+  got = q.lpop("jobs");
+  CHECK(got && got->is_number && got->number == 2);
+  CHECK(q.rpop("jobs")->string == "from lua");
+  CHECK(!q.lpop("jobs"));
+  thrown(LE_ERR_INVALID_STATE, [&] { q.lpush("k", "x"); });
+  q.remove("k");
+  CHECK(!q.get("k"));
+  CHECK(q.capacity() >= q.free_space());
+  q.flush_all();
+  CHECK(!q.get("n"));
+}
+
 TEST_MAIN(
     TEST_CASE(phases_and_the_response),
     TEST_CASE(failures_throw),
@@ -204,4 +248,5 @@ TEST_MAIN(
     TEST_CASE(sleep_wakes_the_waker),
     TEST_CASE(pending_operations),
     TEST_CASE(filters_and_inspect),
-    TEST_CASE(buffer_body_and_cancel))
+    TEST_CASE(buffer_body_and_cancel),
+    TEST_CASE(shared_dicts))
