@@ -299,7 +299,7 @@ impl Worker {
         args: impl mlua::IntoLuaMulti,
     ) -> (Box<RequestState>, Result<Status>) {
         state.phase = Some(phase);
-        w.clock.update();
+        w.clock.mark_stale();
         if let Some(budget) = &w.budget {
             budget.arm(budget_left);
         }

@@ -57,6 +57,14 @@ fn the_clock_is_refreshed_for_every_phase() {
 }
 
 #[test]
+fn the_clock_is_refreshed_after_a_wait() {
+    assert_eq!(
+        content_waking("local t = ngx.now() ngx.sleep(0.02) ngx.say(ngx.now() - t >= 0.015, ' ', ngx.time() > 0)"),
+        "true true\n"
+    );
+}
+
+#[test]
 fn dates_format_the_cached_time() {
     let cases = [
         (r#"ngx.say(ngx.today():match("^%d%d%d%d%-%d%d%-%d%d$") ~= nil)"#, "true\n"),

@@ -1,7 +1,8 @@
 //! `ngx.now`, `ngx.time`, `ngx.update_time`, `ngx.today`, `ngx.localtime`, `ngx.utctime`,
 //! `ngx.cookie_time`, `ngx.http_time`, `ngx.parse_http_time`. Like nginx, each worker caches the
-//! time and refreshes it at the start of every phase run and resume, so these are cheap and stay
-//! constant while a script computes. All work in every context.
+//! time: every phase run and resume marks it stale, and the first of these calls in the run reads
+//! the system clock, so they are cheap, stay constant while a script computes, and a run that
+//! asks nothing of the time pays nothing. All work in every context.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,13 +24,24 @@ impl Clock {
     }
 
     /// Reads the system clock into the cache (`ngx.update_time`).
-    pub(crate) fn update(&self) {
+    pub(crate) fn update(&self) -> u64 {
         let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        self.0.store(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        // At least 1: 0 marks a stale cache.
+        let millis = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.0.store(millis, Ordering::Relaxed);
+        millis
+    }
+
+    /// A new run starts: the next read refreshes the cache.
+    pub(crate) fn mark_stale(&self) {
+        self.0.store(0, Ordering::Relaxed);
     }
 
     fn millis(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        match self.0.load(Ordering::Relaxed) {
+            0 => self.update(),
+            millis => millis,
+        }
     }
 
     fn seconds(&self) -> i64 {
