@@ -87,7 +87,7 @@ func (f *frame) reset() {
 	c := f.c
 	c.engine, c.request, c.err, c.id = nil, nil, nil, 0
 	c.view = C.le_response_view{}
-	c.n_steps, c.next_step, c.answered = 0, 0, false
+	c.n_steps, c.next_step, c.answered, c.error_page = 0, 0, false, false
 	c.inspect, c.jumped, c.inspected, c.waker_set = false, false, false, false
 	c.pending, c.n_pending = nil, 0
 	c.chunk = C.le_body_chunk{}
@@ -95,6 +95,11 @@ func (f *frame) reset() {
 	case <-f.wake: // a wake the last request did not need
 	default:
 	}
+}
+
+// data is the frame's data area (the snapshot, then scratch room once the request exists).
+func (f *frame) data() []byte {
+	return unsafe.Slice((*byte)(unsafe.Pointer(f.c.data)), int(f.c.data_cap))
 }
 
 // plan sets the batch of steps the next lego_run/lego_finish executes.
@@ -284,7 +289,7 @@ func newSnapshotWriter(f *frame, nHeaders int) snapshotWriter {
 	c.init = C.le_request_init{}
 	w := snapshotWriter{
 		init: &c.init,
-		data: unsafe.Slice((*byte)(unsafe.Pointer(c.data)), int(c.data_cap)),
+		data: f.data(),
 		pos:  headerBytes(nHeaders),
 	}
 	if w.pos > len(w.data) {

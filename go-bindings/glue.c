@@ -39,6 +39,12 @@ static le_status settle_yield(lego_frame *f, le_status status) {
   return LE_STATUS_YIELD;
 }
 
+/* Whether Lua's answer is an error page for the host to send: ngx.exit(status >= 400) without
+ * output, which nginx answers with its special response. */
+static bool error_page(const le_response_view *v) {
+  return !v->headers_sent && v->body.len == 0 && v->exit_code >= 400 && v->exit_code <= 999;
+}
+
 static bool inspect(lego_frame *f) {
   f->inspected = le_request_inspect(f->request, &f->req_view) == LE_OK;
   return f->inspected;
@@ -48,6 +54,7 @@ static bool inspect(lego_frame *f) {
  * `next_step` (`!ran`). */
 static le_status run_steps(lego_frame *f, le_status status, bool ran) {
   f->inspected = false;
+  f->error_page = false;
   f->pending = NULL;
   f->n_pending = 0;
   for (;;) {
@@ -65,12 +72,23 @@ static le_status run_steps(lego_frame *f, le_status status, bool ran) {
     while (f->next_step < f->n_steps && f->answered != f->answer_only[f->next_step]) f->next_step++;
     if (f->next_step >= f->n_steps) break;
     uint32_t i = f->next_step++;
+    if (f->answered && f->phases[i] == LE_PHASE_BODY_FILTER) {
+      /* The page is the body to filter, not the empty one Lua wrote: Go filters it. */
+      read_view(f);
+      if (error_page(&f->view)) {
+        ran = false;
+        continue;
+      }
+    }
     status = le_request_run(f->request, f->phases[i], f->scripts[i], &f->err);
     ran = true;
   }
   read_view(f);
   if (status == LE_STATUS_ERROR || status == LE_STATUS_YIELD) return status;
-  if (f->answered) return LE_STATUS_DONE;
+  if (f->answered) {
+    f->error_page = error_page(&f->view);
+    return LE_STATUS_DONE;
+  }
   if (f->inspect && !f->jumped) inspect(f);
   return LE_STATUS_OK;
 }

@@ -37,6 +37,9 @@ typedef struct lego_frame {
   le_phase phases[LEGO_MAX_STEPS];
   const le_script *scripts[LEGO_MAX_STEPS];
   bool answer_only[LEGO_MAX_STEPS];
+  /* The batch answered with an error page (ngx.exit(status >= 400) without output) for the
+   * host to send. A body_filter step is skipped then, for the host to run it on the page. */
+  bool error_page;
   /* le_request_id, set by lego_start. */
   uint64_t id;
   /* Set by Go: read the request back (`req_view`) after a rewrite step, stopping the batch
@@ -76,7 +79,8 @@ typedef uintptr_t lego_frame_ref;
  * creation failed. */
 le_status lego_start(lego_frame_ref frame, uint32_t worker_hint);
 
-/* Runs the batch from `f->next_step`, skipping the steps that do not apply (see `answered`).
+/* Runs the batch from `f->next_step`, skipping the steps that do not apply (see `answered`,
+ * `error_page`).
  * LE_STATUS_ERROR (with `f->err`) and LE_STATUS_YIELD (with `f->pending`) stop the batch with
  * `next_step` past the step that stopped; so does a rewrite step that jumped (`f->jumped`,
  * with `f->inspect`). Reads the response view before returning. Returns the stopping status,

@@ -190,6 +190,64 @@ func TestMiddlewareWrappedHandler(t *testing.T) {
 	s.expectEvents("header_filter:header_filter mallory", "body_filter:body_filter", "log:log")
 }
 
+// nginx sends ngx.exit(status ≥ 400) without output as its error page, which goes through
+// the filters like any response: header_filter sees the exit status, body_filter the page.
+func TestMiddlewareErrorPageFiltered(t *testing.T) {
+	upper := `ngx.log(ngx.INFO, "body_filter ", tostring(ngx.arg[2])) ngx.arg[1] = string.upper(ngx.arg[1])`
+	for _, c := range []struct {
+		name   string
+		src    phaseSources
+		target string
+		status int
+		body   string
+		header string // X-Status the header_filter set, if it ran
+		events []string
+	}{
+		{"upper-cased", phaseSources{access: `ngx.exit(403)`, bodyFilter: upper}, "/", 403, "403 FORBIDDEN\n", "",
+			[]string{"body_filter:body_filter true"}},
+		{"replaced", phaseSources{access: `ngx.exit(403)`, bodyFilter: `ngx.arg[1] = "denied " .. ngx.status .. "\n"`},
+			"/", 403, "denied 403\n", "", nil},
+		{"emptied", phaseSources{rewrite: `ngx.exit(404)`, bodyFilter: `ngx.arg[1] = ""`}, "/", 404, "", "", nil},
+		{"header_filter", phaseSources{
+			access:       `ngx.exit(403)`,
+			headerFilter: `ngx.header["X-Status"] = ngx.status ngx.log(ngx.INFO, "header_filter ", ngx.status)`,
+		}, "/", 403, "403 Forbidden\n", "403", []string{"header_filter:header_filter 403"}},
+		{"both filters", phaseSources{
+			content:      `ngx.exit(ngx.HTTP_SERVICE_UNAVAILABLE)`,
+			headerFilter: `ngx.header["X-Status"] = ngx.status`,
+			bodyFilter:   upper,
+		}, "/", 503, "503 SERVICE UNAVAILABLE\n", "503", []string{"body_filter:body_filter true"}},
+		// After ngx.req.set_uri(uri, true) the request goes on here (Continue) and is denied.
+		{"after a jump", phaseSources{
+			rewrite:    `if ngx.var.uri == "/a" then ngx.req.set_uri("/b", true) end`,
+			access:     `ngx.exit(403)`,
+			bodyFilter: upper,
+		}, "/a", 403, "403 FORBIDDEN\n", "", []string{"body_filter:body_filter true"}},
+		// A Lua answer with output is filtered as it was written.
+		{"output", phaseSources{content: `ngx.status = 403 ngx.say("custom")`, bodyFilter: upper}, "/", 403, "CUSTOM\n",
+			"", []string{"body_filter:body_filter true"}},
+		{"exit after output", phaseSources{content: `ngx.say("partial") ngx.exit(500)`, bodyFilter: upper}, "/", 200,
+			"PARTIAL\n", "", []string{"body_filter:body_filter true"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSite(t, c.src, MiddlewareConfig{}, nil)
+			w := s.get(c.target)
+			s.expect(w, c.status, c.body)
+			if got := w.Header().Get("X-Status"); got != c.header || s.nextRan {
+				t.Fatalf("X-Status %q, next ran %v", got, s.nextRan)
+			}
+			s.expectEvents(c.events...)
+		})
+	}
+
+	// body_filter fails on the page: fail closed.
+	s := newSite(t, phaseSources{access: `ngx.exit(403)`, bodyFilter: `error("no page")`}, MiddlewareConfig{}, nil)
+	s.expect(s.get("/"), 500, "500 Internal Server Error\n")
+	if le := s.phaseError(); le.Phase != PhaseBodyFilter || le.Message != "body_filter:1: no page" {
+		t.Fatalf("error %#v", le)
+	}
+}
+
 func TestMiddlewareNextWithoutFilters(t *testing.T) {
 	s := newSite(t, phaseSources{access: `ngx.ctx.x = 1`, log: `ngx.log(ngx.INFO, "log")`}, MiddlewareConfig{}, nil)
 	s.expect(s.get("/"), 200, "from next\n")

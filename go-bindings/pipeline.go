@@ -95,13 +95,14 @@ var exchangePool = sync.Pool{New: func() any { return new(Exchange) }}
 // Begin creates the request from init and runs rewrite, access and content; when Lua answers
 // (content ran, ngx.exit, ngx.redirect) it runs header_filter and body_filter on that answer
 // too, all in one call into C unless a script waits (ngx.sleep, an async host function,
-// ngx.req.read_body): the goroutine then parks until it can go on, and when ctx is done first
-// the waiting phase is cancelled and Err reports it (Finish still runs log, as nginx does
-// with lua_check_client_abort). Then:
+// ngx.req.read_body) or body_filter gets an error page (see AnswerBody), which takes a second
+// call. A waiting goroutine parks until it can go on, and when ctx is done first the waiting
+// phase is cancelled and Err reports it (Finish still runs log, as nginx does with
+// lua_check_client_abort). Then:
 //   - Err() != nil: a phase failed (fail closed: answer 500, never run the wrapped handler);
 //   - LocationJump(): rewrite called ngx.req.set_uri(uri, true): route the request again, or
 //     Continue here;
-//   - Answered(): send Lua's response (Status, Header, Body);
+//   - Answered(): send Lua's response (AnswerStatus, Header, AnswerBody);
 //   - otherwise: run the wrapped handler on the request as scripts left it (Changes), with
 //     HeaderFilter and BodyFilter on its response.
 //
@@ -162,9 +163,18 @@ func (x *Exchange) start() (*Exchange, error) {
 		x.recycle()
 		return nil, err
 	}
-	x.err = err
-	x.changes = f.changes()
+	x.settle(err)
 	return x, nil
+}
+
+// settle records how a batch ended. An error page for Lua's answer goes through body_filter
+// here, as nginx's special response goes through its filters (the batch skipped the step).
+func (x *Exchange) settle(err error) {
+	x.err = err
+	x.changes = x.f.changes()
+	if err == nil && x.f.c.error_page && x.p.phases.BodyFilter != nil {
+		_, _, x.err = x.BodyFilter(x.errorPage(), true)
+	}
 }
 
 // Err returns the failure of rewrite, access or content (an *Error naming the phase), or nil.
@@ -191,8 +201,8 @@ func (x *Exchange) Continue() error {
 		return nil
 	}
 	x.f.c.jumped = false
-	_, x.err = x.f.run()
-	x.changes = x.f.changes()
+	_, err := x.f.run()
+	x.settle(err)
 	return x.err
 }
 
@@ -297,16 +307,21 @@ func (x *Exchange) AnswerStatus() int {
 }
 
 // AnswerBody is the body to send for Lua's answer: what the scripts wrote, or, like nginx, a
-// short error page for ngx.exit(status ≥ 400) without output.
+// short error page (ErrorPage) for ngx.exit(status ≥ 400) without output — both as body_filter
+// left them.
 func (x *Exchange) AnswerBody() []byte {
-	body := x.Body()
-	if len(body) == 0 && !x.HeadersSent() {
-		if code := x.ExitCode(); code >= 400 && code <= 999 {
-			return ErrorPage(int(code))
-		}
+	switch {
+	case !bool(x.f.c.error_page):
+		return x.Body()
+	case x.p.phases.BodyFilter != nil:
+		return cBytes(x.f.c.chunk.data)
 	}
-	return body
+	return x.errorPage()
 }
+
+// errorPage writes the error page for the exit code where the snapshot was, which the request
+// has its own copy of by now: no allocation.
+func (x *Exchange) errorPage() []byte { return appendErrorPage(x.f.data()[:0], int(x.ExitCode())) }
 
 func validStatus(status int) int {
 	if status < 100 || status > 999 {
@@ -317,8 +332,13 @@ func validStatus(status int) int {
 
 // ErrorPage is the body of an error answer without one, like nginx's error pages:
 // "403 Forbidden\n".
-func ErrorPage(status int) []byte {
-	return []byte(strconv.Itoa(status) + " " + http.StatusText(status) + "\n")
+func ErrorPage(status int) []byte { return appendErrorPage(nil, status) }
+
+func appendErrorPage(dst []byte, status int) []byte {
+	dst = strconv.AppendInt(dst, int64(status), 10)
+	dst = append(dst, ' ')
+	dst = append(dst, http.StatusText(status)...)
+	return append(dst, '\n')
 }
 
 // HasFilters reports whether the pipeline has a header_filter or body_filter script.

@@ -151,6 +151,47 @@ func TestWrappedHandler(t *testing.T) {
 	s.expectEvents("header_filter:header_filter", "body_filter:body_filter", "log:log")
 }
 
+// ngx.exit(status ≥ 400) without output answers with the error page, which goes through the
+// filters like any response.
+func TestErrorPageFiltered(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		sources map[luaengine.Phase]string
+		status  int
+		body    string
+		header  string // X-Status the header_filter set, if it ran
+	}{
+		{"upper-cased", map[luaengine.Phase]string{
+			luaengine.PhaseAccess:     `ngx.exit(403)`,
+			luaengine.PhaseBodyFilter: `ngx.arg[1] = string.upper(ngx.arg[1])`,
+		}, 403, "403 FORBIDDEN\n", ""},
+		{"replaced", map[luaengine.Phase]string{
+			luaengine.PhaseAccess:     `ngx.exit(403)`,
+			luaengine.PhaseBodyFilter: `ngx.arg[1] = "denied " .. ngx.status .. "\n"`,
+		}, 403, "denied 403\n", ""},
+		{"header_filter", map[luaengine.Phase]string{
+			luaengine.PhaseAccess:       `ngx.exit(403)`,
+			luaengine.PhaseHeaderFilter: `ngx.header["X-Status"] = ngx.status`,
+			luaengine.PhaseBodyFilter:   `ngx.arg[1] = string.upper(ngx.arg[1])`,
+		}, 403, "403 FORBIDDEN\n", "403"},
+		// A Lua answer with output is filtered as it was written.
+		{"output", map[luaengine.Phase]string{
+			luaengine.PhaseContent:    `ngx.status = 403 ngx.say("custom")`,
+			luaengine.PhaseBodyFilter: `ngx.arg[1] = string.upper(ngx.arg[1])`,
+		}, 403, "CUSTOM\n", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newSite(t, c.sources, nil)
+			resp := s.do("GET", "/", "")
+			s.expect(resp, c.status, c.body)
+			if got := string(resp.Header.Peek("X-Status")); got != c.header {
+				t.Fatalf("X-Status %q", got)
+			}
+			s.expectEvents() // the wrapped handler never ran
+		})
+	}
+}
+
 func TestFailClosed(t *testing.T) {
 	for _, phase := range []luaengine.Phase{luaengine.PhaseRewrite, luaengine.PhaseAccess, luaengine.PhaseHeaderFilter, luaengine.PhaseBodyFilter} {
 		t.Run(phase.String(), func(t *testing.T) {

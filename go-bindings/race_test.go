@@ -1,0 +1,5 @@
+//go:build race
+
+package luaengine
+
+func init() { raceEnabled = true }
