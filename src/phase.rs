@@ -49,10 +49,7 @@ impl Phase {
 
     /// Whether a host runs this phase on a request (the others run on their own).
     pub fn is_request_phase(self) -> bool {
-        matches!(
-            self,
-            Phase::Rewrite | Phase::Access | Phase::Content | Phase::HeaderFilter | Phase::BodyFilter | Phase::Log
-        )
+        Phases::REQUEST.contains(self)
     }
 
     pub(crate) const fn bit(self) -> u16 {
@@ -69,7 +66,7 @@ impl Phases {
         let mut bits = 0u16;
         let mut i = 0;
         while i < phases.len() {
-            bits |= 1 << phases[i] as u16;
+            bits |= phases[i].bit();
             i += 1;
         }
         Phases(bits)
