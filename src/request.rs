@@ -4,7 +4,7 @@
 use std::mem;
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 use mlua::{Table, Thread};
 
@@ -295,8 +295,7 @@ impl Snapshot {
 
 /// Now in Unix seconds, truncated to milliseconds like nginx's cached time.
 pub(crate) fn unix_millis_now() -> f64 {
-    let millis = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |since| since.as_millis());
-    millis as f64 / 1000.0
+    crate::api::time::unix_millis() as f64 / 1000.0
 }
 
 /// Where `part` lies in `buffer`, if it does (by address: the host's strings point into it).
@@ -424,14 +423,8 @@ impl RequestState {
         I::IntoIter: Clone,
     {
         let start_time = unix_millis_now();
-        let Some(mut state) = spare::take() else {
-            return Box::new(RequestState::new(id, Snapshot::new(init, headers, Vec::new(), Vec::new()), start_time));
-        };
-        let (buf, ranges) = (mem::take(&mut state.input.buf), mem::take(&mut state.input.headers));
-        let (body, response_headers) = (mem::take(&mut state.response.body), mem::take(&mut state.response.headers));
-        *state = RequestState::new(id, Snapshot::new(init, headers, buf, ranges), start_time);
-        state.response.body = body;
-        state.response.headers = response_headers;
+        let mut state = spare::take().unwrap_or_else(RequestState::detached);
+        state.reset(id, start_time, |buf, ranges| Snapshot::new(init, headers, buf, ranges));
         state
     }
 
@@ -448,13 +441,25 @@ impl RequestState {
     /// Forgets the request, keeping only the vectors' capacity: its Lua values (globals, ctx,
     /// coroutine) are released, its bytes cleared.
     pub(crate) fn empty(&mut self) {
-        let (mut buf, mut ranges) = (mem::take(&mut self.input.buf), mem::take(&mut self.input.headers));
-        let (mut body, mut headers) = (mem::take(&mut self.response.body), mem::take(&mut self.response.headers));
-        buf.clear();
-        ranges.clear();
-        body.clear();
-        headers.clear();
-        *self = RequestState::new(0, Snapshot { buf, headers: ranges, ..Snapshot::EMPTY }, 0.0);
+        self.reset(0, 0.0, |buf, headers| Snapshot { buf, headers, ..Snapshot::EMPTY });
+    }
+
+    /// Makes this the fresh state of request `id`, whose snapshot `input` builds in this
+    /// state's vectors (emptied); the response's vectors are emptied and kept too.
+    fn reset(
+        &mut self,
+        id: u64,
+        start_time: f64,
+        input: impl FnOnce(Vec<u8>, Vec<(Range<usize>, Range<usize>)>) -> Snapshot,
+    ) {
+        fn emptied<T>(vector: &mut Vec<T>) -> Vec<T> {
+            let mut vector = mem::take(vector);
+            vector.clear();
+            vector
+        }
+        let snapshot = input(emptied(&mut self.input.buf), emptied(&mut self.input.headers));
+        let (body, headers) = (emptied(&mut self.response.body), emptied(&mut self.response.headers));
+        *self = RequestState::new(id, snapshot, start_time);
         self.response.body = body;
         self.response.headers = headers;
     }
@@ -690,7 +695,9 @@ impl Request {
         let state = self.state.as_deref_mut().ok_or_else(lost)?;
         if state.suspended.take().is_some() {
             state.forget_waits(&self.wake);
-            self.wake.slot().drop_yield_wake();
+            if let Some(slot) = self.wake.made() {
+                slot.drop_yield_wake();
+            }
         }
         Ok(())
     }

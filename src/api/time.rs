@@ -25,9 +25,8 @@ impl Clock {
 
     /// Reads the system clock into the cache (`ngx.update_time`).
     pub(crate) fn update(&self) -> u64 {
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
         // At least 1: 0 marks a stale cache.
-        let millis = u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX).max(1);
+        let millis = unix_millis().max(1);
         self.0.store(millis, Ordering::Relaxed);
         millis
     }
@@ -47,6 +46,12 @@ impl Clock {
     fn seconds(&self) -> i64 {
         i64::try_from(self.millis() / 1000).unwrap_or(i64::MAX)
     }
+}
+
+/// Now, in milliseconds since the Unix epoch.
+pub(crate) fn unix_millis() -> u64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The time functions work in every context: those without arguments go straight into `ngx`,
