@@ -42,6 +42,13 @@
 #define MAX_VALUE_DEPTH 100
 
 /**
+ * The default cap of a worker's Lua heap: an order of magnitude above what OpenResty sites keep
+ * in a worker (their big caches live in shared dicts, outside the Lua heap), and low enough that
+ * an allocation bomb stops long before it hurts the machine.
+ */
+#define DEFAULT_MEMORY_LIMIT (512 << 20)
+
+/**
  * What one entry costs beyond its key and value bytes, like nginx's node and slab overhead.
  */
 #define ENTRY_OVERHEAD 64
@@ -376,12 +383,15 @@ typedef struct le_config {
   uint64_t instruction_budget;
   /**
    * Wall time one phase run may take, in milliseconds, before failing with
-   * `LE_ERR_BUDGET`; 0 = none (the default). Time suspended in a yield does not count. With
-   * either budget set, LuaJIT workers run interpreted (hooks make compiled code far slower).
+   * `LE_ERR_BUDGET`; 0 = none. Default 5000: a runaway loop must not pin a worker. Time
+   * suspended in a yield does not count. Checked by a watchdog every 10 ms at no cost to
+   * scripts. With an instruction budget set, LuaJIT workers run interpreted (its hook makes
+   * compiled code far slower).
    */
   uint32_t time_budget_ms;
   /**
-   * Lua memory cap per worker in bytes; 0 = none.
+   * Lua memory cap per worker in bytes; 0 = none. Default 512 MiB: an allocation bomb fails
+   * its script instead of growing the host.
    */
   size_t memory_limit;
   /**
@@ -758,7 +768,9 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The defaults: one worker per CPU, sandboxed, stderr logging, no budget, no memory cap.
+ * The defaults: one worker per CPU, sandboxed, stderr logging, a 5 s time budget per phase
+ * run and a 512 MiB Lua memory cap per worker (set either to 0 to turn it off), no instruction
+ * budget.
  */
 struct le_config le_config_default(void);
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::host::HostFunction;
+use crate::limits::{DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_BUDGET};
 use crate::log::{LogLevel, LogSink};
 use crate::phase::Phase;
 use crate::timer::TimerOpHandler;
@@ -52,7 +53,8 @@ impl LuaSource {
 pub(crate) const DEFAULT_TYPE: &str = "text/plain";
 
 /// How an engine is built. `EngineConfig::default()` is a sandboxed engine with one worker per
-/// CPU, no instruction or time budget and no memory cap.
+/// CPU, a 5 s time budget per phase run and a 512 MiB Lua memory cap per worker (safe by
+/// default: set either to zero to turn it off), and no instruction budget.
 #[derive(Clone)]
 pub struct EngineConfig {
     /// Number of workers (Lua states). 0 means one per available CPU.
@@ -67,15 +69,20 @@ pub struct EngineConfig {
     /// Records below this level are dropped before reaching the sink.
     pub log_level: LogLevel,
     /// Lua VM instructions one phase run may execute before it fails with
-    /// `ErrorCode::Budget`; 0 disables the budget.
+    /// `ErrorCode::Budget`; 0 (the default) disables the budget. Off by default because any count
+    /// hook slows every script: with one set, LuaJIT runs interpreted (`limits.rs`).
     pub instruction_budget: u64,
     /// Wall time one phase run may take before it fails with `ErrorCode::Budget`; zero disables
-    /// the budget. It counts while the phase's Lua code runs, including the ngx.* and library
-    /// functions it calls; time suspended in a yield does not count. It is checked every 1000
-    /// VM instructions (with the instruction budget), so one long C call, such as a `gsub` over
-    /// a huge string, overruns it by that call's duration.
+    /// the budget. On by default (`DEFAULT_TIME_BUDGET`, 5 s): a runaway loop must not pin a
+    /// worker. It counts while the phase's Lua code runs, including the ngx.* and library
+    /// functions it calls; time suspended in a yield does not count. The engine's watchdog
+    /// checks it every 10 ms and stops the script at its next VM instruction, so a script pays
+    /// nothing for it; one long call into C, such as a `gsub` over a huge string, overruns it by
+    /// that call's duration.
     pub time_budget: Duration,
-    /// Bytes of Lua memory per worker; 0 means no cap.
+    /// Bytes of Lua memory per worker; 0 means no cap. On by default (`DEFAULT_MEMORY_LIMIT`,
+    /// 512 MiB): an allocation bomb fails its script instead of growing the host until the
+    /// kernel kills it.
     pub memory_limit: usize,
     /// How many idle coroutines a worker keeps for reuse.
     pub coroutine_pool: usize,
@@ -130,8 +137,8 @@ impl Default for EngineConfig {
             log: None,
             log_level: LogLevel::Debug,
             instruction_budget: 0,
-            time_budget: Duration::ZERO,
-            memory_limit: 0,
+            time_budget: DEFAULT_TIME_BUDGET,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
             coroutine_pool: 1024,
             file_check_interval: Duration::from_secs(1),
             host_functions: Vec::new(),

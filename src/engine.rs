@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crate::cache::{CacheStats, CodeCache, Script};
 use crate::config::{EngineConfig, LuaSource};
 use crate::error::{Error, ErrorCode, Result};
+use crate::limits::Watchdog;
 use crate::log::Logger;
 use crate::phase::Phase;
 use crate::request::{Request, RequestInit};
@@ -73,6 +74,7 @@ pub(crate) struct Shared {
     pub logger: Logger,
     pub scheduler: Arc<Scheduler>,
     pub timers: Timers,
+    watchdog: Arc<Watchdog>,
     next_request: AtomicU64,
     next_worker: AtomicUsize,
     phases_run: AtomicU64,
@@ -121,6 +123,8 @@ impl Engine {
             Scheduler::start()
                 .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the clock thread: {e}")))?,
         );
+        let watchdog = Watchdog::start(config.time_budget)
+            .map_err(|e| Error::new(ErrorCode::Internal, format!("cannot start the watchdog thread: {e}")))?;
         let worker_count = config.worker_count();
         let timers = Timers::new(
             scheduler.clone(),
@@ -131,7 +135,8 @@ impl Engine {
         );
         let workers = (0..worker_count)
             .map(|index| {
-                Worker::new(index, &config, cache.clone(), logger.clone(), &dicts, &timers, &exiting).map(Arc::new)
+                Worker::new(index, &config, cache.clone(), logger.clone(), &dicts, &timers, &exiting, &watchdog)
+                    .map(Arc::new)
             })
             .collect::<Result<Vec<_>>>()?;
         let shared = Arc::new(Shared {
@@ -141,6 +146,7 @@ impl Engine {
             logger,
             scheduler,
             timers,
+            watchdog,
             next_request: AtomicU64::new(1),
             next_worker: AtomicUsize::new(0),
             phases_run: AtomicU64::new(0),
@@ -202,6 +208,14 @@ impl Engine {
         let index = worker.unwrap_or_else(|| self.shared.next_worker.fetch_add(1, Ordering::Relaxed)) % workers.len();
         let id = self.shared.next_request.fetch_add(1, Ordering::Relaxed);
         Request::new(self.shared.clone(), workers[index].clone(), id, init, headers)
+    }
+
+    /// Stops every script running now, wherever it is (a runaway loop included), and makes every
+    /// later phase run fail at once: for a host that is shutting down and must not wait for
+    /// scripts. Both fail with `ErrorCode::Budget` ("the engine is shutting down"). Requests
+    /// waiting in a yield are not woken; the host drops them. Cannot be undone.
+    pub fn shutdown(&self) {
+        self.shared.watchdog.shut_down();
     }
 
     pub fn worker_count(&self) -> usize {

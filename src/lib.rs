@@ -16,6 +16,8 @@
 //! assert_eq!(request.response().body, b"hello /t\n");
 //! ```
 
+#![deny(unsafe_code)]
+
 #[cfg(all(feature = "luajit", feature = "lua54"))]
 compile_error!("features `luajit` and `lua54` pick the Lua backend: enable exactly one");
 #[cfg(not(any(feature = "luajit", feature = "lua54")))]
@@ -26,10 +28,13 @@ mod cache;
 mod config;
 mod engine;
 mod error;
+#[allow(unsafe_code)]
 pub mod ffi;
 mod host;
 mod limits;
 mod log;
+#[allow(unsafe_code)]
+mod lua;
 mod modules;
 mod phase;
 mod regex_cache;
@@ -46,6 +51,7 @@ pub use cache::{CacheStats, Script};
 pub use config::{EngineConfig, LuaSource, VariableLookup, VariableResolver};
 pub use engine::{Engine, Stats};
 pub use error::{Error, ErrorCode, Result};
+pub use limits::{DEFAULT_MEMORY_LIMIT, DEFAULT_TIME_BUDGET};
 pub use host::{HostCall, HostFn, HostFunction, HostValue, MAX_VALUE_DEPTH};
 pub use log::{LogLevel, LogRecord, LogSink};
 pub use phase::{Phase, Status};

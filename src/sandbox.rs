@@ -39,6 +39,7 @@ const OS_FUNCTIONS: &[&str] = &["time", "clock", "date", "difftime"];
 
 /// A worker's Lua state. The sandbox still opens `jit` (LuaJIT compiles only when it is
 /// opened) and hides it from scripts.
+#[allow(unsafe_code)]
 pub(crate) fn new_lua(trusted: bool) -> mlua::Result<Lua> {
     if trusted {
         // SAFETY: trusted mode is the host's explicit opt-in to debug, ffi and C modules.

@@ -16,7 +16,8 @@ use crate::cache::{Bytecode, CodeCache};
 use crate::config::EngineConfig;
 use crate::engine::Shared;
 use crate::error::{Error, ErrorCode, Result};
-use crate::limits::{self, Budget, Left};
+use crate::limits::{self, Budget, Left, RunClock, Watchdog};
+use crate::lua::interrupt::Interrupt;
 use crate::log::{LogLevel, LogRecord, Logger};
 use crate::phase::{exit_outcome, ExitOutcome, Phase, Status};
 use crate::request::{RequestState, Suspended};
@@ -68,7 +69,7 @@ struct WorkerLua {
     /// A run failed for want of memory: the next run first collects what the failed request
     /// held (its ngx.ctx, its globals), freed only with the request, after the failure.
     collect_first: Cell<bool>,
-    budget: Option<Arc<Budget>>,
+    limits: Arc<RunClock>,
     clock: api::time::Clock,
     default_type: Arc<str>,
 }
@@ -115,12 +116,15 @@ impl Worker {
         dicts: &[Arc<SharedDict>],
         timers: &Timers,
         exiting: &Arc<AtomicBool>,
+        watchdog: &Arc<Watchdog>,
     ) -> Result<Worker> {
         let lua_error = |e: mlua::Error| Error::new(ErrorCode::Internal, format!("worker {index}: {e}"));
         let lua = sandbox::new_lua(config.trusted).map_err(lua_error)?;
         let functions = FunctionCache::default();
         let base = sandbox::base_env(&lua, config.trusted).map_err(lua_error)?;
-        let budget = Budget::install(&lua, config.instruction_budget, config.time_budget).map_err(lua_error)?;
+        let interrupt = Interrupt::install(&lua, config.instruction_budget > 0).map_err(lua_error)?;
+        let budget = Budget::install(&lua, config.instruction_budget, interrupt.clone()).map_err(lua_error)?;
+        let limits = RunClock::new(watchdog, interrupt, budget.clone(), config.time_budget);
         let default_type: Arc<str> = Arc::from(config.default_type.as_str());
         let setup = api::Setup {
             cache,
@@ -159,7 +163,7 @@ impl Worker {
             pool_max: config.coroutine_pool,
             running: Cell::new(false),
             collect_first: Cell::new(false),
-            budget,
+            limits,
             clock: installed.clock,
             default_type,
         };
@@ -258,7 +262,7 @@ impl Worker {
                 return (state, Err(error));
             }
         };
-        let budget_left = w.budget.as_ref().map_or(Left::default(), |budget| budget.full());
+        let budget_left = w.limits.full();
         self.drive(w, shared, state, phase, thread, budget_left, (function, env, fresh, args))
     }
 
@@ -300,8 +304,9 @@ impl Worker {
     ) -> (Box<RequestState>, Result<Status>) {
         state.phase = Some(phase);
         w.clock.mark_stale();
-        if let Some(budget) = &w.budget {
-            budget.arm(budget_left);
+        if let Err(error) = w.limits.arm(&budget_left, thread.state()) {
+            state.phase = None;
+            return (state, Err(error));
         }
         let outcome = {
             let _running = RunningFlag::set(&w.running);
@@ -312,7 +317,7 @@ impl Worker {
         };
         state.phase = None;
         shared.count_phase();
-        let budget_left = w.budget.as_ref().map_or(Left::default(), |budget| budget.disarm());
+        let (budget_left, stopped) = w.limits.disarm();
         let result = match outcome {
             // `run_chunk` yields the signal alone when the script finished, ready for the next.
             Ok((first, Value::Nil)) if api::is_signal(&first) => {
@@ -341,7 +346,7 @@ impl Worker {
                 let mut error = Error::from_lua(&lua_error);
                 // A spent budget is what failed the run, even when the error that got out is
                 // another one (an xpcall handler stopped in turn: "error in error handling").
-                if let Some(stop) = w.budget.as_ref().and_then(|budget| budget.stopped()) {
+                if let Some(stop) = stopped {
                     let traceback = error.traceback.take();
                     error = Error::from_lua_message(ErrorCode::Budget, &stop);
                     error.traceback = traceback;

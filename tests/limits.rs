@@ -158,17 +158,62 @@ fn what_a_request_failed_for_memory_held_is_collected_before_the_next_run() {
 }
 
 #[test]
-fn budgeted_luajit_workers_run_interpreted() {
-    // Compiled loops would leave their trace at every iteration while the budget's hook is set.
+fn only_an_instruction_budget_makes_luajit_run_interpreted() {
+    // Compiled loops would leave their trace at every iteration while the budget's hook is set;
+    // the time budget sets no hook until it stops a script, so LuaJIT keeps compiling.
     if cfg!(feature = "luajit") {
         let status = "ngx.say((jit.status()))";
-        let free = engine_with(EngineConfig { workers: 1, trusted: true, ..Default::default() });
-        assert_eq!(serve(&free, "/", &[], &[(Phase::Content, status)]).body(), "true\n");
-        for (instruction_budget, time_budget) in [(1_000_000, Duration::ZERO), (0, Duration::from_secs(1))] {
+        for (instruction_budget, time_budget, jit) in
+            [(0, Duration::ZERO, "true"), (0, Duration::from_secs(1), "true"), (1_000_000, Duration::ZERO, "false")]
+        {
             let config =
                 EngineConfig { workers: 1, trusted: true, instruction_budget, time_budget, ..Default::default() };
-            let budgeted = engine_with(config);
-            assert_eq!(serve(&budgeted, "/", &[], &[(Phase::Content, status)]).body(), "false\n");
+            let engine = engine_with(config);
+            assert_eq!(serve(&engine, "/", &[], &[(Phase::Content, status)]).body(), format!("{jit}\n"));
         }
     }
+}
+
+#[test]
+fn limits_are_on_by_default() {
+    let defaults = EngineConfig::default();
+    assert_eq!(defaults.time_budget, luaengine::DEFAULT_TIME_BUDGET);
+    assert_eq!(defaults.memory_limit, luaengine::DEFAULT_MEMORY_LIMIT);
+    assert!(defaults.time_budget >= Duration::from_secs(1), "a real site never hits the default");
+    // A bomb in a default engine fails at the default cap instead of growing the host.
+    let engine = engine_with(EngineConfig { workers: 1, ..Default::default() });
+    let error = stopped(&engine, "local s = 'x' while true do s = s .. s end");
+    assert_eq!(error.code, ErrorCode::Memory, "{error:?}");
+    let memory = engine.stats().workers[0].lua_memory;
+    assert!(memory < luaengine::DEFAULT_MEMORY_LIMIT / 2, "{memory}");
+}
+
+#[test]
+fn zero_turns_the_limits_off() {
+    let config = EngineConfig { workers: 1, time_budget: Duration::ZERO, memory_limit: 0, ..Default::default() };
+    let engine = engine_with(config);
+    // 150 ms of work and 64 MB: both would pass the defaults too, but run with no watchdog hold.
+    let lua = "local t = {} for i = 1, 64 do t[i] = string.rep('x', 1e6) .. i end ngx.say(#t)";
+    assert_eq!(serve(&engine, "/", &[], &[(Phase::Content, lua)]).body(), "64\n");
+}
+
+#[test]
+fn shutdown_stops_running_scripts_and_later_runs() {
+    // A runaway with the time budget off: only the shutdown can stop it.
+    let config = EngineConfig { workers: 2, time_budget: Duration::ZERO, ..Default::default() };
+    let engine = engine_with(config);
+    let runaway = {
+        let engine = engine.clone();
+        std::thread::spawn(move || serve(&engine, "/", &[], &[(Phase::Content, "local x = 0 while true do x = x + 1 end")]))
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let stopping = Instant::now();
+    engine.shutdown();
+    let outcome = runaway.join().unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(1), "took {:?}", stopping.elapsed());
+    let error = outcome.error.expect("the runaway is stopped");
+    assert_eq!(error.code, ErrorCode::Budget, "{error:?}");
+    assert!(error.message.ends_with("the engine is shutting down"), "{}", error.message);
+    let later = serve(&engine, "/", &[], &[(Phase::Content, "ngx.say('late')")]);
+    assert_eq!(later.error.map(|e| e.code), Some(ErrorCode::Budget));
 }

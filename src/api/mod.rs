@@ -34,6 +34,7 @@ use crate::cache::CodeCache;
 use crate::config::VariableResolver;
 use crate::host::HostFunction;
 use crate::limits::Budget;
+use crate::lua::interrupt::Interrupt;
 use crate::log::Logger;
 use crate::phase::{Phase, Phases};
 use crate::request::RequestState;
@@ -276,6 +277,10 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     params.set("dict_names", setup.dicts.iter().map(|dict| dict.name()).collect::<Vec<_>>())?;
     let builtins = lua.create_table()?;
     params.set("builtins", &builtins)?;
+    if let Some((enter, leave)) = Interrupt::tracking_functions(lua)? {
+        params.set("track_enter", enter)?;
+        params.set("track_leave", leave)?;
+    }
     if let Some(budget) = setup.budget {
         params.set("budget_spent", lua.create_function(move |_, ()| Ok(budget.exceeded()))?)?;
     }

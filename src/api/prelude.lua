@@ -5,6 +5,18 @@ local P = ...
 local ngx, impl, signal, base = P.ngx, P.impl, P.signal, P.base
 local setfenv = P.setfenv
 local co_create, co_resume, co_yield, co_status = coroutine.create, coroutine.resume, coroutine.yield, coroutine.status
+-- Lua 5.4: the engine's watchdog stops a runaway script by hooking the coroutines running, so
+-- every resume tells it which one runs now (lua/interrupt.rs).
+if P.track_enter then
+  local raw_resume, enter, leave = co_resume, P.track_enter, P.track_leave
+  co_resume = function(co, ...)
+    if type(co) ~= "thread" then
+      return raw_resume(co, ...)
+    end
+    enter(co)
+    return leave(raw_resume(co, ...))
+  end
+end
 local error, type, rawget, rawset, setmetatable = error, type, rawget, rawset, setmetatable
 local lower, gsub = string.lower, string.gsub
 

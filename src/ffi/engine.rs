@@ -67,10 +67,13 @@ pub struct le_config {
     /// (the default). A phase that yields keeps what it has left when it is resumed.
     pub instruction_budget: u64,
     /// Wall time one phase run may take, in milliseconds, before failing with
-    /// `LE_ERR_BUDGET`; 0 = none (the default). Time suspended in a yield does not count. With
-    /// either budget set, LuaJIT workers run interpreted (hooks make compiled code far slower).
+    /// `LE_ERR_BUDGET`; 0 = none. Default 5000: a runaway loop must not pin a worker. Time
+    /// suspended in a yield does not count. Checked by a watchdog every 10 ms at no cost to
+    /// scripts. With an instruction budget set, LuaJIT workers run interpreted (its hook makes
+    /// compiled code far slower).
     pub time_budget_ms: u32,
-    /// Lua memory cap per worker in bytes; 0 = none.
+    /// Lua memory cap per worker in bytes; 0 = none. Default 512 MiB: an allocation bomb fails
+    /// its script instead of growing the host.
     pub memory_limit: usize,
     /// Idle coroutines each worker keeps for reuse. Default 1024.
     pub coroutine_pool: u32,
@@ -155,7 +158,9 @@ pub struct le_worker_stats {
     pub running_timers: usize,
 }
 
-/// The defaults: one worker per CPU, sandboxed, stderr logging, no budget, no memory cap.
+/// The defaults: one worker per CPU, sandboxed, stderr logging, a 5 s time budget per phase
+/// run and a 512 MiB Lua memory cap per worker (set either to 0 to turn it off), no instruction
+/// budget.
 #[no_mangle]
 pub extern "C" fn le_config_default() -> le_config {
     let defaults = EngineConfig::default();
@@ -167,9 +172,9 @@ pub extern "C" fn le_config_default() -> le_config {
         log: None,
         log_user_data: std::ptr::null_mut(),
         log_level: defaults.log_level as le_log_level,
-        instruction_budget: 0,
-        time_budget_ms: 0,
-        memory_limit: 0,
+        instruction_budget: defaults.instruction_budget,
+        time_budget_ms: u32::try_from(defaults.time_budget.as_millis()).unwrap_or(u32::MAX),
+        memory_limit: defaults.memory_limit,
         coroutine_pool: u32::try_from(defaults.coroutine_pool).unwrap_or(u32::MAX),
         file_check_interval_ms: u32::try_from(defaults.file_check_interval.as_millis()).unwrap_or(u32::MAX),
         functions: std::ptr::null(),

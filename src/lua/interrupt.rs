@@ -1,0 +1,236 @@
+//! Stopping a running script from another thread, at no cost while nothing is stopped.
+//!
+//! A count hook set for good would cost every script: Lua 5.4 then traps on every instruction
+//! (2.3× slower measured on a CPU-bound loop) and LuaJIT must leave its compiled code. Instead
+//! no hook is set while scripts run, and the engine's watchdog thread sets one, with a count of
+//! one instruction, on the state that runs away, the way `lua.c` and `luajit.c` stop a script on
+//! Ctrl-C from their signal handler. The hook raises the stop at the next VM instruction, and
+//! again at every instruction after, so `pcall` cannot swallow it.
+//!
+//! Where the hook goes differs by backend. LuaJIT's hooks are global to the VM: one call covers
+//! every coroutine, and the worker clears it when the run is over. Lua 5.4's hooks belong to
+//! one coroutine: the worker tells us which coroutines are running (the phase's, and the user
+//! coroutines it resumed, nested: `track_enter`/`track_leave` around `coroutine.resume`), and the
+//! hook goes on each. Every one of them is alive while tracked (each is on its resumer's stack),
+//! and the lock held while hooking keeps it so. A hook found on a coroutine after its run is over
+//! removes itself.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use mlua::ffi::{self, lua_Debug, lua_State};
+use mlua::Lua;
+use parking_lot::Mutex;
+
+/// The registry key of a state's `Interrupt` (its address is the key).
+static REGISTRY_KEY: u8 = 0;
+
+/// Coroutines tracked at once; deeper nesting (Lua's C stack allows about 200) still counts
+/// depth, and the outer ones hooked stop it all the same.
+const TRACKED: usize = 64;
+
+/// A worker state's interrupt: set from any thread, raised in the state at its next instruction.
+pub(crate) struct Interrupt {
+    /// A state of the worker's VM; LuaJIT's hook set on it covers all its coroutines.
+    vm: *mut lua_State,
+    /// A count hook of the engine's own (the instruction budget) is installed and polls
+    /// `stopping`: then no hook is set here, which would replace it.
+    polled: bool,
+    stopping: AtomicBool,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// What the raised error says after `chunk:line: `.
+    reason: String,
+    /// The message raised, once the hook composed it.
+    message: Option<String>,
+    /// Lua 5.4: the coroutines running now, outermost first.
+    running: [*mut lua_State; TRACKED],
+    depth: usize,
+}
+
+// SAFETY: the raw states are only used under `inner`'s lock, and only through `lua_sethook`,
+// which Lua documents as safe to call asynchronously (its interpreters call it from a signal
+// handler); tracked states are alive while tracked (see the module's comment).
+unsafe impl Send for Interrupt {}
+unsafe impl Sync for Interrupt {}
+
+impl Interrupt {
+    /// Creates the interrupt of `lua`'s state. `lua` must keep it alive as long as it runs code
+    /// (the worker holds both and drops the state first). With `polled`, the engine's own count
+    /// hook checks `stopping()` and raises.
+    pub(crate) fn install(lua: &Lua, polled: bool) -> mlua::Result<Arc<Interrupt>> {
+        let mut interrupt = Arc::new(Interrupt {
+            vm: std::ptr::null_mut(),
+            polled,
+            stopping: AtomicBool::new(false),
+            inner: Mutex::new(Inner {
+                reason: String::new(),
+                message: None,
+                running: [std::ptr::null_mut(); TRACKED],
+                depth: 0,
+            }),
+        });
+        let address = Arc::as_ptr(&interrupt) as *mut c_void;
+        let mut vm = std::ptr::null_mut();
+        // SAFETY: exec_raw hands us the state with room on its stack for two values.
+        unsafe {
+            lua.exec_raw::<()>((), |state| {
+                vm = state;
+                ffi::lua_pushlightuserdata(state, address);
+                ffi::lua_rawsetp(state, ffi::LUA_REGISTRYINDEX, &REGISTRY_KEY as *const u8 as *const c_void);
+            })?;
+        }
+        Arc::get_mut(&mut interrupt).expect("not shared yet").vm = vm;
+        Ok(interrupt)
+    }
+
+    /// `coroutine.resume`'s companions on Lua 5.4, for the prelude: `track_enter(co)` before
+    /// resuming `co`, `track_leave(...)` around what the resume returned (it returns it all).
+    pub(crate) fn tracking_functions(lua: &Lua) -> mlua::Result<Option<(mlua::Function, mlua::Function)>> {
+        if cfg!(feature = "luajit") {
+            return Ok(None);
+        }
+        // SAFETY: both are C functions following the Lua C API's rules (see each).
+        unsafe { Ok(Some((lua.create_c_function(track_enter)?, lua.create_c_function(track_leave)?))) }
+    }
+
+    /// Starts a run on `thread`, the phase's coroutine, as the only one tracked.
+    pub(crate) fn begin(&self, thread: *mut lua_State) {
+        if cfg!(feature = "luajit") {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        inner.running[0] = thread;
+        inner.depth = 1;
+    }
+
+    /// Stops the running script at its next instruction with `chunk:line: {reason}`. Called
+    /// again while the stop is pending, hooks the coroutines running by then (Lua 5.4).
+    pub(crate) fn fire(&self, reason: &str) {
+        let mut inner = self.inner.lock();
+        if !self.stopping.swap(true, Ordering::AcqRel) {
+            inner.reason.clear();
+            inner.reason.push_str(reason);
+            inner.message = None;
+        }
+        if self.polled {
+            return;
+        }
+        let hook = Some(stop_hook as ffi::lua_Hook);
+        if cfg!(feature = "luajit") {
+            // SAFETY: the VM outlives this interrupt's use (see `install`); lua_sethook is
+            // async-safe.
+            unsafe { ffi::lua_sethook(self.vm, hook, ffi::LUA_MASKCOUNT, 1) };
+            return;
+        }
+        let depth = inner.depth.min(TRACKED);
+        for &state in &inner.running[..depth] {
+            // SAFETY: tracked coroutines are alive while tracked, and the lock is held.
+            unsafe { ffi::lua_sethook(state, hook, ffi::LUA_MASKCOUNT, 1) };
+        }
+    }
+
+    /// Whether a stop is pending; the engine's own count hook polls it.
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// The reason of the pending stop.
+    pub(crate) fn reason(&self) -> String {
+        self.inner.lock().reason.clone()
+    }
+
+    /// Ends the run on the worker's own thread (no Lua code runs): clears the stop and its hook,
+    /// and returns the message raised, if the run was stopped.
+    pub(crate) fn end(&self) -> Option<String> {
+        if !self.stopping.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let mut inner = self.inner.lock();
+        inner.depth = 0;
+        if cfg!(feature = "luajit") && !self.polled {
+            // SAFETY: on the worker's thread, with no Lua code running.
+            unsafe { ffi::lua_sethook(self.vm, None, 0, 0) };
+        }
+        let reason = std::mem::take(&mut inner.reason);
+        Some(inner.message.take().unwrap_or_else(|| format!("?: {reason}")))
+    }
+
+    /// Composes the message raised at `chunk:line`, once per stop; returns it for the hook.
+    fn message(&self, chunk: &CStr, line: c_int) -> (*const c_char, usize) {
+        let mut inner = self.inner.lock();
+        if inner.message.is_none() {
+            let message = format!("{}:{line}: {}", chunk.to_string_lossy(), inner.reason);
+            inner.message = Some(message);
+        }
+        let message = inner.message.as_deref().unwrap_or_default();
+        // The string stays where it is until `end`, after the error has been raised and caught.
+        (message.as_ptr() as *const c_char, message.len())
+    }
+
+    fn push(&self, thread: *mut lua_State) {
+        let mut inner = self.inner.lock();
+        let depth = inner.depth;
+        if depth < TRACKED {
+            inner.running[depth] = thread;
+        }
+        inner.depth = depth + 1;
+    }
+
+    fn pop(&self) {
+        let mut inner = self.inner.lock();
+        inner.depth = inner.depth.saturating_sub(1);
+    }
+}
+
+/// The state's interrupt, from the registry; null in a state without one.
+///
+/// # Safety
+/// `state` is a running Lua state with a free stack slot (hooks and C functions have 20).
+unsafe fn lookup(state: *mut lua_State) -> *const Interrupt {
+    ffi::lua_rawgetp(state, ffi::LUA_REGISTRYINDEX, &REGISTRY_KEY as *const u8 as *const c_void);
+    let interrupt = ffi::lua_touserdata(state, -1) as *const Interrupt;
+    ffi::lua_pop(state, 1);
+    interrupt
+}
+
+/// Raises the pending stop, or removes itself from a coroutine whose run is over.
+unsafe extern "C-unwind" fn stop_hook(state: *mut lua_State, debug: *mut lua_Debug) {
+    let interrupt = lookup(state);
+    if interrupt.is_null() || !(*interrupt).stopping() {
+        ffi::lua_sethook(state, None, 0, 0);
+        return;
+    }
+    ffi::lua_getinfo(state, c"Sl".as_ptr(), debug);
+    let chunk = CStr::from_ptr((*debug).short_src.as_ptr());
+    let line = (*debug).currentline;
+    // No Rust value with a destructor is alive past this statement: lua_error longjmps.
+    let (message, len) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (*interrupt).message(chunk, line))) {
+        Ok(message) => message,
+        Err(_) => (c"budget exceeded".as_ptr(), "budget exceeded".len()),
+    };
+    ffi::lua_pushlstring(state, message, len);
+    ffi::lua_error(state);
+}
+
+/// `track_enter(co)`: coroutine `co` is about to be resumed by the running one.
+unsafe extern "C-unwind" fn track_enter(state: *mut lua_State) -> c_int {
+    let thread = ffi::lua_tothread(state, 1);
+    let interrupt = lookup(state);
+    if !interrupt.is_null() && !thread.is_null() {
+        (*interrupt).push(thread);
+    }
+    0
+}
+
+/// `track_leave(...)`: the resume is over; returns its arguments.
+unsafe extern "C-unwind" fn track_leave(state: *mut lua_State) -> c_int {
+    let interrupt = lookup(state);
+    if !interrupt.is_null() {
+        (*interrupt).pop();
+    }
+    ffi::lua_gettop(state)
+}
