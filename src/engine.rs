@@ -75,6 +75,8 @@ pub(crate) struct Shared {
     pub scheduler: Arc<Scheduler>,
     pub timers: Timers,
     watchdog: Arc<Watchdog>,
+    /// init and init_worker, compiled: each worker runs them again when its state is rebuilt.
+    init_scripts: Vec<(Phase, Script)>,
     next_request: AtomicU64,
     next_worker: AtomicUsize,
     phases_run: AtomicU64,
@@ -84,6 +86,10 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn worker(&self, index: usize) -> &Worker {
         &self.workers[index]
+    }
+
+    pub(crate) fn init_scripts(&self) -> &[(Phase, Script)] {
+        &self.init_scripts
     }
 
     pub(crate) fn count_phase(&self) {
@@ -139,6 +145,7 @@ impl Engine {
                     .map(Arc::new)
             })
             .collect::<Result<Vec<_>>>()?;
+        let init_scripts = Engine::compile_init(&cache, &config)?;
         let shared = Arc::new(Shared {
             workers,
             cache,
@@ -147,6 +154,7 @@ impl Engine {
             scheduler,
             timers,
             watchdog,
+            init_scripts,
             next_request: AtomicU64::new(1),
             next_worker: AtomicUsize::new(0),
             phases_run: AtomicU64::new(0),
@@ -155,20 +163,29 @@ impl Engine {
         shared.timers.attach(Arc::downgrade(&shared));
         // On failure the engine drops here, which runs the timers init_worker started, premature.
         let engine = Engine { _exiting: Arc::new(ExitingFlag(exiting)), shared: Arc::new(Hold(shared)) };
-        Engine::run_init(&engine.shared, &config)?;
+        Engine::run_init(&engine.shared)?;
         Ok(engine)
     }
 
+    fn compile_init(cache: &Arc<CodeCache>, config: &EngineConfig) -> Result<Vec<(Phase, Script)>> {
+        let sources = [(Phase::Init, &config.init), (Phase::InitWorker, &config.init_worker)];
+        let sources = sources.into_iter().filter_map(|(phase, source)| Some((phase, source.as_ref()?)));
+        sources
+            .map(|(phase, source)| {
+                let script = match source {
+                    LuaSource::Inline { name, source } => cache.compile(name, source)?,
+                    LuaSource::File(path) => cache.compile_file(path)?,
+                };
+                Ok((phase, script))
+            })
+            .collect()
+    }
+
     /// init in every worker (OpenResty runs it before forking them), then init_worker in each.
-    fn run_init(shared: &Shared, config: &EngineConfig) -> Result<()> {
-        for (phase, source) in [(Phase::Init, &config.init), (Phase::InitWorker, &config.init_worker)] {
-            let Some(source) = source else { continue };
-            let script = match source {
-                LuaSource::Inline { name, source } => shared.cache.compile(name, source)?,
-                LuaSource::File(path) => shared.cache.compile_file(path)?,
-            };
+    fn run_init(shared: &Shared) -> Result<()> {
+        for (phase, script) in &shared.init_scripts {
             for worker in &shared.workers {
-                worker.run_init(shared, phase, script.current())?;
+                worker.run_init(shared, *phase, script.current())?;
             }
         }
         Ok(())

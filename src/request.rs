@@ -372,6 +372,8 @@ pub(crate) struct RequestState {
     pub content_type_set: bool,
     /// The request's globals, created on the first phase run.
     pub env: Option<Table>,
+    /// The worker state `env`, `ctx` and `suspended` belong to (`WorkerLua::generation`).
+    pub generation: u64,
     pub suspended: Option<Suspended>,
     /// Waits started by the running phase and not completed yet.
     pub waits: Waits,
@@ -402,6 +404,7 @@ impl RequestState {
             ctx: None,
             content_type_set: false,
             env: None,
+            generation: 0,
             suspended: None,
             waits: Waits::default(),
             chunk: BodyChunk::default(),

@@ -318,13 +318,16 @@ impl Core {
     fn expire(self: &Arc<Core>, shared: &Shared, expiry: Expiry) {
         let counts = &self.counts[expiry.worker];
         counts.pending.fetch_sub(1, Ordering::AcqRel);
+        let worker = shared.worker(expiry.worker);
+        if worker.timer_discarded(expiry.id) {
+            return;
+        }
         let again = expiry.every.filter(|_| !expiry.premature && !self.exiting.load(Ordering::Acquire));
         if let Some(period) = again {
             counts.pending.fetch_add(1, Ordering::AcqRel);
             self.schedule(expiry, period);
         }
         let last = again.is_none();
-        let worker = shared.worker(expiry.worker);
         let max = self.max_running;
         if counts.running.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1)).is_err() {
             let defined_at = worker.forget_timer(expiry.id, last);

@@ -39,19 +39,47 @@ pub struct WorkerStats {
     pub pending_timers: usize,
     /// Timer callbacks of this worker running, waiting ones included (`ngx.timer.running_count()`).
     pub running_timers: usize,
+    /// Times this worker's Lua state was built anew because it could not get back under its
+    /// memory cap (see `Worker::rebuild`).
+    pub rebuilds: u64,
 }
 
 pub(crate) struct Worker {
     pub index: usize,
-    lua: ReentrantMutex<WorkerLua>,
+    /// The state, replaced whole when it is rebuilt; borrowed mutably only then.
+    lua: ReentrantMutex<RefCell<WorkerLua>>,
     pooled: AtomicUsize,
     memory: AtomicUsize,
-    /// Functions loaded in this worker's state (shared with `require`); used under the lock.
-    functions: FunctionCache,
+    /// Functions loaded, over every state this worker had.
+    functions_loaded: Arc<AtomicU64>,
+    /// What building a state takes, kept to build it again.
+    build: Build,
+    /// A memory error left the state near its cap even after a full collection: the next run
+    /// starts on a new state.
+    stuck: AtomicBool,
+    rebuilds: AtomicU64,
+    /// Timers with a lower id belong to a state that was discarded: their callbacks are gone.
+    timer_floor: AtomicU64,
+}
+
+/// Everything a worker's state is built from.
+struct Build {
+    config: EngineConfig,
+    cache: Arc<CodeCache>,
+    logger: Logger,
+    dicts: Vec<Arc<SharedDict>>,
+    timers: Timers,
+    exiting: Arc<AtomicBool>,
+    watchdog: Arc<Watchdog>,
 }
 
 struct WorkerLua {
     lua: Lua,
+    /// Which of the worker's states this is (0 for the first): requests that hold Lua values
+    /// of an earlier one cannot go on.
+    generation: u64,
+    /// Functions loaded in this state (shared with `require`); used under the lock.
+    functions: FunctionCache,
     run_chunk: Function,
     current: CurrentRequest,
     /// Metatable of every request's globals: reads fall through to the base environment.
@@ -69,6 +97,7 @@ struct WorkerLua {
     /// A run failed for want of memory: the next run first collects what the failed request
     /// held (its ngx.ctx, its globals), freed only with the request, after the failure.
     collect_first: Cell<bool>,
+    memory_limit: usize,
     limits: Arc<RunClock>,
     clock: api::time::Clock,
     default_type: Arc<str>,
@@ -108,6 +137,7 @@ impl FunctionCache {
 }
 
 impl Worker {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         index: usize,
         config: &EngineConfig,
@@ -118,69 +148,87 @@ impl Worker {
         exiting: &Arc<AtomicBool>,
         watchdog: &Arc<Watchdog>,
     ) -> Result<Worker> {
-        let lua_error = |e: mlua::Error| Error::new(ErrorCode::Internal, format!("worker {index}: {e}"));
-        let lua = sandbox::new_lua(config.trusted).map_err(lua_error)?;
-        let functions = FunctionCache::default();
-        let base = sandbox::base_env(&lua, config.trusted).map_err(lua_error)?;
-        let interrupt = Interrupt::install(&lua, config.instruction_budget > 0).map_err(lua_error)?;
-        let budget = Budget::install(&lua, config.instruction_budget, interrupt.clone()).map_err(lua_error)?;
-        let limits = RunClock::new(watchdog, interrupt, budget.clone(), config.time_budget);
-        let default_type: Arc<str> = Arc::from(config.default_type.as_str());
-        let setup = api::Setup {
+        let build = Build {
+            config: config.clone(),
             cache,
             logger,
-            package_path: &config.package_path,
-            trusted: config.trusted,
-            budget: budget.clone(),
-            functions: functions.clone(),
-            host_functions: &config.host_functions,
-            async_functions: &config.async_functions,
-            dicts,
-            variables: config.variables.clone(),
-            default_type: default_type.clone(),
-            worker: (index, config.worker_count()),
-            exiting: exiting.clone(),
+            dicts: dicts.to_vec(),
             timers: timers.clone(),
+            exiting: exiting.clone(),
+            watchdog: watchdog.clone(),
         };
-        let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
-        let env_mt = lua.create_table().map_err(lua_error)?;
-        env_mt.raw_set("__index", &base).map_err(lua_error)?;
-        env_mt.raw_set("__metatable", false).map_err(lua_error)?;
-        limits::cap_memory(&lua, config.memory_limit).map_err(lua_error)?;
-        // Building the API (the prelude's compilation above all) leaves about a third of the
-        // heap as garbage: a worker starts without it.
-        lua.gc_collect().map_err(lua_error)?;
-        let memory = AtomicUsize::new(lua.used_memory());
-        let state = WorkerLua {
-            lua,
-            run_chunk: installed.run_chunk,
-            current: installed.current,
-            env_mt,
-            base,
-            timer_entries: installed.timer_entries,
-            timer_chunk: installed.timer_chunk,
-            pool: RefCell::new(Vec::new()),
-            pool_max: config.coroutine_pool,
-            running: Cell::new(false),
-            collect_first: Cell::new(false),
-            limits,
-            clock: installed.clock,
-            default_type,
+        let functions_loaded = Arc::new(AtomicU64::new(0));
+        let state = WorkerLua::new(index, &build, &functions_loaded, 0)?;
+        Ok(Worker {
+            index,
+            memory: AtomicUsize::new(state.lua.used_memory()),
+            lua: ReentrantMutex::new(RefCell::new(state)),
+            pooled: AtomicUsize::new(0),
+            functions_loaded,
+            build,
+            stuck: AtomicBool::new(false),
+            rebuilds: AtomicU64::new(0),
+            timer_floor: AtomicU64::new(0),
+        })
+    }
+
+    /// Builds the worker's state anew when the last one could not get back under its memory
+    /// cap, then runs init and init_worker there (`init`, compiled by the engine). Requests
+    /// and timer callbacks holding Lua values of the old state fail when they go on; pending
+    /// timers of the old state are dropped when they expire, as their callbacks are gone.
+    fn rebuild(&self, shared: &Shared, guard: &RefCell<WorkerLua>) {
+        if !self.stuck.load(Ordering::Acquire) {
+            return;
+        }
+        // Only at the outermost entry into the worker: nothing else borrows the state then.
+        let Ok(mut state) = guard.try_borrow_mut() else { return };
+        self.stuck.store(false, Ordering::Release);
+        let generation = state.generation + 1;
+        let fresh = match WorkerLua::new(self.index, &self.build, &self.functions_loaded, generation) {
+            Ok(fresh) => fresh,
+            Err(error) => {
+                let message = format!("worker {}: cannot rebuild its Lua state: {}", self.index, error.summary());
+                return shared.logger.log_engine(LogLevel::Alert, &message);
+            }
         };
-        Ok(Worker { index, lua: ReentrantMutex::new(state), pooled: AtomicUsize::new(0), memory, functions })
+        let used = state.lua.used_memory();
+        self.timer_floor.store(self.build.timers.reserve_id(), Ordering::Release);
+        // The old state goes now; values requests still hold of it become inert.
+        *state = fresh;
+        drop(state);
+        self.rebuilds.fetch_add(1, Ordering::Relaxed);
+        let message = format!(
+            "worker {}: Lua state rebuilt: {used} bytes were still in use after a full collection, near the {} byte cap",
+            self.index, self.build.config.memory_limit
+        );
+        shared.logger.log_engine(LogLevel::Alert, &message);
+        for (phase, script) in shared.init_scripts() {
+            if let Err(error) = self.run_init(shared, *phase, script.current()) {
+                let message = format!("worker {}: {} failed on the rebuilt state: {}", self.index, phase.name(), error.summary());
+                shared.logger.log_engine(LogLevel::Alert, &message);
+            }
+        }
+    }
+
+    /// Whether timer `id` was started in a state this worker since discarded.
+    pub(crate) fn timer_discarded(&self, id: u64) -> bool {
+        id < self.timer_floor.load(Ordering::Acquire)
     }
 
     pub(crate) fn stats(&self) -> WorkerStats {
         // Lua memory is read when the worker is free; a busy worker reports its last reading.
-        if let Some(state) = self.lua.try_lock() {
-            self.memory.store(state.lua.used_memory(), Ordering::Relaxed);
+        if let Some(guard) = self.lua.try_lock() {
+            if let Ok(state) = guard.try_borrow() {
+                self.memory.store(state.lua.used_memory(), Ordering::Relaxed);
+            }
         }
         WorkerStats {
             pooled_coroutines: self.pooled.load(Ordering::Relaxed),
             lua_memory: self.memory.load(Ordering::Relaxed),
-            functions_loaded: self.functions.loaded.load(Ordering::Relaxed),
+            functions_loaded: self.functions_loaded.load(Ordering::Relaxed),
             pending_timers: 0,
             running_timers: 0,
+            rebuilds: self.rebuilds.load(Ordering::Relaxed),
         }
     }
 
@@ -192,13 +240,18 @@ impl Worker {
         phase: Phase,
         bytecode: Arc<Bytecode>,
     ) -> (Box<RequestState>, Result<Status>) {
-        self.start(shared, state, phase, |w| Ok((self.functions.get(&w.lua, &bytecode)?, ())))
+        self.start(shared, state, phase, |w| Ok((w.functions.get(&w.lua, &bytecode)?, ())))
     }
 
     /// Runs init or init_worker with `bytecode`, its globals being the base environment.
     pub(crate) fn run_init(&self, shared: &Shared, phase: Phase, bytecode: Arc<Bytecode>) -> Result<()> {
         let mut state = RequestState::detached();
-        state.env = Some(self.lua.lock().base.clone());
+        let guard = self.lua.lock();
+        let w = guard.borrow();
+        state.env = Some(w.base.clone());
+        state.generation = w.generation;
+        drop(w);
+        drop(guard);
         match self.run(shared, state, phase, bytecode).1? {
             Status::Yield => Err(Error::invalid_state(format!("{} yielded; it cannot wait", phase.name()))),
             _ => Ok(()),
@@ -221,7 +274,8 @@ impl Worker {
     /// that will not happen; forgets the callback if that was its `last` run.
     pub(crate) fn forget_timer(&self, id: u64, last: bool) -> String {
         let guard = self.lua.lock();
-        let entries = &guard.timer_entries;
+        let w = guard.borrow();
+        let entries = &w.timer_entries;
         let defined_at = entries.raw_get::<Table>(id).and_then(|entry| entry.raw_get::<Function>("fn")).map(|f| {
             let info = f.info();
             format!("{}:{}", info.short_src.unwrap_or_default(), info.line_defined.unwrap_or(0))
@@ -241,9 +295,13 @@ impl Worker {
         prepare: impl FnOnce(&WorkerLua) -> mlua::Result<(Function, A)>,
     ) -> (Box<RequestState>, Result<Status>) {
         let guard = self.lua.lock();
-        let w = &*guard;
+        self.rebuild(shared, &guard);
+        let w = &*guard.borrow();
         if w.running.get() {
             return (state, Err(reentered()));
+        }
+        if let Err(error) = w.check_generation(&mut state) {
+            return (state, Err(error));
         }
         w.collect_after_memory_error();
         let prepared = (|| {
@@ -274,9 +332,13 @@ impl Worker {
         event: Option<Event>,
     ) -> (Box<RequestState>, Result<Status>) {
         let guard = self.lua.lock();
-        let w = &*guard;
+        self.rebuild(shared, &guard);
+        let w = &*guard.borrow();
         if w.running.get() {
             return (state, Err(reentered()));
+        }
+        if let Err(error) = w.check_generation(&mut state) {
+            return (state, Err(error));
         }
         w.collect_after_memory_error();
         let Some(Suspended { phase, thread, budget_left, .. }) = state.suspended.take() else {
@@ -356,6 +418,11 @@ impl Worker {
                     // starts above the cap and every later run on this worker fails too.
                     let _ = w.lua.gc_collect();
                     w.collect_first.set(true);
+                    // What is left is held by the state itself (module caches, timers, other
+                    // requests): near the cap, later runs would keep failing. Start afresh.
+                    if w.lua.used_memory() >= w.memory_limit / 4 * 3 {
+                        self.stuck.store(true, Ordering::Release);
+                    }
                 }
                 log_failure(&shared.logger, &error, phase, state.id);
                 Err(error)
@@ -370,6 +437,77 @@ impl Worker {
 }
 
 impl WorkerLua {
+    fn new(index: usize, build: &Build, functions_loaded: &Arc<AtomicU64>, generation: u64) -> Result<WorkerLua> {
+        let config = &build.config;
+        let lua_error = |e: mlua::Error| Error::new(ErrorCode::Internal, format!("worker {index}: {e}"));
+        let lua = sandbox::new_lua(config.trusted).map_err(lua_error)?;
+        let functions = FunctionCache { functions: Arc::default(), loaded: functions_loaded.clone() };
+        let base = sandbox::base_env(&lua, config.trusted).map_err(lua_error)?;
+        let interrupt = Interrupt::install(&lua, config.instruction_budget > 0).map_err(lua_error)?;
+        let budget = Budget::install(&lua, config.instruction_budget, interrupt.clone()).map_err(lua_error)?;
+        let limits = RunClock::new(&build.watchdog, interrupt, budget.clone(), config.time_budget);
+        let default_type: Arc<str> = Arc::from(config.default_type.as_str());
+        let setup = api::Setup {
+            cache: build.cache.clone(),
+            logger: build.logger.clone(),
+            package_path: &config.package_path,
+            trusted: config.trusted,
+            budget,
+            functions: functions.clone(),
+            host_functions: &config.host_functions,
+            async_functions: &config.async_functions,
+            dicts: &build.dicts,
+            variables: config.variables.clone(),
+            default_type: default_type.clone(),
+            worker: (index, config.worker_count()),
+            exiting: build.exiting.clone(),
+            timers: build.timers.clone(),
+        };
+        let installed = api::install(&lua, &base, setup).map_err(lua_error)?;
+        let env_mt = lua.create_table().map_err(lua_error)?;
+        env_mt.raw_set("__index", &base).map_err(lua_error)?;
+        env_mt.raw_set("__metatable", false).map_err(lua_error)?;
+        limits::cap_memory(&lua, config.memory_limit).map_err(lua_error)?;
+        // Building the API (the prelude's compilation above all) leaves about a third of the
+        // heap as garbage: a worker starts without it.
+        lua.gc_collect().map_err(lua_error)?;
+        Ok(WorkerLua {
+            lua,
+            generation,
+            functions,
+            run_chunk: installed.run_chunk,
+            current: installed.current,
+            env_mt,
+            base,
+            timer_entries: installed.timer_entries,
+            timer_chunk: installed.timer_chunk,
+            pool: RefCell::new(Vec::new()),
+            pool_max: config.coroutine_pool,
+            running: Cell::new(false),
+            collect_first: Cell::new(false),
+            memory_limit: config.memory_limit,
+            limits,
+            clock: installed.clock,
+            default_type,
+        })
+    }
+
+    /// Fails a request that holds Lua values of a state this worker discarded: they are gone.
+    /// Its state is emptied of them, so the request can still be read and freed.
+    fn check_generation(&self, state: &mut RequestState) -> Result<()> {
+        if state.generation == self.generation || (state.env.is_none() && state.suspended.is_none()) {
+            state.generation = self.generation;
+            return Ok(());
+        }
+        state.env = None;
+        state.ctx = None;
+        state.suspended = None;
+        Err(Error::new(
+            ErrorCode::Memory,
+            "the worker's Lua state was rebuilt after it ran out of memory: this request's Lua values are gone",
+        ))
+    }
+
     /// The request's globals table, and whether it is new: run_chunk then sets its `_G`
     /// (cheaper in Lua than through the API).
     fn request_env(&self, state: &mut RequestState) -> mlua::Result<(Table, bool)> {

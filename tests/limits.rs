@@ -217,3 +217,64 @@ fn shutdown_stops_running_scripts_and_later_runs() {
     let later = serve(&engine, "/", &[], &[(Phase::Content, "ngx.say('late')")]);
     assert_eq!(later.error.map(|e| e.code), Some(ErrorCode::Budget));
 }
+
+/// An engine whose one worker keeps a user module that hoards a megabyte per request, under a
+/// 32 MiB cap; init_worker counts its runs in `ngx.shared.stats` and starts an `every` timer.
+fn hoarding_engine() -> Engine {
+    let dir = std::env::temp_dir().join(format!("le-hoard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let module = "local kept = {} return { add = function() kept[#kept + 1] = string.rep('x', 1e6) .. #kept return #kept end }";
+    std::fs::write(dir.join("hoard.lua"), module).unwrap();
+    let init_worker = "ngx.shared.stats:incr('init_worker', 1, 0) ngx.timer.every(60, function() end)";
+    engine_with(EngineConfig {
+        workers: 1,
+        memory_limit: 32 << 20,
+        package_path: vec![format!("{}/?.lua", dir.display())],
+        shared_dicts: vec![("stats".into(), 1 << 20)],
+        init_worker: Some(luaengine::LuaSource::inline("init_worker", init_worker)),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn a_worker_stuck_over_its_cap_gets_a_fresh_state() {
+    let engine = hoarding_engine();
+    let hoard = "ngx.say(require('hoard').add())";
+    let mut failures = 0;
+    let mut served_after_failing = false;
+    for _ in 0..80 {
+        let outcome = serve(&engine, "/", &[], &[(Phase::Content, hoard)]);
+        match outcome.error {
+            Some(error) => {
+                assert_eq!(error.code, ErrorCode::Memory, "{error:?}");
+                failures += 1;
+            }
+            None if failures > 0 => served_after_failing = true,
+            None => {}
+        }
+    }
+    // Without the rebuild, every request after the first failure fails.
+    assert!(failures > 0 && failures < 5, "{failures} failures");
+    assert!(served_after_failing);
+    let stats = engine.stats();
+    assert!(stats.workers[0].rebuilds >= 2, "{:?}", stats.workers[0]);
+    // init_worker ran again on each new state; the old state's timer went with it.
+    let inits = serve(&engine, "/", &[], &[(Phase::Content, "ngx.say(ngx.shared.stats:get('init_worker'))")]);
+    assert_eq!(inits.body(), format!("{}\n", stats.workers[0].rebuilds + 1));
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(engine.stats().workers[0].pending_timers, 1 + stats.workers[0].rebuilds as usize);
+}
+
+#[test]
+fn a_request_waiting_across_a_rebuild_fails_cleanly() {
+    let engine = hoarding_engine();
+    let mut waiting = waited(&engine, "ngx.ctx.x = 1 coroutine.yield() ngx.say(ngx.ctx.x)", Duration::ZERO);
+    let hoard = "ngx.say(require('hoard').add())";
+    while engine.stats().workers[0].rebuilds == 0 {
+        serve(&engine, "/", &[], &[(Phase::Content, hoard)]);
+    }
+    let error = waiting.resume().unwrap_err();
+    assert_eq!(error.code, ErrorCode::Memory, "{error:?}");
+    assert!(error.message.contains("rebuilt"), "{}", error.message);
+    assert_eq!(serve(&engine, "/", &[], &[(Phase::Content, "ngx.say('ok')")]).body(), "ok\n");
+}
