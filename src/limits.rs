@@ -180,7 +180,7 @@ impl RunClock {
 
     /// Ends a run or resume: what its phase has left, and the message of the stop that ended
     /// it (a spent budget or a shutdown), if one did.
-    pub(crate) fn disarm(&self) -> (Left, Option<String>) {
+    pub(crate) fn disarm(&self) -> (Left, Option<(ErrorCode, String)>) {
         let mut stopped = None;
         let deadline = loop {
             let slot = self.slot.load(Ordering::SeqCst);
@@ -197,13 +197,21 @@ impl RunClock {
                 _ => break NO_DEADLINE,
             }
         };
+        // A run that was not stopped still ends here (the memory cap watches runs).
+        let stopped = stopped.or_else(|| self.interrupt.end());
         let ticks = match deadline {
             NO_DEADLINE => self.ticks,
             deadline => deadline.saturating_sub(self.watchdog.now()),
         };
+        // The instruction budget's own stop, or the message its hook raised for the watchdog.
         let budget_stop = self.budget.as_ref().and_then(|budget| budget.stopped());
+        let stopped = match (stopped, budget_stop) {
+            (Some((code, _)), Some(message)) => Some((code, message)),
+            (None, Some(message)) => Some((ErrorCode::Budget, message)),
+            (stopped, None) => stopped,
+        };
         let instructions = self.budget.as_ref().map_or(0, |budget| budget.left());
-        (Left { instructions, ticks }, budget_stop.or(stopped))
+        (Left { instructions, ticks }, stopped)
     }
 
     /// The watchdog's check at tick `now`: stops a run past its deadline, or any run once the
@@ -219,7 +227,7 @@ impl RunClock {
             _ => return,
         };
         if self.slot.compare_exchange(slot, deadline << 2 | FIRING, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
-            self.interrupt.fire(&reason);
+            self.interrupt.fire(ErrorCode::Budget, &reason);
             self.slot.store(deadline << 2 | FIRED, Ordering::SeqCst);
         }
     }
@@ -270,12 +278,4 @@ impl Watchdog {
         self.shutdown.store(true, Ordering::SeqCst);
         self.tick();
     }
-}
-
-/// Caps a worker's Lua heap; an allocation past it fails the running script with a memory error.
-pub(crate) fn cap_memory(lua: &Lua, bytes: usize) -> mlua::Result<()> {
-    if bytes > 0 {
-        lua.set_memory_limit(bytes)?;
-    }
-    Ok(())
 }

@@ -16,8 +16,9 @@ use crate::cache::{Bytecode, CodeCache};
 use crate::config::EngineConfig;
 use crate::engine::Shared;
 use crate::error::{Error, ErrorCode, Result};
-use crate::limits::{self, Budget, Left, RunClock, Watchdog};
+use crate::limits::{Budget, Left, RunClock, Watchdog};
 use crate::lua::interrupt::Interrupt;
+use crate::lua::memory::MemoryCap;
 use crate::log::{LogLevel, LogRecord, Logger};
 use crate::phase::{exit_outcome, ExitOutcome, Phase, Status};
 use crate::request::{RequestState, Suspended};
@@ -97,7 +98,7 @@ struct WorkerLua {
     /// A run failed for want of memory: the next run first collects what the failed request
     /// held (its ngx.ctx, its globals), freed only with the request, after the failure.
     collect_first: Cell<bool>,
-    memory_limit: usize,
+    memory_cap: Option<MemoryCap>,
     limits: Arc<RunClock>,
     clock: api::time::Clock,
     default_type: Arc<str>,
@@ -210,6 +211,21 @@ impl Worker {
         }
     }
 
+    /// A state over its cap (grown outside any run: init, the engine's own calls) runs nothing
+    /// until a collection brings it back under; one that stays over is rebuilt.
+    fn check_memory(&self, w: &WorkerLua) -> Result<()> {
+        let Some(cap) = &w.memory_cap else { return Ok(()) };
+        if !cap.over() {
+            return Ok(());
+        }
+        let _ = w.lua.gc_collect();
+        if !cap.over() {
+            return Ok(());
+        }
+        self.stuck.store(true, Ordering::Release);
+        Err(Error::new(ErrorCode::Memory, format!("the worker's Lua state holds {} bytes, over its cap", cap.used())))
+    }
+
     /// Whether timer `id` was started in a state this worker since discarded.
     pub(crate) fn timer_discarded(&self, id: u64) -> bool {
         id < self.timer_floor.load(Ordering::Acquire)
@@ -304,6 +320,9 @@ impl Worker {
             return (state, Err(error));
         }
         w.collect_after_memory_error();
+        if let Err(error) = self.check_memory(w) {
+            return (state, Err(error));
+        }
         let prepared = (|| {
             let (function, args) = prepare(w)?;
             let (env, fresh) = w.request_env(&mut state)?;
@@ -341,6 +360,9 @@ impl Worker {
             return (state, Err(error));
         }
         w.collect_after_memory_error();
+        if let Err(error) = self.check_memory(w) {
+            return (state, Err(error));
+        }
         let Some(Suspended { phase, thread, budget_left, .. }) = state.suspended.take() else {
             return (state, Err(Error::invalid_state("the request is not suspended")));
         };
@@ -408,9 +430,9 @@ impl Worker {
                 let mut error = Error::from_lua(&lua_error);
                 // A spent budget is what failed the run, even when the error that got out is
                 // another one (an xpcall handler stopped in turn: "error in error handling").
-                if let Some(stop) = stopped {
+                if let Some((code, stop)) = stopped {
                     let traceback = error.traceback.take();
-                    error = Error::from_lua_message(ErrorCode::Budget, &stop);
+                    error = Error::from_lua_message(code, &stop);
                     error.traceback = traceback;
                 }
                 if error.code == ErrorCode::Memory {
@@ -420,7 +442,7 @@ impl Worker {
                     w.collect_first.set(true);
                     // What is left is held by the state itself (module caches, timers, other
                     // requests): near the cap, later runs would keep failing. Start afresh.
-                    if w.lua.used_memory() >= w.memory_limit / 4 * 3 {
+                    if w.memory_cap.as_ref().is_some_and(MemoryCap::nearly_full) {
                         self.stuck.store(true, Ordering::Release);
                     }
                 }
@@ -445,7 +467,7 @@ impl WorkerLua {
         let base = sandbox::base_env(&lua, config.trusted).map_err(lua_error)?;
         let interrupt = Interrupt::install(&lua, config.instruction_budget > 0).map_err(lua_error)?;
         let budget = Budget::install(&lua, config.instruction_budget, interrupt.clone()).map_err(lua_error)?;
-        let limits = RunClock::new(&build.watchdog, interrupt, budget.clone(), config.time_budget);
+        let limits = RunClock::new(&build.watchdog, interrupt.clone(), budget.clone(), config.time_budget);
         let default_type: Arc<str> = Arc::from(config.default_type.as_str());
         let setup = api::Setup {
             cache: build.cache.clone(),
@@ -467,10 +489,10 @@ impl WorkerLua {
         let env_mt = lua.create_table().map_err(lua_error)?;
         env_mt.raw_set("__index", &base).map_err(lua_error)?;
         env_mt.raw_set("__metatable", false).map_err(lua_error)?;
-        limits::cap_memory(&lua, config.memory_limit).map_err(lua_error)?;
         // Building the API (the prelude's compilation above all) leaves about a third of the
         // heap as garbage: a worker starts without it.
         lua.gc_collect().map_err(lua_error)?;
+        let memory_cap = MemoryCap::install(&lua, config.memory_limit, interrupt).map_err(lua_error)?;
         Ok(WorkerLua {
             lua,
             generation,
@@ -485,7 +507,7 @@ impl WorkerLua {
             pool_max: config.coroutine_pool,
             running: Cell::new(false),
             collect_first: Cell::new(false),
-            memory_limit: config.memory_limit,
+            memory_cap,
             limits,
             clock: installed.clock,
             default_type,
@@ -546,6 +568,15 @@ impl WorkerLua {
     fn recycle(&self, thread: Thread) {
         if thread.reset(self.run_chunk.clone()).is_ok() {
             self.pool_ready(thread);
+        }
+    }
+}
+
+impl Drop for WorkerLua {
+    fn drop(&mut self) {
+        // The state closes after this, with its own allocator.
+        if let Some(cap) = &mut self.memory_cap {
+            cap.restore();
         }
     }
 }

@@ -136,11 +136,18 @@ fn the_memory_cap_turns_allocation_bombs_into_errors() {
         "local t = {} while true do t[#t + 1] = {} end",
         "local s = 'x' while true do s = s .. s end",
         "string.rep('x', 64 * 1024 * 1024)",
+        // pcall and coroutines must not swallow the stop.
+        "while true do pcall(function() local t = {} for i = 1, 1e9 do t[i] = {i} end end) end",
+        "coroutine.wrap(function() local t = {} while true do t[#t + 1] = {} end end)()",
     ];
     for lua in bombs {
         let error = stopped(&engine, lua);
         assert_eq!(error.code, ErrorCode::Memory, "{lua}: {error:?}");
     }
+    // Growth stops at the next instruction with the cap in the message; what can never fit is
+    // refused at once.
+    let error = stopped(&engine, bombs[1]);
+    assert!(error.message.starts_with("content:1: memory limit of 33554432 bytes exceeded"), "{}", error.message);
 }
 
 #[test]

@@ -23,6 +23,8 @@ use mlua::ffi::{self, lua_Debug, lua_State};
 use mlua::Lua;
 use parking_lot::Mutex;
 
+use crate::error::ErrorCode;
+
 /// The registry key of a state's `Interrupt` (its address is the key).
 static REGISTRY_KEY: u8 = 0;
 
@@ -38,11 +40,14 @@ pub(crate) struct Interrupt {
     /// `stopping`: then no hook is set here, which would replace it.
     polled: bool,
     stopping: AtomicBool,
+    /// A phase run is in progress (between `begin` and `end`).
+    running: AtomicBool,
     inner: Mutex<Inner>,
 }
 
 struct Inner {
-    /// What the raised error says after `chunk:line: `.
+    /// What the stop is (`Budget` or `Memory`), and what its error says after `chunk:line: `.
+    code: ErrorCode,
     reason: String,
     /// The message raised, once the hook composed it.
     message: Option<String>,
@@ -66,7 +71,9 @@ impl Interrupt {
             vm: std::ptr::null_mut(),
             polled,
             stopping: AtomicBool::new(false),
+            running: AtomicBool::new(false),
             inner: Mutex::new(Inner {
+                code: ErrorCode::Budget,
                 reason: String::new(),
                 message: None,
                 running: [std::ptr::null_mut(); TRACKED],
@@ -99,6 +106,7 @@ impl Interrupt {
 
     /// Starts a run on `thread`, the phase's coroutine, as the only one tracked.
     pub(crate) fn begin(&self, thread: *mut lua_State) {
+        self.running.store(true, Ordering::Release);
         if cfg!(feature = "luajit") {
             return;
         }
@@ -107,11 +115,13 @@ impl Interrupt {
         inner.depth = 1;
     }
 
-    /// Stops the running script at its next instruction with `chunk:line: {reason}`. Called
-    /// again while the stop is pending, hooks the coroutines running by then (Lua 5.4).
-    pub(crate) fn fire(&self, reason: &str) {
+    /// Stops the running script at its next instruction with `chunk:line: {reason}`, an error
+    /// of `code`. Called again while the stop is pending, hooks the coroutines running by then
+    /// (Lua 5.4).
+    pub(crate) fn fire(&self, code: ErrorCode, reason: &str) {
         let mut inner = self.inner.lock();
         if !self.stopping.swap(true, Ordering::AcqRel) {
+            inner.code = code;
             inner.reason.clear();
             inner.reason.push_str(reason);
             inner.message = None;
@@ -143,9 +153,15 @@ impl Interrupt {
         self.inner.lock().reason.clone()
     }
 
+    /// Whether a phase run is in progress.
+    pub(crate) fn running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
     /// Ends the run on the worker's own thread (no Lua code runs): clears the stop and its hook,
-    /// and returns the message raised, if the run was stopped.
-    pub(crate) fn end(&self) -> Option<String> {
+    /// and returns the stop's code and the message raised, if the run was stopped.
+    pub(crate) fn end(&self) -> Option<(ErrorCode, String)> {
+        self.running.store(false, Ordering::Release);
         if !self.stopping.swap(false, Ordering::AcqRel) {
             return None;
         }
@@ -156,7 +172,8 @@ impl Interrupt {
             unsafe { ffi::lua_sethook(self.vm, None, 0, 0) };
         }
         let reason = std::mem::take(&mut inner.reason);
-        Some(inner.message.take().unwrap_or_else(|| format!("?: {reason}")))
+        let message = inner.message.take().unwrap_or_else(|| format!("?: {reason}"));
+        Some((inner.code, message))
     }
 
     /// Composes the message raised at `chunk:line`, once per stop; returns it for the hook.

@@ -2,3 +2,4 @@
 //! Each function here keeps Rust values with destructors out of the way of Lua's longjmp.
 
 pub(crate) mod interrupt;
+pub(crate) mod memory;
