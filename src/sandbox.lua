@@ -38,6 +38,13 @@ local function freeze(name, real)
     names[real] = name
     return real
   end
+  -- An empty table with no metatable is sealed in place, as what it is matters to the engine
+  -- (cjson.array_mt marks arrays by identity).
+  if own == nil and next(real) == nil then
+    setmetatable(real, { __newindex = refuse(name), __metatable = false })
+    names[real] = name
+    return real
+  end
   if own and next(real) == nil then
     own.__metatable = false
     own.__newindex = own.__newindex or refuse(name)
@@ -74,9 +81,10 @@ if jit then
   base.table.insert = guard(base.table.insert)
 end
 
--- `package.loaded` and `package.preload` stay writable: modules register themselves there.
+-- `package.loaded` and `package.preload` are views whose own __newindex lets a request register
+-- modules of its own (prelude.lua); `package` itself is read-only like the libraries.
 for name, library in next, base do
-  if type(library) == "table" and name ~= "package" then
+  if type(library) == "table" then
     base[name] = freeze(name, library)
   end
 end
@@ -123,5 +131,23 @@ end
 for name, library in next, base do
   if reals[library] then
     builtins[name] = library
+  end
+end
+
+-- Every module the engine registered (cjson, host, ...) is a built-in one: loaded now, sealed
+-- like the libraries, and taken out of the worker's tables so that `require` answers it from
+-- `builtins` and no script replaces it.
+local function built_in(name, module)
+  builtins[name] = type(module) == "table" and freeze(name, module) or module
+end
+for name, module in next, P.loaded do
+  built_in(name, module)
+end
+for name, loader in next, P.preload do
+  built_in(name, loader(name))
+end
+for _, modules in ipairs({ P.loaded, P.preload }) do
+  for name in next, modules do
+    modules[name] = nil
   end
 end

@@ -276,6 +276,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     params.set("dict_names", setup.dicts.iter().map(|dict| dict.name()).collect::<Vec<_>>())?;
     let builtins = lua.create_table()?;
     params.set("builtins", &builtins)?;
+    params.set("isolated", !setup.trusted)?;
     if let Some(budget) = setup.budget {
         params.set("budget_spent", lua.create_function(move |_, ()| Ok(budget.exceeded()))?)?;
     }
@@ -295,8 +296,8 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     base.set("print", print)?;
     if !setup.trusted {
         let package = lua.create_table()?;
-        package.set("loaded", &loaded)?;
-        package.set("preload", &preload)?;
+        package.set("loaded", glue.get::<Table>("package_loaded")?)?;
+        package.set("preload", glue.get::<Table>("package_preload")?)?;
         package.set("path", setup.package_path.join(";"))?;
         base.set("package", package)?;
         let load: Function = glue.get("load")?;
@@ -312,7 +313,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     module_env.set_metatable(Some(module_mt))?;
     module_env.raw_set("_G", &module_env)?;
     if !setup.trusted {
-        crate::sandbox::seal(lua, base, &builtins, &[&headers_mt])?;
+        crate::sandbox::seal(lua, base, &builtins, (&loaded, &preload), &[&headers_mt])?;
     }
     Ok(Installed {
         run_chunk: glue.get("run_chunk")?,
