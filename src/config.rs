@@ -79,7 +79,12 @@ pub struct EngineConfig {
     pub memory_limit: usize,
     /// How many idle coroutines a worker keeps for reuse.
     pub coroutine_pool: usize,
-    /// How often a file script checks its file for changes (mtime, size). Zero checks on every run.
+    /// How often a file script (and a module file `require` loads) checks its file for changes
+    /// (mtime, size). Zero checks on every run. A change is taken only once it has stood for an
+    /// interval: the check that first sees it keeps the running version, and a check at least
+    /// one interval later that finds the file the same compiles it and switches. So a file
+    /// caught half-written is not served unless it stays so for a whole interval; replace files
+    /// by renaming to be safe. A first load compiles at once; `Engine::reload` does not wait.
     pub file_check_interval: Duration,
     /// Functions scripts call as `require("host").name(...)`. Names must be unique.
     pub host_functions: Vec<HostFunction>,

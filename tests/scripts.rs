@@ -1,5 +1,5 @@
 //! File scripts: keyed by path, revalidated by (mtime, size), reloaded without failing requests
-//! in flight.
+//! in flight, and never switched to a file caught half-written.
 
 mod common;
 
@@ -90,7 +90,69 @@ fn files_are_revalidated_after_the_check_interval() {
     let script = engine.compile_file(&path).unwrap();
     assert_eq!(body_of(&engine, &script), "one\n");
     rewrite(&path, "ngx.say('two!')");
-    assert_eq!(body_of(&engine, &script), "two!\n");
+    assert_eq!(body_of(&engine, &script), "one\n", "the check that first sees the change keeps the old version");
+    assert_eq!(body_of(&engine, &script), "two!\n", "the next check finds it unchanged and takes it");
+}
+
+/// Truncates a file (its mtime moves on, as an editor's or a copy's truncation does).
+fn truncate(path: &PathBuf) {
+    let before = std::fs::metadata(path).unwrap().modified().unwrap();
+    let file = std::fs::File::options().write(true).truncate(true).open(path).unwrap();
+    file.set_modified(before + Duration::from_secs(1)).unwrap();
+}
+
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Runs `script` until its body is `wanted` (at most 2 s), checking that no body on the way is
+/// the empty one of a half-written file.
+fn serve_until(engine: &luaengine::Engine, script: &luaengine::Script, wanted: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let body = body_of(engine, script);
+        assert_ne!(body, "", "the truncated version was served");
+        if body == wanted {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{wanted:?} not served within 2 s, still {body:?}");
+        std::thread::sleep(SETTLE / 4);
+    }
+}
+
+#[test]
+fn a_half_written_file_is_never_served() {
+    let dir = temp_dir("file-half-written");
+    let path = dir.join("content.lua");
+    std::fs::write(&path, "ngx.say('old')").unwrap();
+    let engine = engine_with(EngineConfig { workers: 1, file_check_interval: SETTLE, ..Default::default() });
+    let script = engine.compile_file(&path).unwrap();
+    assert_eq!(body_of(&engine, &script), "old\n");
+    truncate(&path);
+    std::thread::sleep(SETTLE + SETTLE / 5);
+    assert_eq!(body_of(&engine, &script), "old\n", "a check that sees the file truncated keeps the old version");
+    // Written before another check could find the empty file unchanged.
+    rewrite(&path, "ngx.say('new content')");
+    serve_until(&engine, &script, "new content\n");
+}
+
+#[test]
+fn a_half_written_module_is_never_loaded() {
+    let dir = temp_dir("module-half-written");
+    let path = dir.join("m.lua");
+    std::fs::write(&path, "return 'old'").unwrap();
+    let engine = engine_with(EngineConfig {
+        workers: 1,
+        file_check_interval: SETTLE,
+        package_path: vec![format!("{}/?.lua", dir.display())],
+        ..Default::default()
+    });
+    // The request forgets the worker's copy, so that its `require` loads the file again.
+    let script = engine.compile("content", "package.loaded.m = nil ngx.say(require('m'))").unwrap();
+    assert_eq!(body_of(&engine, &script), "old\n");
+    truncate(&path);
+    std::thread::sleep(SETTLE + SETTLE / 5);
+    assert_eq!(body_of(&engine, &script), "old\n", "a check that sees the module truncated keeps the old version");
+    rewrite(&path, "return 'new content'");
+    serve_until(&engine, &script, "new content\n");
 }
 
 #[test]
