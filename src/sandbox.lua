@@ -137,17 +137,17 @@ end
 -- Every module the engine registered (cjson, host, ...) is a built-in one: loaded now, sealed
 -- like the libraries, and taken out of the worker's tables so that `require` answers it from
 -- `builtins` and no script replaces it.
-local function built_in(name, module)
-  builtins[name] = type(module) == "table" and freeze(name, module) or module
-end
-for name, module in next, P.loaded do
-  built_in(name, module)
-end
-for name, loader in next, P.preload do
-  built_in(name, loader(name))
-end
-for _, modules in ipairs({ P.loaded, P.preload }) do
-  for name in next, modules do
-    modules[name] = nil
+-- In name order, so that a table two modules share is named after the first (cjson.array_mt).
+local modules = {}
+for _, registered in ipairs({ P.loaded, P.preload }) do
+  for name, module in next, registered do
+    modules[#modules + 1] = name
+    modules[name] = registered == P.preload and module(name) or module
+    registered[name] = nil
   end
+end
+table.sort(modules)
+for _, name in ipairs(modules) do
+  local module = modules[name]
+  builtins[name] = type(module) == "table" and freeze(name, module) or module
 end

@@ -163,6 +163,10 @@ const ALLOWED: &[(&str, &str)] = &[
     ("package.loaded.mine = {v = 1} ngx.say(require('mine').v, package.loaded.mine.v)", "11"),
     ("package.preload.mine = function(name) return {v = name} end ngx.say(require('mine').v, package.loaded.mine.v)", "minemine"),
     ("package.loaded.mine = 1 package.loaded.mine = nil ngx.say((pcall(require, 'mine')))", "false"),
+    (
+        "local cjson = require('cjson') cjson.encode_empty_table_as_object(false) cjson.encode_sparse_array(true) ngx.say(cjson.encode({}), cjson.encode({[3] = 1}), cjson.encode_empty_table_as_object(), cjson.encode_sparse_array())",
+        "[][null,null,1]falsetrue210",
+    ),
 ];
 
 fn check_worker_serves(engine: &Engine, after: &str) {
@@ -234,6 +238,10 @@ const LEAKS: &[(&str, &str, &str)] = &[
     ("package.path = 'pwned'", "ngx.say(#package.path)", "0"),
     ("package.cpath = 'pwned'", "ngx.say(tostring(package.cpath))", "nil"),
     ("package.loaded = {x = 'pwned'}", "ngx.say(tostring(package.loaded.x))", "nil"),
+    // A request's cjson configuration is its own.
+    ("require('cjson').encode_empty_table_as_object(false)", "ngx.say(require('cjson').encode({}))", "{}"),
+    ("require('cjson.safe').decode_array_with_array_mt(true)", "ngx.say(getmetatable(require('cjson.safe').decode('[]')))", "nil"),
+    ("require('cjson').encode_number_precision(3)", "ngx.say(require('cjson').encode(1/3), require('cjson').encode_number_precision())", "0.3333333333333314"),
 ];
 
 #[test]
@@ -279,8 +287,9 @@ fn module_files_are_shared_by_the_worker_and_package_loaded_writes_are_the_reque
             ("counter.lua", "return { n = 0 }"),
             // A module body runs once per worker: what it registers is the worker's.
             ("registers.lua", "package.loaded['registers.extra'] = { v = 'extra' } return {}"),
+            ("configures.lua", "require('cjson').encode_empty_table_as_object(false) return {}"),
         ],
-        Some("package.loaded.from_init = { v = 'init' }"),
+        Some("package.loaded.from_init = { v = 'init' } require('cjson.safe').encode_number_precision(3)"),
     );
     in_turn(
         &engine,
@@ -299,8 +308,12 @@ fn module_files_are_shared_by_the_worker_and_package_loaded_writes_are_the_reque
             // A loader the request registered runs as request code: its writes stay there.
             ("package.preload.p = function() package.loaded.q = 'q' return 'p' end ngx.say(require('p'), package.loaded.q)", "pq"),
             ("ngx.say(tostring(package.loaded.p), tostring(package.loaded.q))", "nilnil"),
-            // init runs once per worker: its entries are every request's.
-            ("ngx.say(require('from_init').v)", "init"),
+            // init runs once per worker: its entries and settings are every request's, and so
+            // are a module body's.
+            ("ngx.say(require('from_init').v, require('cjson.safe').encode(1/3))", "init0.333"),
+            ("ngx.say(require('cjson').encode({}))", "{}"),
+            ("require('configures') ngx.say(require('cjson').encode({}))", "[]"),
+            ("ngx.say(require('cjson').encode({}))", "[]"),
         ],
     );
 }

@@ -253,7 +253,6 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     } else {
         (lua.create_table()?, lua.create_table()?)
     };
-    cjson::register(lua, &preload)?;
     let module_env = lua.create_table()?;
     let params = lua.create_table()?;
     params.set("ngx", &ngx)?;
@@ -284,6 +283,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
         params.set("fallback_require", globals.get::<Function>("require")?)?;
     }
     let glue: Table = lua.load(include_str!("prelude.lua")).set_name("=[luaengine prelude]").call(params)?;
+    cjson::register(lua, &preload, glue.get("request_scope")?)?;
 
     base.set("ngx", &ngx)?;
     base.set("coroutine", glue.get::<Table>("coroutine")?)?;

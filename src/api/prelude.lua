@@ -559,14 +559,22 @@ local FORGOTTEN = {}
 -- Coroutines running a module body for the worker (true) or for a request (false).
 local worker_code = setmetatable({}, { __mode = "k" })
 
+-- The running request's globals, or nil for worker code.
+local function request_scope()
+  local env = current_env()
+  if env ~= nil and env ~= base and not worker_code[co_running() or base] then
+    return env
+  end
+end
+
 -- The running request's own tables (created if `create`), or nil for worker code. A worker
 -- where no request has tables of its own answers without asking for the current request.
 local function own_tables(create)
   if not isolated or (not create and next(own_by_env) == nil) then
     return nil
   end
-  local env = current_env()
-  if env == nil or env == base or worker_code[co_running() or base] then
+  local env = request_scope()
+  if env == nil then
     return nil
   end
   local own = own_by_env[env]
@@ -694,6 +702,7 @@ local function text_load(chunk, name, _, env)
 end
 
 return {
+  request_scope = isolated and request_scope or nil,
   package_loaded = isolated and view("loaded", loaded),
   package_preload = isolated and view("preload", preload),
   run_chunk = run_chunk,
