@@ -60,7 +60,11 @@ pub struct EngineConfig {
     /// Trusted scripts see the full standard library (io, os, debug, ffi, C modules); by default
     /// scripts run in the sandbox of DESIGN.md §7.
     pub trusted: bool,
-    /// Templates searched by `require`, like `package.path` (`/srv/lua/?.lua`).
+    /// Templates searched by `require`, like `package.path` (`/srv/lua/?.lua`). A module file
+    /// is loaded once per worker and its table is shared by every request of that worker, as in
+    /// OpenResty (module-level caches work), sandbox or not. In the sandbox, what a request
+    /// writes to `package.loaded`/`package.preload` is its own, and built-in modules (`cjson`,
+    /// `host`) are read-only.
     pub package_path: Vec<String>,
     /// Where log records go; `None` writes them to stderr.
     pub log: Option<LogSink>,

@@ -134,20 +134,31 @@ for name, library in next, base do
   end
 end
 
--- Every module the engine registered (cjson, host, ...) is a built-in one: loaded now, sealed
--- like the libraries, and taken out of the worker's tables so that `require` answers it from
--- `builtins` and no script replaces it.
--- In name order, so that a table two modules share is named after the first (cjson.array_mt).
-local modules = {}
-for _, registered in ipairs({ P.loaded, P.preload }) do
-  for name, module in next, registered do
-    modules[#modules + 1] = name
-    modules[name] = registered == P.preload and module(name) or module
-    registered[name] = nil
-  end
+-- Every module the engine registered (cjson, host, ...) is a built-in one: sealed like the
+-- libraries and taken out of the worker's tables, so that `require` answers it from `builtins`
+-- and no script replaces it. Those in `preload` are loaded on first use (a worker starts
+-- without them); a loader that fails stays for the next try.
+local function built_in(name, module)
+  module = type(module) == "table" and freeze(name, module) or module
+  raw_rawset(builtins, name, module)
+  return module
 end
-table.sort(modules)
-for _, name in ipairs(modules) do
-  local module = modules[name]
-  builtins[name] = type(module) == "table" and freeze(name, module) or module
+local loaders = {}
+for name, module in next, P.loaded do
+  built_in(name, module)
+  P.loaded[name] = nil
 end
+for name, loader in next, P.preload do
+  loaders[name] = loader
+  P.preload[name] = nil
+end
+setmetatable(builtins, {
+  __index = function(_, name)
+    local loader = loaders[name]
+    if loader ~= nil then
+      local module = built_in(name, loader(name))
+      loaders[name] = nil
+      return module
+    end
+  end,
+})

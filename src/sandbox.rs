@@ -2,6 +2,13 @@
 //! whitelist of the standard library, sealed read-only once the API is installed (`seal`);
 //! trusted scripts see the full standard library, all writable.
 //! Either way each request gets its own globals table on top of the base (see `worker.rs`).
+//!
+//! Modules in the sandbox: every module the engine registers before sealing (cjson, host, and
+//! any later `ngx.*`/`resty.*` one put in the worker's `package.loaded`/`package.preload`) is a
+//! read-only built-in that scripts cannot replace. Module files found on the package path are
+//! loaded once per worker and shared, as in OpenResty. `package.loaded`/`package.preload` are
+//! views: request code writes entries of its own, worker code (init, init_worker, module
+//! bodies) the worker's (`api/prelude.lua`).
 
 use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
 

@@ -103,42 +103,41 @@ fn truncate(path: &PathBuf) {
 
 const SETTLE: Duration = Duration::from_millis(100);
 
-/// Runs `script` until its body is `wanted` (at most 2 s), checking that no body on the way is
-/// the empty one of a half-written file.
-fn serve_until(engine: &luaengine::Engine, script: &luaengine::Script, wanted: &str) {
+/// Serves `script` (whose body is `old` while `path` holds `old_text`) while `path` is truncated
+/// and then rewritten with `new_text`: the old body is served through the check that sees the
+/// truncated file, no body is ever the empty one, and `new` comes within 2 s.
+fn rewrite_by_halves(engine: &luaengine::Engine, script: &luaengine::Script, path: &PathBuf, new_text: &str) {
+    assert_eq!(body_of(engine, script), "old\n");
+    truncate(path);
+    std::thread::sleep(SETTLE + SETTLE / 5);
+    assert_eq!(body_of(engine, script), "old\n", "a check that sees the file truncated keeps the old version");
+    // Written before another check could find the empty file unchanged.
+    rewrite(path, new_text);
     let deadline = std::time::Instant::now() + Duration::from_secs(2);
     loop {
         let body = body_of(engine, script);
         assert_ne!(body, "", "the truncated version was served");
-        if body == wanted {
+        if body == "new\n" {
             return;
         }
-        assert!(std::time::Instant::now() < deadline, "{wanted:?} not served within 2 s, still {body:?}");
+        assert!(std::time::Instant::now() < deadline, "the new version not served within 2 s, still {body:?}");
         std::thread::sleep(SETTLE / 4);
     }
 }
 
 #[test]
 fn a_half_written_file_is_never_served() {
-    let dir = temp_dir("file-half-written");
-    let path = dir.join("content.lua");
+    let path = temp_dir("file-half-written").join("content.lua");
     std::fs::write(&path, "ngx.say('old')").unwrap();
     let engine = engine_with(EngineConfig { workers: 1, file_check_interval: SETTLE, ..Default::default() });
     let script = engine.compile_file(&path).unwrap();
-    assert_eq!(body_of(&engine, &script), "old\n");
-    truncate(&path);
-    std::thread::sleep(SETTLE + SETTLE / 5);
-    assert_eq!(body_of(&engine, &script), "old\n", "a check that sees the file truncated keeps the old version");
-    // Written before another check could find the empty file unchanged.
-    rewrite(&path, "ngx.say('new content')");
-    serve_until(&engine, &script, "new content\n");
+    rewrite_by_halves(&engine, &script, &path, "ngx.say('new')");
 }
 
 #[test]
 fn a_half_written_module_is_never_loaded() {
     let dir = temp_dir("module-half-written");
-    let path = dir.join("m.lua");
-    std::fs::write(&path, "return 'old'").unwrap();
+    std::fs::write(dir.join("m.lua"), "return 'old'").unwrap();
     let engine = engine_with(EngineConfig {
         workers: 1,
         file_check_interval: SETTLE,
@@ -147,12 +146,7 @@ fn a_half_written_module_is_never_loaded() {
     });
     // The request forgets the worker's copy, so that its `require` loads the file again.
     let script = engine.compile("content", "package.loaded.m = nil ngx.say(require('m'))").unwrap();
-    assert_eq!(body_of(&engine, &script), "old\n");
-    truncate(&path);
-    std::thread::sleep(SETTLE + SETTLE / 5);
-    assert_eq!(body_of(&engine, &script), "old\n", "a check that sees the module truncated keeps the old version");
-    rewrite(&path, "return 'new content'");
-    serve_until(&engine, &script, "new content\n");
+    rewrite_by_halves(&engine, &script, &dir.join("m.lua"), "return 'new'");
 }
 
 #[test]
