@@ -102,9 +102,15 @@ end
 local function proxy_next(proxy, key)
   return next(reals[proxy], key)
 end
+-- package.loaded/preload list what the running code sees through them.
+local listings = P.modules.listings
 function base.pairs(t)
   if reals[t] then
     return proxy_next, t, nil
+  end
+  local list = listings[t]
+  if list then
+    return next, list(), nil
   end
   return raw_pairs(t)
 end
@@ -144,13 +150,14 @@ local function built_in(name, module)
   return module
 end
 local loaders = {}
-for name, module in next, P.loaded do
+local loaded, preload = P.modules.loaded, P.modules.preload
+for name, module in next, loaded do
   built_in(name, module)
-  P.loaded[name] = nil
+  loaded[name] = nil
 end
-for name, loader in next, P.preload do
+for name, loader in next, preload do
   loaders[name] = loader
-  P.preload[name] = nil
+  preload[name] = nil
 end
 setmetatable(builtins, {
   __index = function(_, name)

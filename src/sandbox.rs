@@ -89,21 +89,21 @@ pub(crate) fn base_env(lua: &Lua, trusted: bool) -> mlua::Result<Table> {
 /// LuaJIT's `table.insert` and `collectgarbage` are replaced to match. `builtins` is `require`'s table of
 /// the names it answers itself: the libraries and the built-in modules, read-only, or false
 /// for a hidden module. Every module the engine has put in the worker's `package.loaded` or
-/// `package.preload` (`modules`) by then is a built-in one. `metatables` are metatables the
+/// `package.preload` (`modules.loaded`, `modules.preload`) by then is a built-in one;
+/// `modules.listings` lists the entries of the script-facing views of both, for `pairs`. `metatables` are metatables the
 /// engine shares between per-request tables; they are hidden from `getmetatable`. Run once the
 /// API is installed, so that every table in `ngx` and every built-in module is covered.
 pub(crate) fn seal(
     lua: &Lua,
     base: &Table,
     builtins: &Table,
-    modules: (&Table, &Table),
+    modules: &Table,
     metatables: &[&Table],
 ) -> mlua::Result<()> {
     let params = lua.create_table()?;
     params.set("base", base)?;
     params.set("builtins", builtins)?;
-    params.set("loaded", modules.0)?;
-    params.set("preload", modules.1)?;
+    params.set("modules", modules)?;
     params.set("metatables", metatables)?;
     lua.load(include_str!("sandbox.lua")).set_name("=[luaengine sandbox]").call(params)
 }

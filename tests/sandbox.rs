@@ -161,6 +161,10 @@ const ALLOWED: &[(&str, &str)] = &[
     ("local c = require('cjson').new() c.encode = function() return 'own' end ngx.say(c.encode({}), require('cjson').encode({}))", "own{}"),
     ("ngx.say(type(package.loaded.io), type(package.loaded.ffi), type(package.preload.cjson), type(package.searchers))", "nilnilnilnil"),
     ("package.loaded.mine = {v = 1} ngx.say(require('mine').v, package.loaded.mine.v)", "11"),
+    (
+        "local cjson = require('cjson') package.loaded.mine = true local seen = {} for name, module in pairs(package.loaded) do seen[name] = module end ngx.say(seen.mine, seen.string == string, seen.cjson == cjson, seen.io)",
+        "truetruetruenil",
+    ),
     ("package.preload.mine = function(name) return {v = name} end ngx.say(require('mine').v, package.loaded.mine.v)", "minemine"),
     ("package.loaded.mine = 1 package.loaded.mine = nil ngx.say((pcall(require, 'mine')))", "false"),
     (
@@ -303,6 +307,11 @@ fn module_files_are_shared_by_the_worker_and_package_loaded_writes_are_the_reque
             // A request's own entry hides the worker's for that request only.
             ("package.loaded.counter = { n = 'mine' } ngx.say(require('counter').n)", "mine"),
             ("ngx.say(require('counter').n)", "5"),
+            (
+                "package.loaded.mine = 1 package.loaded.counter = nil local n = 0 for name in pairs(package.loaded) do if name == 'counter' then n = n + 10 elseif name == 'mine' then n = n + 1 end end ngx.say(n)",
+                "1",
+            ),
+            ("local n = 0 for name in pairs(package.loaded) do if name == 'counter' then n = n + 10 elseif name == 'mine' then n = n + 1 end end ngx.say(n)", "10"),
             ("require('registers') ngx.say(package.loaded['registers.extra'].v)", "extra"),
             ("ngx.say(require('registers.extra').v)", "extra"),
             // A loader the request registered runs as request code: its writes stay there.

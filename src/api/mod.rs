@@ -313,7 +313,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     module_env.set_metatable(Some(module_mt))?;
     module_env.raw_set("_G", &module_env)?;
     if !setup.trusted {
-        crate::sandbox::seal(lua, base, &builtins, (&loaded, &preload), &[&headers_mt])?;
+        crate::sandbox::seal(lua, base, &builtins, &glue.get("modules")?, &[&headers_mt])?;
     }
     Ok(Installed {
         run_chunk: glue.get("run_chunk")?,

@@ -585,6 +585,9 @@ local function own_tables(create)
   return own
 end
 
+-- View -> a function listing its entries, for `pairs` (sandbox.lua).
+local listings = {}
+
 local function view(field, shared)
   local function get(_, name)
     local own = own_tables(false)
@@ -610,7 +613,27 @@ local function view(field, shared)
       shared[name] = value
     end
   end
-  return setmetatable({}, { __index = get, __newindex = set })
+  local function list()
+    local entries = {}
+    if field == "loaded" then
+      for name, module in next, builtins do
+        entries[name] = module or nil
+      end
+    end
+    local own = own_tables(false)
+    for _, source in ipairs({ shared, own and own[field] or {} }) do
+      for name, value in next, source do
+        if value == FORGOTTEN or value == LOADING then
+          value = nil
+        end
+        entries[name] = value
+      end
+    end
+    return entries
+  end
+  local view_table = setmetatable({}, { __index = get, __newindex = set })
+  listings[view_table] = list
+  return view_table
 end
 
 -- Runs `loader` as worker code or as request code, whichever the module is loaded for.
@@ -705,6 +728,7 @@ return {
   request_scope = isolated and request_scope or nil,
   package_loaded = isolated and view("loaded", loaded),
   package_preload = isolated and view("preload", preload),
+  modules = { loaded = loaded, preload = preload, listings = listings },
   run_chunk = run_chunk,
   load = text_load,
   pcall = budget_spent and budget_pcall or raw_pcall,
