@@ -232,20 +232,36 @@ const LEAKS: &[(&str, &str, &str)] = &[
     ("ngx = {say = function() end}", "ngx.say(rawget(_G, 'ngx') == ngx)", "true"),
     ("_G.ngx = nil", "ngx.say(type(ngx))", "table"),
     ("package.loaded.x = 'pwned'", "ngx.say(tostring(package.loaded.x), (pcall(require, 'x')))", "nilfalse"),
-    ("package.preload.x = function() return 'pwned' end", "ngx.say(type(package.preload.x), (pcall(require, 'x')))", "nilfalse"),
+    (
+        "package.preload.x = function() return 'pwned' end",
+        "ngx.say(type(package.preload.x), (pcall(require, 'x')))",
+        "nilfalse",
+    ),
     ("rawset(package.loaded, 'x', 'pwned')", "ngx.say(tostring(package.loaded.x))", "nil"),
     ("require('cjson').encode = function() return 'pwned' end", "ngx.say(require('cjson').encode({1}))", "[1]"),
     ("package.loaded.cjson = {encode = function() return 'pwned' end}", "ngx.say(require('cjson').encode({1}))", "[1]"),
     ("package.preload['cjson.safe'] = function() return {} end", "ngx.say(require('cjson.safe').encode({1}))", "[1]"),
-    ("require('cjson').array_mt.__index = function() return 'pwned' end", "ngx.say(tostring(setmetatable({}, require('cjson').array_mt).x))", "nil"),
+    (
+        "require('cjson').array_mt.__index = function() return 'pwned' end",
+        "ngx.say(tostring(setmetatable({}, require('cjson').array_mt).x))",
+        "nil",
+    ),
     ("require('host').leak = 'pwned'", "ngx.say(tostring(require('host').leak))", "nil"),
     ("package.path = 'pwned'", "ngx.say(#package.path)", "0"),
     ("package.cpath = 'pwned'", "ngx.say(tostring(package.cpath))", "nil"),
     ("package.loaded = {x = 'pwned'}", "ngx.say(tostring(package.loaded.x))", "nil"),
     // A request's cjson configuration is its own.
     ("require('cjson').encode_empty_table_as_object(false)", "ngx.say(require('cjson').encode({}))", "{}"),
-    ("require('cjson.safe').decode_array_with_array_mt(true)", "ngx.say(getmetatable(require('cjson.safe').decode('[]')))", "nil"),
-    ("require('cjson').encode_number_precision(3)", "ngx.say(require('cjson').encode(1/3), require('cjson').encode_number_precision())", "0.3333333333333314"),
+    (
+        "require('cjson.safe').decode_array_with_array_mt(true)",
+        "ngx.say(getmetatable(require('cjson.safe').decode('[]')))",
+        "nil",
+    ),
+    (
+        "require('cjson').encode_number_precision(3)",
+        "ngx.say(require('cjson').encode(1/3), require('cjson').encode_number_precision())",
+        "0.3333333333333314",
+    ),
 ];
 
 #[test]
