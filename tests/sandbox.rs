@@ -73,6 +73,12 @@ fn refused() -> Vec<(&'static str, String)> {
         ("collectgarbage()", not_allowed("collect")),
         ("collectgarbage('step')", not_allowed("step")),
         ("collectgarbage('setpause', 1000)", not_allowed("setpause")),
+        // The random generator is the worker's: only code that runs once per worker seeds it.
+        (
+            "math.randomseed(42)",
+            "'randomseed' is not allowed in a request in the sandbox (it seeds the whole worker: seed in init_worker)"
+                .to_string(),
+        ),
         // Shared tables are read-only.
         ("string.upper = function() return 'pwned' end", read_only("string")),
         ("getmetatable('').__index.upper = function() return 'pwned' end", read_only("string")),
@@ -307,9 +313,9 @@ fn module_files_are_shared_by_the_worker_and_package_loaded_writes_are_the_reque
             ("counter.lua", "return { n = 0 }"),
             // A module body runs once per worker: what it registers is the worker's.
             ("registers.lua", "package.loaded['registers.extra'] = { v = 'extra' } return {}"),
-            ("configures.lua", "require('cjson').encode_empty_table_as_object(false) return {}"),
+            ("configures.lua", "require('cjson').encode_empty_table_as_object(false) math.randomseed(2) return {}"),
         ],
-        Some("package.loaded.from_init = { v = 'init' } require('cjson.safe').encode_number_precision(3)"),
+        Some("package.loaded.from_init = { v = 'init' } require('cjson.safe').encode_number_precision(3) math.randomseed(1)"),
     );
     in_turn(
         &engine,
@@ -353,7 +359,7 @@ fn trusted_mode_keeps_everything_open() {
         ),
         ("ngx.say(getmetatable('').__index == string, type(collectgarbage('count')))", "truenumber"),
         // Trusted scripts may change the worker's shared tables, as in OpenResty.
-        ("string.trusted_helper = function() return 'shared' end ngx.foo = 1", ""),
+        ("string.trusted_helper = function() return 'shared' end ngx.foo = 1 math.randomseed(1)", ""),
         ("ngx.say(string.trusted_helper(), ngx.foo)", "shared1"),
         // As in OpenResty, package.loaded and built-in modules are the worker's, writable.
         ("package.loaded.shared_mod = {v = 'shared'} require('cjson').answer = 42", ""),

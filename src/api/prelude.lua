@@ -711,6 +711,18 @@ local function require(name)
   return result
 end
 
+-- math.randomseed seeds the worker's one generator: in the sandbox only worker code may, as a
+-- request that seeds would make the math.random of every later request predictable.
+if isolated then
+  local randomseed = base.math.randomseed
+  base.math.randomseed = function(...)
+    if request_scope() then
+      error("'randomseed' is not allowed in a request in the sandbox (it seeds the whole worker: seed in init_worker)", 2)
+    end
+    return randomseed(...)
+  end
+end
+
 -- Text-only `load` for the sandbox: binary chunks crash Lua. Chunks default to the globals of
 -- the request that loads them.
 local raw_load = load
