@@ -2,7 +2,9 @@
 //! (each worker turns it into a function once, see `worker.rs`).
 //!
 //! Inline scripts are keyed by (chunk name, source); file scripts by path, revalidated by
-//! (mtime, size). A script's bytecode wraps its source as `return function(_ENV, ...) <source>
+//! (mtime, size) every check interval. A changed file is taken only once it has stopped
+//! changing for one interval, so that a file caught half-written (truncated, say) is never
+//! served. A script's bytecode wraps its source as `return function(_ENV, ...) <source>
 //! end` on one line, so every run gets a fresh closure whose globals are the request's own
 //! table (DESIGN.md §6) while line numbers stay those of the source.
 
@@ -51,6 +53,9 @@ struct FileState {
     bytecode: Arc<Bytecode>,
     stamp: FileStamp,
     checked: Instant,
+    /// The (mtime, size) a check found in place of `stamp`, and when: the file is taken once a
+    /// check at least one interval later finds it the same.
+    changed: Option<(FileStamp, Instant)>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -74,14 +79,15 @@ impl Script {
     }
 
     /// The version a run starting now uses; a file script first checks its file if the check
-    /// interval has passed. A file that stopped compiling keeps its last good version (and logs).
+    /// interval has passed, and switches to a change that has stood for an interval. A file
+    /// that stopped compiling keeps its last good version (and logs).
     pub(crate) fn current(&self) -> Arc<Bytecode> {
         match &self.slot.source {
             ScriptSource::Inline(bytecode) => bytecode.clone(),
             ScriptSource::File { path, cache, state } => {
                 let mut state = state.lock();
                 if state.checked.elapsed() >= cache.file_check_interval {
-                    if let Err(error) = cache.revalidate(path, &mut state) {
+                    if let Err(error) = cache.revalidate(path, &mut state, Settle::Wait) {
                         cache
                             .logger
                             .log_engine(LogLevel::Err, &format!("keeping the previous version: {}", error.summary()));
@@ -95,9 +101,16 @@ impl Script {
     fn reload(&self) -> Result<bool> {
         match &self.slot.source {
             ScriptSource::Inline(_) => Ok(false),
-            ScriptSource::File { path, cache, state } => cache.revalidate(path, &mut state.lock()),
+            ScriptSource::File { path, cache, state } => cache.revalidate(path, &mut state.lock(), Settle::Now),
         }
     }
+}
+
+/// Whether a changed file is taken at once (`reload`) or once it has stood for a check interval.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Now,
+    Wait,
 }
 
 /// Counters of the code cache, as reported by `Engine::stats`.
@@ -198,7 +211,7 @@ impl CodeCache {
         self.misses.fetch_add(1, Ordering::Relaxed);
         let (stamp, source) = read_file(&path)?;
         let bytecode = Arc::new(self.compile_source(format!("@{}", path.display()), &source)?);
-        let state = Mutex::new(FileState { bytecode, stamp, checked: Instant::now() });
+        let state = Mutex::new(FileState { bytecode, stamp, checked: Instant::now(), changed: None });
         let slot = Arc::new(ScriptSlot {
             name: path.display().to_string(),
             source: ScriptSource::File { path: path.clone(), cache: self.clone(), state },
@@ -209,7 +222,8 @@ impl CodeCache {
     }
 
     /// Checks every live file script now. Scripts whose file changed switch to the new version
-    /// for runs that start from now on; the first failure is returned after all were tried.
+    /// for runs that start from now on, without waiting for the change to stand (the host says
+    /// the files are ready); the first failure is returned after all were tried.
     pub(crate) fn reload(&self) -> Result<usize> {
         let scripts: Vec<Script> =
             self.files.lock().values().filter_map(Weak::upgrade).map(|slot| Script { slot }).collect();
@@ -226,15 +240,37 @@ impl CodeCache {
         first_error.map_or(Ok(reloaded), Err)
     }
 
-    fn revalidate(&self, path: &Path, state: &mut FileState) -> Result<bool> {
-        state.checked = Instant::now();
+    /// Checks a file script's file; returns whether it switched to a new version.
+    fn revalidate(&self, path: &Path, state: &mut FileState, settle: Settle) -> Result<bool> {
+        let now = Instant::now();
+        state.checked = now;
         let stamp = stat(path)?;
         if stamp == state.stamp {
+            state.changed = None;
             return Ok(false);
         }
-        let (stamp, source) = read_file(path)?;
+        if settle == Settle::Wait {
+            match state.changed {
+                Some((seen, since)) if seen == stamp => {
+                    if now.duration_since(since) < self.file_check_interval {
+                        return Ok(false);
+                    }
+                }
+                // New, or changed again: it has to stand for an interval from now.
+                _ => {
+                    state.changed = Some((stamp, now));
+                    return Ok(false);
+                }
+            }
+        }
+        let (read, source) = read_file(path)?;
+        if settle == Settle::Wait && read != stamp {
+            state.changed = Some((read, now));
+            return Ok(false);
+        }
         state.bytecode = Arc::new(self.compile_source(format!("@{}", path.display()), &source)?);
-        state.stamp = stamp;
+        state.stamp = read;
+        state.changed = None;
         Ok(true)
     }
 

@@ -62,7 +62,11 @@ pub struct EngineConfig {
     /// Trusted scripts see the full standard library (io, os, debug, ffi, C modules); by default
     /// scripts run in the sandbox of DESIGN.md §7.
     pub trusted: bool,
-    /// Templates searched by `require`, like `package.path` (`/srv/lua/?.lua`).
+    /// Templates searched by `require`, like `package.path` (`/srv/lua/?.lua`). A module file
+    /// is loaded once per worker and its table is shared by every request of that worker, as in
+    /// OpenResty (module-level caches work), sandbox or not. In the sandbox, what a request
+    /// writes to `package.loaded`/`package.preload` is its own, and built-in modules (`cjson`,
+    /// `host`) are read-only.
     pub package_path: Vec<String>,
     /// Where log records go; `None` writes them to stderr.
     pub log: Option<LogSink>,
@@ -86,7 +90,12 @@ pub struct EngineConfig {
     pub memory_limit: usize,
     /// How many idle coroutines a worker keeps for reuse.
     pub coroutine_pool: usize,
-    /// How often a file script checks its file for changes (mtime, size). Zero checks on every run.
+    /// How often a file script (and a module file `require` loads) checks its file for changes
+    /// (mtime, size). Zero checks on every run. A change is taken only once it has stood for an
+    /// interval: the check that first sees it keeps the running version, and a check at least
+    /// one interval later that finds the file the same compiles it and switches. So a file
+    /// caught half-written is not served unless it stays so for a whole interval; replace files
+    /// by renaming to be safe. A first load compiles at once; `Engine::reload` does not wait.
     pub file_check_interval: Duration,
     /// Functions scripts call as `require("host").name(...)`. Names must be unique.
     pub host_functions: Vec<HostFunction>,

@@ -202,8 +202,9 @@ impl Engine {
         self.shared.cache.compile(name, source.as_ref())
     }
 
-    /// Compiles a Lua file. The script follows the file: when its (mtime, size) changes, runs
-    /// starting after the next check use the new version.
+    /// Compiles a Lua file. The script follows the file: when its (mtime, size) changes and then
+    /// stays the same for a check interval (`EngineConfig::file_check_interval`), runs starting
+    /// after that use the new version.
     pub fn compile_file(&self, path: impl AsRef<Path>) -> Result<Script> {
         self.shared.cache.compile_file(path.as_ref())
     }

@@ -38,6 +38,13 @@ local function freeze(name, real)
     names[real] = name
     return real
   end
+  -- An empty table with no metatable is sealed in place, as what it is matters to the engine
+  -- (cjson.array_mt marks arrays by identity).
+  if own == nil and next(real) == nil then
+    setmetatable(real, { __newindex = refuse(name), __metatable = false })
+    names[real] = name
+    return real
+  end
   if own and next(real) == nil then
     own.__metatable = false
     own.__newindex = own.__newindex or refuse(name)
@@ -74,9 +81,10 @@ if jit then
   base.table.insert = guard(base.table.insert)
 end
 
--- `package.loaded` and `package.preload` stay writable: modules register themselves there.
+-- `package.loaded` and `package.preload` are views whose own __newindex lets a request register
+-- modules of its own (prelude.lua); `package` itself is read-only like the libraries.
 for name, library in next, base do
-  if type(library) == "table" and name ~= "package" then
+  if type(library) == "table" then
     base[name] = freeze(name, library)
   end
 end
@@ -94,9 +102,15 @@ end
 local function proxy_next(proxy, key)
   return next(reals[proxy], key)
 end
+-- package.loaded/preload list what the running code sees through them.
+local listings = P.modules.listings
 function base.pairs(t)
   if reals[t] then
     return proxy_next, t, nil
+  end
+  local list = listings[t]
+  if list then
+    return next, list(), nil
   end
   return raw_pairs(t)
 end
@@ -125,3 +139,33 @@ for name, library in next, base do
     builtins[name] = library
   end
 end
+
+-- Every module the engine registered (cjson, host, ...) is a built-in one: sealed like the
+-- libraries and taken out of the worker's tables, so that `require` answers it from `builtins`
+-- and no script replaces it. Those in `preload` are loaded on first use (a worker starts
+-- without them); a loader that fails stays for the next try.
+local function built_in(name, module)
+  module = type(module) == "table" and freeze(name, module) or module
+  raw_rawset(builtins, name, module)
+  return module
+end
+local loaders = {}
+local loaded, preload = P.modules.loaded, P.modules.preload
+for name, module in next, loaded do
+  built_in(name, module)
+  loaded[name] = nil
+end
+for name, loader in next, preload do
+  loaders[name] = loader
+  preload[name] = nil
+end
+setmetatable(builtins, {
+  __index = function(_, name)
+    local loader = loaders[name]
+    if loader ~= nil then
+      local module = built_in(name, loader(name))
+      loaders[name] = nil
+      return module
+    end
+  end,
+})

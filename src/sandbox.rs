@@ -2,6 +2,13 @@
 //! whitelist of the standard library, sealed read-only once the API is installed (`seal`);
 //! trusted scripts see the full standard library, all writable.
 //! Either way each request gets its own globals table on top of the base (see `worker.rs`).
+//!
+//! Modules in the sandbox: every module the engine registers before sealing (cjson, host, and
+//! any later `ngx.*`/`resty.*` one put in the worker's `package.loaded`/`package.preload`) is a
+//! read-only built-in that scripts cannot replace. Module files found on the package path are
+//! loaded once per worker and shared, as in OpenResty. `package.loaded`/`package.preload` are
+//! views: request code writes entries of its own, worker code (init, init_worker, module
+//! bodies) the worker's (`api/prelude.lua`).
 
 use mlua::{Function, Lua, LuaOptions, MultiValue, StdLib, Table, Value};
 
@@ -81,13 +88,23 @@ pub(crate) fn base_env(lua: &Lua, trusted: bool) -> mlua::Result<Table> {
 /// Makes the sandbox read-only for scripts (see `sandbox.lua`): the tables in `base`, `ngx`
 /// included, and the string metatable become read-only proxies, and `pairs`, `rawset`,
 /// LuaJIT's `table.insert` and `collectgarbage` are replaced to match. `builtins` is `require`'s table of
-/// the names it answers itself (the libraries, or false for a hidden module). `metatables` are
-/// metatables the engine shares between per-request tables; they are hidden from
-/// `getmetatable`. Run once the API is installed, so that every table in `ngx` is covered.
-pub(crate) fn seal(lua: &Lua, base: &Table, builtins: &Table, metatables: &[&Table]) -> mlua::Result<()> {
+/// the names it answers itself: the libraries and the built-in modules, read-only, or false
+/// for a hidden module. Every module the engine has put in the worker's `package.loaded` or
+/// `package.preload` (`modules.loaded`, `modules.preload`) by then is a built-in one;
+/// `modules.listings` lists the entries of the script-facing views of both, for `pairs`. `metatables` are metatables the
+/// engine shares between per-request tables; they are hidden from `getmetatable`. Run once the
+/// API is installed, so that every table in `ngx` and every built-in module is covered.
+pub(crate) fn seal(
+    lua: &Lua,
+    base: &Table,
+    builtins: &Table,
+    modules: &Table,
+    metatables: &[&Table],
+) -> mlua::Result<()> {
     let params = lua.create_table()?;
     params.set("base", base)?;
     params.set("builtins", builtins)?;
+    params.set("modules", modules)?;
     params.set("metatables", metatables)?;
     lua.load(include_str!("sandbox.lua")).set_name("=[luaengine sandbox]").call(params)
 }

@@ -299,6 +299,9 @@ fn configuration_functions() {
         ("ngx.say(cjson.encode_empty_table_as_object('off'), cjson.encode({}))", "false[]\n"),
         ("ngx.say(cjson.encode_escape_forward_slash(), cjson.encode_skip_unsupported_value_types())", "truefalse\n"),
         ("ngx.say(cjson.decode_array_with_array_mt(), cjson.decode_array_with_array_mt(true))", "falsetrue\n"),
+        // Settings come back as values, one each, not as a table.
+        ("ngx.say(type(cjson.decode_max_depth()), select('#', cjson.encode_sparse_array()))", "number3\n"),
+        ("local convert, ratio, safe = cjson.encode_sparse_array() ngx.say(convert, ratio, safe)", "false210\n"),
     ];
     assert_cjson(&cases);
     assert_raises(&[

@@ -25,6 +25,10 @@ fn not_available(module: &str) -> String {
     format!("module '{module}' is not available in the sandbox")
 }
 
+fn built_in(module: &str) -> String {
+    format!("attempt to replace built-in module '{module}'")
+}
+
 fn not_allowed(option: &str) -> String {
     format!("bad argument #1 to 'collectgarbage' ('{option}' is not allowed in the sandbox, only 'count')")
 }
@@ -58,11 +62,10 @@ fn refused() -> Vec<(&'static str, String)> {
         ("jit.off()", nil_value("index", "global", "jit")),
         // Modules: C modules are never searched for, built-in unsafe ones are refused by name.
         ("require 'socket.core'", "module 'socket.core' not found:".to_string()),
-        ("package.cpath = '/usr/lib/lua/5.1/?.so' require 'lfs'", "module 'lfs' not found:".to_string()),
+        ("require 'lfs'", "module 'lfs' not found:".to_string()),
         ("require 'ffi'", not_available("ffi")),
         ("require 'jit'", not_available("jit")),
         ("require 'io'", not_available("io")),
-        ("require 'package'", not_available("package")),
         ("require '_G'", not_available("_G")),
         ("local ok, err = pcall(require, 'ffi') error(err)", not_available("ffi")),
         // The collector belongs to the whole worker.
@@ -70,6 +73,12 @@ fn refused() -> Vec<(&'static str, String)> {
         ("collectgarbage()", not_allowed("collect")),
         ("collectgarbage('step')", not_allowed("step")),
         ("collectgarbage('setpause', 1000)", not_allowed("setpause")),
+        // The random generator is the worker's: only code that runs once per worker seeds it.
+        (
+            "math.randomseed(42)",
+            "'randomseed' is not allowed in a request in the sandbox (it seeds the whole worker: seed in init_worker)"
+                .to_string(),
+        ),
         // Shared tables are read-only.
         ("string.upper = function() return 'pwned' end", read_only("string")),
         ("getmetatable('').__index.upper = function() return 'pwned' end", read_only("string")),
@@ -91,6 +100,27 @@ fn refused() -> Vec<(&'static str, String)> {
         ("rawset(ngx.req, 'get_headers', print)", read_only("ngx.req")),
         ("rawset(ngx.var, 'uri', '/pwned')", read_only("ngx.var")),
         ("for k in pairs(ngx) do if k == 'req' then ngx[k].x = 1 end end", read_only("ngx.req")),
+        // Built-in modules are read-only and stay in place; `package` is read-only but for the
+        // request's own package.loaded/preload entries.
+        ("require('cjson').encode = function() return 'pwned' end", read_only("cjson")),
+        ("require('cjson.safe').decode = nil", read_only("cjson.safe")),
+        ("require('cjson').array_mt.__index = print", read_only("cjson.array_mt")),
+        ("require('cjson').empty_array_mt.x = 1", read_only("cjson.empty_array_mt")),
+        ("rawset(require('cjson').array_mt, '__index', print)", read_only("cjson.array_mt")),
+        ("require('host').leak = 1", read_only("host")),
+        ("package.loaded.cjson = {}", built_in("cjson")),
+        ("package.loaded['cjson.safe'] = nil", built_in("cjson.safe")),
+        ("package.loaded.string = {}", built_in("string")),
+        ("package.loaded.ngx = nil", built_in("ngx")),
+        ("package.preload.cjson = function() return {} end", built_in("cjson")),
+        ("package.preload.host = print", built_in("host")),
+        ("rawset(package.loaded, 'x', 1)", read_only("package.loaded")),
+        ("rawset(package.preload, 'x', print)", read_only("package.preload")),
+        ("package.path = '/tmp/?.lua'", read_only("package")),
+        ("package.cpath = '/usr/lib/lua/5.1/?.so'", read_only("package")),
+        ("package.loaders = {}", read_only("package")),
+        ("package.loaded = {}", read_only("package")),
+        ("setmetatable(package.loaded, {})", PROTECTED.to_string()),
         // Metatables of shared tables are hidden and fixed.
         ("setmetatable(_G, {__index = function() return 'pwned' end})", PROTECTED.to_string()),
         ("setmetatable(string, {})", PROTECTED.to_string()),
@@ -117,7 +147,7 @@ const ALLOWED: &[(&str, &str)] = &[
     ("ngx.say(('x'):upper(), ('%d'):format(5), #string.rep('ab', 3))", "X56"),
     ("ngx.say(getmetatable('').__index == string, getmetatable(string), getmetatable(ngx), getmetatable(ngx.var))", "truefalsefalsefalse"),
     ("ngx.say(getmetatable(_G), getmetatable(ngx.req.get_headers()))", "falsefalse"),
-    ("ngx.say(require('string') == string, require('table') == table, require('ngx') == ngx)", "truetruetrue"),
+    ("ngx.say(require('string') == string, require('table') == table, require('ngx') == ngx, require('package') == package)", "truetruetruetrue"),
     ("local n = 0 for k, v in pairs(string) do n = n + 1 end ngx.say(n > 10)", "true"),
     ("for k, v in pairs(math) do if k == 'floor' then ngx.say(v == math.floor) end end", "true"),
     ("for k, v in pairs(ngx) do if k == 'req' then ngx.say(v == ngx.req) end end", "true"),
@@ -130,6 +160,23 @@ const ALLOWED: &[(&str, &str)] = &[
     ("ngx.say(debug.traceback('here'):match('^here\\nstack traceback:\\n\\tcontent:1:') ~= nil)", "true"),
     ("local e = {} ngx.say(debug.traceback(e) == e, debug.traceback(coroutine.create(print), 'msg'))", "truemsg"),
     ("local ok, err = pcall(function() string.upper = nil end) ngx.say(ok, ' ', err)", "false content:1: attempt to modify read-only table 'string'"),
+    // Built-in modules read as before; a script registers modules of its own.
+    ("local cjson = require('cjson') local n = 0 for k in pairs(cjson) do n = n + 1 end ngx.say(n > 10, cjson.encode({a = 1}))", "true{\"a\":1}"),
+    ("ngx.say(require('cjson') == package.loaded.cjson, require('cjson.safe') == package.loaded['cjson.safe'], require('cjson') ~= require('cjson.safe'))", "truetruetrue"),
+    ("local cjson = require('cjson') ngx.say(cjson.encode(setmetatable({}, cjson.array_mt)), cjson.encode(cjson.decode('[]')), getmetatable(cjson.array_mt))", "[]{}false"),
+    ("local c = require('cjson').new() c.encode = function() return 'own' end ngx.say(c.encode({}), require('cjson').encode({}))", "own{}"),
+    ("ngx.say(type(package.loaded.io), type(package.loaded.ffi), type(package.preload.cjson), type(package.searchers))", "nilnilnilnil"),
+    ("package.loaded.mine = {v = 1} ngx.say(require('mine').v, package.loaded.mine.v)", "11"),
+    (
+        "local cjson = require('cjson') package.loaded.mine = true local seen = {} for name, module in pairs(package.loaded) do seen[name] = module end ngx.say(seen.mine, seen.string == string, seen.cjson == cjson, seen.io)",
+        "truetruetruenil",
+    ),
+    ("package.preload.mine = function(name) return {v = name} end ngx.say(require('mine').v, package.loaded.mine.v)", "minemine"),
+    ("package.loaded.mine = 1 package.loaded.mine = nil ngx.say((pcall(require, 'mine')))", "false"),
+    (
+        "local cjson = require('cjson') cjson.encode_empty_table_as_object(false) cjson.encode_sparse_array(true) ngx.say(cjson.encode({}), cjson.encode({[3] = 1}), cjson.encode_empty_table_as_object(), cjson.encode_sparse_array())",
+        "[][null,null,1]falsetrue210",
+    ),
 ];
 
 fn check_worker_serves(engine: &Engine, after: &str) {
@@ -190,6 +237,37 @@ const LEAKS: &[(&str, &str, &str)] = &[
     // `ngx` is a field of each request's globals (as in OpenResty's _G): replacing it stays there.
     ("ngx = {say = function() end}", "ngx.say(rawget(_G, 'ngx') == ngx)", "true"),
     ("_G.ngx = nil", "ngx.say(type(ngx))", "table"),
+    ("package.loaded.x = 'pwned'", "ngx.say(tostring(package.loaded.x), (pcall(require, 'x')))", "nilfalse"),
+    (
+        "package.preload.x = function() return 'pwned' end",
+        "ngx.say(type(package.preload.x), (pcall(require, 'x')))",
+        "nilfalse",
+    ),
+    ("rawset(package.loaded, 'x', 'pwned')", "ngx.say(tostring(package.loaded.x))", "nil"),
+    ("require('cjson').encode = function() return 'pwned' end", "ngx.say(require('cjson').encode({1}))", "[1]"),
+    ("package.loaded.cjson = {encode = function() return 'pwned' end}", "ngx.say(require('cjson').encode({1}))", "[1]"),
+    ("package.preload['cjson.safe'] = function() return {} end", "ngx.say(require('cjson.safe').encode({1}))", "[1]"),
+    (
+        "require('cjson').array_mt.__index = function() return 'pwned' end",
+        "ngx.say(tostring(setmetatable({}, require('cjson').array_mt).x))",
+        "nil",
+    ),
+    ("require('host').leak = 'pwned'", "ngx.say(tostring(require('host').leak))", "nil"),
+    ("package.path = 'pwned'", "ngx.say(#package.path)", "0"),
+    ("package.cpath = 'pwned'", "ngx.say(tostring(package.cpath))", "nil"),
+    ("package.loaded = {x = 'pwned'}", "ngx.say(tostring(package.loaded.x))", "nil"),
+    // A request's cjson configuration is its own.
+    ("require('cjson').encode_empty_table_as_object(false)", "ngx.say(require('cjson').encode({}))", "{}"),
+    (
+        "require('cjson.safe').decode_array_with_array_mt(true)",
+        "ngx.say(getmetatable(require('cjson.safe').decode('[]')))",
+        "nil",
+    ),
+    (
+        "require('cjson').encode_number_precision(3)",
+        "ngx.say(require('cjson').encode(1/3), require('cjson').encode_number_precision())",
+        "0.3333333333333314",
+    ),
 ];
 
 #[test]
@@ -203,6 +281,74 @@ fn nothing_leaks_into_the_next_request() {
     }
 }
 
+/// A one-worker sandboxed engine whose `require` finds `files` (name, text) in a fresh directory.
+fn engine_with_modules(name: &str, files: &[(&str, &str)], init: Option<&str>) -> Engine {
+    let dir = std::env::temp_dir().join(format!("luaengine-sandbox-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (file, text) in files {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    engine_with(EngineConfig {
+        workers: 1,
+        package_path: vec![format!("{}/?.lua", dir.display())],
+        init: init.map(|source| luaengine::LuaSource::inline("init", source)),
+        ..Default::default()
+    })
+}
+
+/// Runs each content snippet in its own request, in order, on `engine`, checking its body.
+fn in_turn(engine: &Engine, cases: &[(&str, &str)]) {
+    for (lua, expected) in cases {
+        let outcome = serve(engine, "/t", &[], &[(Phase::Content, lua)]);
+        assert_eq!(outcome.error, None, "{lua}");
+        assert_eq!(outcome.body(), format!("{expected}\n"), "{lua}");
+    }
+}
+
+#[test]
+fn module_files_are_shared_by_the_worker_and_package_loaded_writes_are_the_requests_own() {
+    let engine = engine_with_modules(
+        "shared",
+        &[
+            ("counter.lua", "return { n = 0 }"),
+            // A module body runs once per worker: what it registers is the worker's.
+            ("registers.lua", "package.loaded['registers.extra'] = { v = 'extra' } return {}"),
+            ("configures.lua", "require('cjson').encode_empty_table_as_object(false) math.randomseed(2) return {}"),
+        ],
+        Some("package.loaded.from_init = { v = 'init' } require('cjson.safe').encode_number_precision(3) math.randomseed(1)"),
+    );
+    in_turn(
+        &engine,
+        &[
+            // A module's table is the worker's (OpenResty keeps caches there).
+            ("require('counter').n = 5 ngx.say(require('counter').n)", "5"),
+            ("ngx.say(require('counter').n)", "5"),
+            // Forgetting it in package.loaded reloads it for this request only.
+            ("package.loaded.counter = nil ngx.say(require('counter').n, package.loaded.counter.n)", "00"),
+            ("ngx.say(require('counter').n, package.loaded.counter.n)", "55"),
+            // A request's own entry hides the worker's for that request only.
+            ("package.loaded.counter = { n = 'mine' } ngx.say(require('counter').n)", "mine"),
+            ("ngx.say(require('counter').n)", "5"),
+            (
+                "package.loaded.mine = 1 package.loaded.counter = nil local n = 0 for name in pairs(package.loaded) do if name == 'counter' then n = n + 10 elseif name == 'mine' then n = n + 1 end end ngx.say(n)",
+                "1",
+            ),
+            ("local n = 0 for name in pairs(package.loaded) do if name == 'counter' then n = n + 10 elseif name == 'mine' then n = n + 1 end end ngx.say(n)", "10"),
+            ("require('registers') ngx.say(package.loaded['registers.extra'].v)", "extra"),
+            ("ngx.say(require('registers.extra').v)", "extra"),
+            // A loader the request registered runs as request code: its writes stay there.
+            ("package.preload.p = function() package.loaded.q = 'q' return 'p' end ngx.say(require('p'), package.loaded.q)", "pq"),
+            ("ngx.say(tostring(package.loaded.p), tostring(package.loaded.q))", "nilnil"),
+            // init runs once per worker: its entries and settings are every request's, and so
+            // are a module body's.
+            ("ngx.say(require('from_init').v, require('cjson.safe').encode(1/3))", "init0.333"),
+            ("ngx.say(require('cjson').encode({}))", "{}"),
+            ("require('configures') ngx.say(require('cjson').encode({}))", "[]"),
+            ("ngx.say(require('cjson').encode({}))", "[]"),
+        ],
+    );
+}
+
 #[test]
 fn trusted_mode_keeps_everything_open() {
     let engine = engine_with(EngineConfig { workers: 1, trusted: true, ..Default::default() });
@@ -213,8 +359,11 @@ fn trusted_mode_keeps_everything_open() {
         ),
         ("ngx.say(getmetatable('').__index == string, type(collectgarbage('count')))", "truenumber"),
         // Trusted scripts may change the worker's shared tables, as in OpenResty.
-        ("string.trusted_helper = function() return 'shared' end ngx.foo = 1", ""),
+        ("string.trusted_helper = function() return 'shared' end ngx.foo = 1 math.randomseed(1)", ""),
         ("ngx.say(string.trusted_helper(), ngx.foo)", "shared1"),
+        // As in OpenResty, package.loaded and built-in modules are the worker's, writable.
+        ("package.loaded.shared_mod = {v = 'shared'} require('cjson').answer = 42", ""),
+        ("ngx.say(require('shared_mod').v, require('cjson').answer)", "shared42"),
     ];
     for (lua, expected) in cases {
         let outcome = serve(&engine, "/t", &[], &[(Phase::Content, lua)]);

@@ -1,5 +1,5 @@
 //! File scripts: keyed by path, revalidated by (mtime, size), reloaded without failing requests
-//! in flight.
+//! in flight, and never switched to a file caught half-written.
 
 mod common;
 
@@ -90,7 +90,63 @@ fn files_are_revalidated_after_the_check_interval() {
     let script = engine.compile_file(&path).unwrap();
     assert_eq!(body_of(&engine, &script), "one\n");
     rewrite(&path, "ngx.say('two!')");
-    assert_eq!(body_of(&engine, &script), "two!\n");
+    assert_eq!(body_of(&engine, &script), "one\n", "the check that first sees the change keeps the old version");
+    assert_eq!(body_of(&engine, &script), "two!\n", "the next check finds it unchanged and takes it");
+}
+
+/// Truncates a file (its mtime moves on, as an editor's or a copy's truncation does).
+fn truncate(path: &PathBuf) {
+    let before = std::fs::metadata(path).unwrap().modified().unwrap();
+    let file = std::fs::File::options().write(true).truncate(true).open(path).unwrap();
+    file.set_modified(before + Duration::from_secs(1)).unwrap();
+}
+
+const SETTLE: Duration = Duration::from_millis(100);
+
+/// Serves `script` (whose body is `old` while `path` holds `old_text`) while `path` is truncated
+/// and then rewritten with `new_text`: the old body is served through the check that sees the
+/// truncated file, no body is ever the empty one, and `new` comes within 2 s.
+fn rewrite_by_halves(engine: &luaengine::Engine, script: &luaengine::Script, path: &PathBuf, new_text: &str) {
+    assert_eq!(body_of(engine, script), "old\n");
+    truncate(path);
+    std::thread::sleep(SETTLE + SETTLE / 5);
+    assert_eq!(body_of(engine, script), "old\n", "a check that sees the file truncated keeps the old version");
+    // Written before another check could find the empty file unchanged.
+    rewrite(path, new_text);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let body = body_of(engine, script);
+        assert_ne!(body, "", "the truncated version was served");
+        if body == "new\n" {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "the new version not served within 2 s, still {body:?}");
+        std::thread::sleep(SETTLE / 4);
+    }
+}
+
+#[test]
+fn a_half_written_file_is_never_served() {
+    let path = temp_dir("file-half-written").join("content.lua");
+    std::fs::write(&path, "ngx.say('old')").unwrap();
+    let engine = engine_with(EngineConfig { workers: 1, file_check_interval: SETTLE, ..Default::default() });
+    let script = engine.compile_file(&path).unwrap();
+    rewrite_by_halves(&engine, &script, &path, "ngx.say('new')");
+}
+
+#[test]
+fn a_half_written_module_is_never_loaded() {
+    let dir = temp_dir("module-half-written");
+    std::fs::write(dir.join("m.lua"), "return 'old'").unwrap();
+    let engine = engine_with(EngineConfig {
+        workers: 1,
+        file_check_interval: SETTLE,
+        package_path: vec![format!("{}/?.lua", dir.display())],
+        ..Default::default()
+    });
+    // The request forgets the worker's copy, so that its `require` loads the file again.
+    let script = engine.compile("content", "package.loaded.m = nil ngx.say(require('m'))").unwrap();
+    rewrite_by_halves(&engine, &script, &dir.join("m.lua"), "return 'new'");
 }
 
 #[test]

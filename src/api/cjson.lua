@@ -3,7 +3,7 @@
 -- errors from C, so they carry no chunk:line: level 0.
 local P = ...
 local signal, functions = P.signal, P.functions
-local error, pairs, select = error, pairs, select
+local error, pairs, ipairs, select, next, type = error, pairs, ipairs, select, next, type
 
 local function raise_or_return(first, ...)
   if first == signal then
@@ -55,9 +55,59 @@ local function new(safe)
   return cjson
 end
 
+-- In the sandbox the module `require` gives is the worker's, read-only (sandbox.lua). Request
+-- code calling its configuration functions configures a copy for that request alone, which
+-- its encode and decode then use; worker code (init, module bodies: `scope` answers nil)
+-- configures the worker's, as in OpenResty.
+local scope = P.scope
+local function per_request(safe)
+  local shared = new(safe)
+  local copies = setmetatable({}, { __mode = "k" })
+  local module, setters = {}, {}
+  for name, value in pairs(shared) do
+    module[name] = value
+    if type(value) == "function" and name ~= "new" and name ~= "encode" and name ~= "decode" then
+      setters[name] = value
+    end
+  end
+  for _, name in ipairs({ "encode", "decode" }) do
+    local fn = shared[name]
+    module[name] = function(...)
+      -- While no request has a copy, which request runs does not matter.
+      if next(copies) ~= nil then
+        local key = scope()
+        local copy = key and copies[key]
+        if copy then
+          return copy[name](...)
+        end
+      end
+      return fn(...)
+    end
+  end
+  for name, fn in pairs(setters) do
+    module[name] = function(...)
+      local key = scope()
+      local copy = key and copies[key]
+      if not copy then
+        if not key or select("#", ...) == 0 then
+          return fn(...)
+        end
+        -- The request's copy starts from the worker's settings.
+        copy = new(safe)
+        for setting, get in pairs(setters) do
+          copy[setting](get())
+        end
+        copies[key] = copy
+      end
+      return copy[name](...)
+    end
+  end
+  return module
+end
+
 P.preload.cjson = function()
-  return new(false)
+  return scope and per_request(false) or new(false)
 end
 P.preload["cjson.safe"] = function()
-  return new(true)
+  return scope and per_request(true) or new(true)
 end

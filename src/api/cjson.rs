@@ -11,7 +11,7 @@
 use std::ffi::c_void;
 use std::sync::Arc;
 
-use mlua::{IntoLuaMulti, LightUserData, Lua, LuaString, MultiValue, Table, Value};
+use mlua::{Function, IntoLuaMulti, LightUserData, Lua, LuaString, MultiValue, Table, Value};
 use parking_lot::Mutex;
 
 use super::{signal, string_or_number, type_name};
@@ -74,12 +74,14 @@ struct Metatables {
     empty_array: Table,
 }
 
-/// Registers the `cjson` and `cjson.safe` loaders in `preload`.
-pub(crate) fn register(lua: &Lua, preload: &Table) -> mlua::Result<()> {
+/// Registers the `cjson` and `cjson.safe` loaders in `preload`. With `scope` (the sandbox's: the
+/// running request's key, nil for worker code), request code configures a copy of its own.
+pub(crate) fn register(lua: &Lua, preload: &Table, scope: Option<Function>) -> mlua::Result<()> {
     let metatables = Metatables { array: lua.create_table()?, empty_array: lua.create_table()? };
     let params = lua.create_table()?;
     params.set("signal", signal())?;
     params.set("preload", preload)?;
+    params.set("scope", scope)?;
     params.set("null", LightUserData(std::ptr::null_mut()))?;
     params.set("empty_array", empty_array())?;
     params.set("array_mt", &metatables.array)?;
@@ -162,7 +164,8 @@ fn functions(lua: &Lua, metatables: &Metatables) -> mlua::Result<Table> {
                     return failure(lua, message);
                 }
                 match setter(&mut cfg.lock(), &options) {
-                    Ok(settings) => settings.into_lua_multi(lua),
+                    // One value per setting, as lua-cjson returns them (a Vec would be one table).
+                    Ok(settings) => mlua::Variadic::from_iter(settings).into_lua_multi(lua),
                     Err(message) => failure(lua, message),
                 }
             })?,

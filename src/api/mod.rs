@@ -254,7 +254,6 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     } else {
         (lua.create_table()?, lua.create_table()?)
     };
-    cjson::register(lua, &preload)?;
     let module_env = lua.create_table()?;
     let params = lua.create_table()?;
     params.set("ngx", &ngx)?;
@@ -281,6 +280,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
         params.set("track_enter", enter)?;
         params.set("track_leave", leave)?;
     }
+    params.set("isolated", !setup.trusted)?;
     if let Some(budget) = setup.budget {
         params.set("budget_spent", lua.create_function(move |_, ()| Ok(budget.exceeded()))?)?;
     }
@@ -288,6 +288,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
         params.set("fallback_require", globals.get::<Function>("require")?)?;
     }
     let glue: Table = lua.load(include_str!("prelude.lua")).set_name("=[luaengine prelude]").call(params)?;
+    cjson::register(lua, &preload, glue.get("request_scope")?)?;
 
     base.set("ngx", &ngx)?;
     base.set("coroutine", glue.get::<Table>("coroutine")?)?;
@@ -300,8 +301,8 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     base.set("print", print)?;
     if !setup.trusted {
         let package = lua.create_table()?;
-        package.set("loaded", &loaded)?;
-        package.set("preload", &preload)?;
+        package.set("loaded", glue.get::<Table>("package_loaded")?)?;
+        package.set("preload", glue.get::<Table>("package_preload")?)?;
         package.set("path", setup.package_path.join(";"))?;
         base.set("package", package)?;
         let load: Function = glue.get("load")?;
@@ -317,7 +318,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     module_env.set_metatable(Some(module_mt))?;
     module_env.raw_set("_G", &module_env)?;
     if !setup.trusted {
-        crate::sandbox::seal(lua, base, &builtins, &[&headers_mt])?;
+        crate::sandbox::seal(lua, base, &builtins, &glue.get("modules")?, &[&headers_mt])?;
     }
     Ok(Installed {
         run_chunk: glue.get("run_chunk")?,

@@ -553,9 +553,113 @@ for index, name in ipairs(dict_names) do
 end
 local find_module, fallback_require = impl.find_module, P.fallback_require
 local LOADING = {}
--- Names the sandbox answers itself (filled by sandbox.lua): its libraries, and false for the
--- modules it hides. Empty for trusted scripts.
+-- Names the sandbox answers itself (filled by sandbox.lua): its libraries and built-in modules,
+-- read-only, and false for the modules it hides. Empty for trusted scripts.
 local builtins = P.builtins
+
+-- In the sandbox, package.loaded and package.preload are views (DESIGN.md §6). Code that runs
+-- once per worker (init, init_worker, the body of a module loading into the worker) reads and
+-- writes the worker's tables; request code (a timer's included) writes tables of its own,
+-- which it reads first, `require` included, and which go with it. Built-in names are refused.
+-- Trusted scripts share the worker's tables, as in OpenResty.
+local isolated = P.isolated
+local co_running = coroutine.running
+-- The request's own tables by its globals; FORGOTTEN is its `package.loaded.x = nil`, which
+-- hides the worker's entry from it.
+local own_by_env = setmetatable({}, { __mode = "k" })
+local FORGOTTEN = {}
+-- Coroutines running a module body for the worker (true) or for a request (false).
+local worker_code = setmetatable({}, { __mode = "k" })
+
+-- The running request's globals, or nil for worker code.
+local function request_scope()
+  local env = current_env()
+  if env ~= nil and env ~= base and not worker_code[co_running() or base] then
+    return env
+  end
+end
+
+-- The running request's own tables (created if `create`), or nil for worker code. A worker
+-- where no request has tables of its own answers without asking for the current request.
+local function own_tables(create)
+  if not isolated or (not create and next(own_by_env) == nil) then
+    return nil
+  end
+  local env = request_scope()
+  if env == nil then
+    return nil
+  end
+  local own = own_by_env[env]
+  if own == nil and create then
+    own = { loaded = {}, preload = {} }
+    own_by_env[env] = own
+  end
+  return own
+end
+
+-- View -> a function listing its entries, for `pairs` (sandbox.lua).
+local listings = {}
+
+local function view(field, shared)
+  local function get(_, name)
+    local own = own_tables(false)
+    local value = own and own[field][name]
+    if value == nil then
+      if field == "loaded" and builtins[name] ~= nil then
+        return builtins[name] or nil
+      end
+      value = shared[name]
+    end
+    if value ~= FORGOTTEN and value ~= LOADING then
+      return value
+    end
+  end
+  local function set(_, name, value)
+    if builtins[name] ~= nil then
+      error("attempt to replace built-in module '" .. tostring(name) .. "'", 2)
+    end
+    local own = own_tables(true)
+    if own then
+      own[field][name] = value == nil and FORGOTTEN or value
+    else
+      shared[name] = value
+    end
+  end
+  local function list()
+    local entries = {}
+    if field == "loaded" then
+      for name, module in next, builtins do
+        entries[name] = module or nil
+      end
+    end
+    local own = own_tables(false)
+    for _, source in ipairs({ shared, own and own[field] or {} }) do
+      for name, value in next, source do
+        if value == FORGOTTEN or value == LOADING then
+          value = nil
+        end
+        entries[name] = value
+      end
+    end
+    return entries
+  end
+  local view_table = setmetatable({}, { __index = get, __newindex = set })
+  listings[view_table] = list
+  return view_table
+end
+
+-- Runs `loader` as worker code or as request code, whichever the module is loaded for.
+local function run_loader(for_worker, loader, name, where)
+  if not isolated then
+    return raw_pcall(loader, name, where)
+  end
+  local co = co_running() or base
+  local outer = worker_code[co]
+  worker_code[co] = for_worker
+  local ok, result = raw_pcall(loader, name, where)
+  worker_code[co] = outer
+  return ok, result
+end
 
 -- Errors are raised with `error(msg, 2)` as a statement: as a tail call (`return error(...)`)
 -- LuaJIT drops require's frame and level 2 is no longer the caller.
@@ -567,15 +671,30 @@ local function require(name)
   if builtin ~= nil then
     return builtin or error("module '" .. name .. "' is not available in the sandbox", 2)
   end
-  local value = loaded[name]
+  -- `into`: the package.loaded the module is found in or goes to, the request's own when it
+  -- has an entry for the name (or a loader of its own), else the worker's.
+  local own = own_tables(false)
+  local into, value = loaded, nil
+  if own then
+    value = own.loaded[name]
+    into = value ~= nil and own.loaded or loaded
+  end
+  if into == loaded then
+    value = loaded[name]
+  end
   if value == LOADING then
     error("loop or previous error loading module '" .. name .. "'", 2)
   end
-  if value ~= nil then
+  if value ~= nil and value ~= FORGOTTEN then
     return value
   end
-  local loader, where = preload[name], ":preload:"
-  if not loader then
+  local loader, where = own and own.preload[name], ":preload:"
+  if loader == nil then
+    loader = preload[name]
+  elseif loader ~= FORGOTTEN then
+    into = own.loaded
+  end
+  if not loader or loader == FORGOTTEN then
     local chunk, path_or_err = find_module(name)
     if chunk == false then
       error(path_or_err, 2)
@@ -591,17 +710,29 @@ local function require(name)
       return instantiate(chunk, module_env)(module_env, ...)
     end
   end
-  loaded[name] = LOADING
-  local ok, result = raw_pcall(loader, name, where)
+  into[name] = LOADING
+  local ok, result = run_loader(into == loaded, loader, name, where)
   if not ok then
-    loaded[name] = nil
+    into[name] = value
     return error(result, 0)
   end
   if result == nil then
-    result = loaded[name] ~= LOADING and loaded[name] or true
+    result = into[name] ~= LOADING and into[name] or true
   end
-  loaded[name] = result
+  into[name] = result
   return result
+end
+
+-- math.randomseed seeds the worker's one generator: in the sandbox only worker code may, as a
+-- request that seeds would make the math.random of every later request predictable.
+if isolated then
+  local randomseed = base.math.randomseed
+  base.math.randomseed = function(...)
+    if request_scope() then
+      error("'randomseed' is not allowed in a request in the sandbox (it seeds the whole worker: seed in init_worker)", 2)
+    end
+    return randomseed(...)
+  end
 end
 
 -- Text-only `load` for the sandbox: binary chunks crash Lua. Chunks default to the globals of
@@ -618,6 +749,10 @@ local function text_load(chunk, name, _, env)
 end
 
 return {
+  request_scope = isolated and request_scope or nil,
+  package_loaded = isolated and view("loaded", loaded),
+  package_preload = isolated and view("preload", preload),
+  modules = { loaded = loaded, preload = preload, listings = listings },
   run_chunk = run_chunk,
   load = text_load,
   pcall = budget_spent and budget_pcall or raw_pcall,
