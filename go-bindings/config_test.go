@@ -112,3 +112,33 @@ func TestDefaultTypeAndTimeBudget(t *testing.T) {
 		t.Fatalf("busy loop under a time budget: %v", err)
 	}
 }
+
+// Limits are on unless the host turns them off: a zero Config stops an allocation bomb at the
+// engine's default cap, and NoLimit lets a long loop finish.
+func TestLimitsOnByDefault(t *testing.T) {
+	run := func(c Config, lua string) error {
+		c.Log = func(LogRecord) {}
+		e := newEngine(t, c)
+		s := compile(t, e, "content", lua)
+		r, err := e.NewRequest(RequestInit{Method: "GET", Path: "/"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		_, err = r.Run(PhaseContent, s)
+		return err
+	}
+	var le *Error
+	if err := run(Config{Workers: 1}, `local s = 'x' while true do s = s .. s end`); !errors.As(err, &le) || le.Code != CodeMemory {
+		t.Fatalf("bomb in a default engine: %v", err)
+	}
+	if err := run(Config{Workers: 1, TimeBudget: 20 * time.Millisecond}, `local x = 0 while true do x = x + 1 end`); !errors.As(err, &le) || le.Code != CodeBudget {
+		t.Fatalf("runaway under a 20ms budget: %v", err)
+	}
+	if err := run(Config{Workers: 1, TimeBudget: NoLimit, MemoryLimit: NoLimit}, `local t = {} for i = 1, 1e6 do t[i] = i end`); err != nil {
+		t.Fatalf("no limits: %v", err)
+	}
+	if _, err := New(Config{MemoryLimit: -2}); err == nil {
+		t.Fatal("a negative MemoryLimit other than NoLimit is refused")
+	}
+}

@@ -16,8 +16,12 @@ import (
 	"unsafe"
 )
 
+// NoLimit turns off a limit that is on by default (Config.TimeBudget, Config.MemoryLimit).
+const NoLimit = -1
+
 // Config says how to build an [Engine]. The zero value is a sandboxed engine with one worker per
-// CPU that logs to stderr.
+// CPU that logs to stderr, with the engine's default limits (a 5s time budget per phase run, a
+// 512 MiB Lua memory cap per worker).
 type Config struct {
 	// Workers is the number of Lua states; 0 means one per CPU.
 	Workers int
@@ -35,11 +39,14 @@ type Config struct {
 	// CodeBudget; 0 means no limit. A phase that waits keeps what it has left.
 	InstructionBudget uint64
 	// TimeBudget is the wall time one phase run may take (time spent waiting does not count)
-	// before it fails with CodeBudget, in whole milliseconds; 0 means no limit. With either
-	// budget set, LuaJIT runs interpreted.
+	// before it fails with CodeBudget, in whole milliseconds. 0 keeps the engine's default (5s):
+	// a runaway script must not pin a worker; NoLimit turns it off. It costs scripts nothing
+	// (a watchdog checks it); an InstructionBudget makes LuaJIT run interpreted.
 	TimeBudget time.Duration
-	// MemoryLimit caps each worker's Lua memory in bytes; 0 means no cap.
-	MemoryLimit uint64
+	// MemoryLimit caps each worker's Lua memory in bytes. 0 keeps the engine's default
+	// (512 MiB): an allocation bomb fails its script instead of growing the process; NoLimit
+	// turns it off.
+	MemoryLimit int64
 	// CoroutinePool is how many idle coroutines each worker keeps; 0 keeps the default (1024).
 	CoroutinePool int
 	// FileCheckInterval is how often file scripts check their file; 0 keeps the default (1s).
@@ -128,8 +135,9 @@ func New(config Config) (*Engine, error) {
 	var mem cMemory
 	defer mem.free()
 	c := C.le_config_default()
-	if config.Workers < 0 || config.MaxPendingTimers < 0 || config.MaxRunningTimers < 0 || config.TimeBudget < 0 {
-		return nil, fmt.Errorf("luaengine: negative Workers, MaxPendingTimers, MaxRunningTimers or TimeBudget")
+	if config.Workers < 0 || config.MaxPendingTimers < 0 || config.MaxRunningTimers < 0 ||
+		(config.TimeBudget < 0 && config.TimeBudget != NoLimit) || (config.MemoryLimit < 0 && config.MemoryLimit != NoLimit) {
+		return nil, fmt.Errorf("luaengine: negative Workers, MaxPendingTimers, MaxRunningTimers, TimeBudget or MemoryLimit (NoLimit turns a limit off)")
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	state := &engineState{stop: stop}
@@ -151,11 +159,20 @@ func New(config Config) (*Engine, error) {
 		c.log_level = C.le_log_level(config.LogLevel)
 	}
 	c.instruction_budget = C.uint64_t(config.InstructionBudget)
-	c.time_budget_ms = C.uint32_t(min(config.TimeBudget.Milliseconds(), math.MaxUint32))
-	if config.TimeBudget > 0 && config.TimeBudget < time.Millisecond {
+	switch {
+	case config.TimeBudget == NoLimit:
+		c.time_budget_ms = 0
+	case config.TimeBudget > 0 && config.TimeBudget < time.Millisecond:
 		c.time_budget_ms = 1
+	case config.TimeBudget > 0:
+		c.time_budget_ms = C.uint32_t(min(config.TimeBudget.Milliseconds(), math.MaxUint32))
 	}
-	c.memory_limit = C.size_t(config.MemoryLimit)
+	switch {
+	case config.MemoryLimit == NoLimit:
+		c.memory_limit = 0
+	case config.MemoryLimit > 0:
+		c.memory_limit = C.size_t(config.MemoryLimit)
+	}
 	if config.CoroutinePool > 0 {
 		c.coroutine_pool = C.uint32_t(config.CoroutinePool)
 	}
