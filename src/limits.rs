@@ -64,7 +64,11 @@ impl Budget {
     /// Installs the checking hook on a worker state (for the coroutines created afterwards), or
     /// nothing when no instruction budget is set. The hook also raises the stop the watchdog
     /// asks `interrupt` for, as no other hook may be set beside it.
-    pub(crate) fn install(lua: &Lua, instructions: u64, interrupt: Arc<Interrupt>) -> mlua::Result<Option<Arc<Budget>>> {
+    pub(crate) fn install(
+        lua: &Lua,
+        instructions: u64,
+        interrupt: Arc<Interrupt>,
+    ) -> mlua::Result<Option<Arc<Budget>>> {
         if instructions == 0 {
             return Ok(None);
         }
@@ -148,7 +152,8 @@ impl RunClock {
             true => 0,
             false => u64::try_from(time.as_nanos().div_ceil(TICK.as_nanos())).unwrap_or(NO_DEADLINE).max(1),
         };
-        let clock = Arc::new(RunClock { slot: AtomicU64::new(IDLE), watchdog: watchdog.clone(), interrupt, budget, ticks });
+        let clock =
+            Arc::new(RunClock { slot: AtomicU64::new(IDLE), watchdog: watchdog.clone(), interrupt, budget, ticks });
         watchdog.clocks.lock().push(Arc::downgrade(&clock));
         clock
     }
@@ -245,8 +250,12 @@ pub(crate) struct Watchdog {
 impl Watchdog {
     /// Starts the watchdog thread, which ends once the engine drops the returned handle.
     pub(crate) fn start(time: Duration) -> std::io::Result<Arc<Watchdog>> {
-        let watchdog =
-            Arc::new(Watchdog { ticks: AtomicU64::new(0), shutdown: AtomicBool::new(false), clocks: Mutex::default(), time });
+        let watchdog = Arc::new(Watchdog {
+            ticks: AtomicU64::new(0),
+            shutdown: AtomicBool::new(false),
+            clocks: Mutex::default(),
+            time,
+        });
         let weak = Arc::downgrade(&watchdog);
         std::thread::Builder::new().name("luaengine-watchdog".into()).spawn(move || loop {
             std::thread::sleep(TICK);

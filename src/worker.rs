@@ -17,9 +17,9 @@ use crate::config::EngineConfig;
 use crate::engine::Shared;
 use crate::error::{Error, ErrorCode, Result};
 use crate::limits::{Budget, Left, RunClock, Watchdog};
+use crate::log::{LogLevel, LogRecord, Logger};
 use crate::lua::interrupt::Interrupt;
 use crate::lua::memory::MemoryCap;
-use crate::log::{LogLevel, LogRecord, Logger};
 use crate::phase::{exit_outcome, ExitOutcome, Phase, Status};
 use crate::request::{RequestState, Suspended};
 use crate::sandbox;
@@ -205,7 +205,8 @@ impl Worker {
         shared.logger.log_engine(LogLevel::Alert, &message);
         for (phase, script) in shared.init_scripts() {
             if let Err(error) = self.run_init(shared, *phase, script.current()) {
-                let message = format!("worker {}: {} failed on the rebuilt state: {}", self.index, phase.name(), error.summary());
+                let message =
+                    format!("worker {}: {} failed on the rebuilt state: {}", self.index, phase.name(), error.summary());
                 shared.logger.log_engine(LogLevel::Alert, &message);
             }
         }

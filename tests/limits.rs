@@ -211,7 +211,9 @@ fn shutdown_stops_running_scripts_and_later_runs() {
     let engine = engine_with(config);
     let runaway = {
         let engine = engine.clone();
-        std::thread::spawn(move || serve(&engine, "/", &[], &[(Phase::Content, "local x = 0 while true do x = x + 1 end")]))
+        std::thread::spawn(move || {
+            serve(&engine, "/", &[], &[(Phase::Content, "local x = 0 while true do x = x + 1 end")])
+        })
     };
     std::thread::sleep(Duration::from_millis(200));
     let stopping = Instant::now();
@@ -230,7 +232,8 @@ fn shutdown_stops_running_scripts_and_later_runs() {
 fn hoarding_engine() -> Engine {
     let dir = std::env::temp_dir().join(format!("le-hoard-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let module = "local kept = {} return { add = function() kept[#kept + 1] = string.rep('x', 1e6) .. #kept return #kept end }";
+    let module =
+        "local kept = {} return { add = function() kept[#kept + 1] = string.rep('x', 1e6) .. #kept return #kept end }";
     std::fs::write(dir.join("hoard.lua"), module).unwrap();
     let init_worker = "ngx.shared.stats:incr('init_worker', 1, 0) ngx.timer.every(60, function() end)";
     engine_with(EngineConfig {

@@ -225,10 +225,11 @@ unsafe extern "C-unwind" fn stop_hook(state: *mut lua_State, debug: *mut lua_Deb
     let chunk = CStr::from_ptr((*debug).short_src.as_ptr());
     let line = (*debug).currentline;
     // No Rust value with a destructor is alive past this statement: lua_error longjmps.
-    let (message, len) = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (*interrupt).message(chunk, line))) {
-        Ok(message) => message,
-        Err(_) => (c"budget exceeded".as_ptr(), "budget exceeded".len()),
-    };
+    let (message, len) =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (*interrupt).message(chunk, line))) {
+            Ok(message) => message,
+            Err(_) => (c"budget exceeded".as_ptr(), "budget exceeded".len()),
+        };
     ffi::lua_pushlstring(state, message, len);
     ffi::lua_error(state);
 }
