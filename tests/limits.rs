@@ -36,6 +36,18 @@ const RUNAWAYS: &[(&str, u64, Duration)] = &[
     ("while true do xpcall(function() while true do end end, print) end", 100_000, Duration::ZERO),
     ("while true do coroutine.resume(coroutine.create(function() while true do end end)) end", 100_000, Duration::ZERO),
     ("while true do coroutine.wrap(function() while true do end end)() end", 0, Duration::from_millis(50)),
+    // The stop reaches the resumer too, not only the coroutine that ran away (Lua 5.4 hooks
+    // each running coroutine).
+    (
+        "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+        0,
+        Duration::from_millis(50),
+    ),
+    (
+        "local co = coroutine.wrap(function() while true do coroutine.yield() end end) while true do co() end",
+        0,
+        Duration::from_millis(50),
+    ),
 ];
 
 #[test]

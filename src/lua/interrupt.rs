@@ -222,8 +222,18 @@ unsafe extern "C-unwind" fn stop_hook(state: *mut lua_State, debug: *mut lua_Deb
         return;
     }
     ffi::lua_getinfo(state, c"Sl".as_ptr(), debug);
-    let chunk = CStr::from_ptr((*debug).short_src.as_ptr());
-    let line = (*debug).currentline;
+    let (mut source, mut line) = ((*debug).short_src, (*debug).currentline);
+    // The script's line rather than the engine's glue it may be in (a coroutine wrapper).
+    let mut frame: lua_Debug = std::mem::zeroed();
+    let mut level = 0;
+    while engine_chunk(&source, line) && ffi::lua_getstack(state, level, &mut frame) != 0 {
+        ffi::lua_getinfo(state, c"Sl".as_ptr(), &mut frame);
+        if !engine_chunk(&frame.short_src, frame.currentline) {
+            (source, line) = (frame.short_src, frame.currentline);
+        }
+        level += 1;
+    }
+    let chunk = CStr::from_ptr(source.as_ptr());
     // No Rust value with a destructor is alive past this statement: lua_error longjmps.
     let (message, len) =
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (*interrupt).message(chunk, line))) {
@@ -232,6 +242,11 @@ unsafe extern "C-unwind" fn stop_hook(state: *mut lua_State, debug: *mut lua_Deb
         };
     ffi::lua_pushlstring(state, message, len);
     ffi::lua_error(state);
+}
+
+/// Whether a frame runs the engine's own Lua (`[luaengine prelude]`) or a C function.
+fn engine_chunk(source: &[c_char], line: c_int) -> bool {
+    line < 0 || source.iter().take(10).map(|&c| c as u8).eq(b"[luaengine".iter().copied())
 }
 
 /// `track_enter(co)`: coroutine `co` is about to be resumed by the running one.
