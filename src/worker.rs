@@ -476,6 +476,7 @@ impl WorkerLua {
             package_path: &config.package_path,
             trusted: config.trusted,
             budget,
+            interrupt: interrupt.clone(),
             functions: functions.clone(),
             host_functions: &config.host_functions,
             async_functions: &config.async_functions,

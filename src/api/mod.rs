@@ -116,6 +116,8 @@ pub(crate) struct Setup<'a> {
     pub trusted: bool,
     /// The worker's instruction budget, when one is configured.
     pub budget: Option<Arc<Budget>>,
+    /// The worker state's interrupt, which stops runaway scripts (`lua/interrupt.rs`).
+    pub interrupt: Arc<Interrupt>,
     pub functions: FunctionCache,
     pub host_functions: &'a [HostFunction],
     pub async_functions: &'a [String],
@@ -276,7 +278,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     params.set("dict_names", setup.dicts.iter().map(|dict| dict.name()).collect::<Vec<_>>())?;
     let builtins = lua.create_table()?;
     params.set("builtins", &builtins)?;
-    if let Some((enter, leave)) = Interrupt::tracking_functions(lua)? {
+    if let Some((enter, leave)) = setup.interrupt.tracking_functions(lua)? {
         params.set("track_enter", enter)?;
         params.set("track_leave", leave)?;
     }

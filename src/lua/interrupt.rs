@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use mlua::ffi::{self, lua_Debug, lua_State};
-use mlua::Lua;
+use mlua::{Function, Lua};
 use parking_lot::Mutex;
 
 use crate::error::ErrorCode;
@@ -96,12 +96,28 @@ impl Interrupt {
 
     /// `coroutine.resume`'s companions on Lua 5.4, for the prelude: `track_enter(co)` before
     /// resuming `co`, `track_leave(...)` around what the resume returned (it returns it all).
-    pub(crate) fn tracking_functions(lua: &Lua) -> mlua::Result<Option<(mlua::Function, mlua::Function)>> {
+    /// Each tracked coroutine is also kept in a Lua table until `track_leave` (or, when an error
+    /// unwinds past it, until its slot is reused), so a freed coroutine is never tracked.
+    pub(crate) fn tracking_functions(self: &Arc<Self>, lua: &Lua) -> mlua::Result<Option<(Function, Function)>> {
         if cfg!(feature = "luajit") {
             return Ok(None);
         }
-        // SAFETY: both are C functions following the Lua C API's rules (see each).
-        unsafe { Ok(Some((lua.create_c_function(track_enter)?, lua.create_c_function(track_leave)?))) }
+        let address = Arc::as_ptr(self) as *mut c_void;
+        // SAFETY: exec_raw hands us the state with room for three values; both closures follow
+        // the Lua C API's rules (see each) and this interrupt outlives the state's code.
+        unsafe {
+            lua.exec_raw::<(Function, Function)>((), |state| {
+                ffi::lua_createtable(state, TRACKED as c_int, 0);
+                ffi::lua_pushlightuserdata(state, address);
+                ffi::lua_pushvalue(state, -2);
+                ffi::lua_pushcclosure(state, track_enter, 2);
+                ffi::lua_pushlightuserdata(state, address);
+                ffi::lua_pushvalue(state, -3);
+                ffi::lua_pushcclosure(state, track_leave, 2);
+                ffi::lua_remove(state, -3);
+            })
+            .map(Some)
+        }
     }
 
     /// Starts a run on `thread`, the phase's coroutine, as the only one tracked.
@@ -188,6 +204,11 @@ impl Interrupt {
         (message.as_ptr() as *const c_char, message.len())
     }
 
+    /// The depth a coroutine resumed now will have (its anchor slot is this + 1).
+    fn depth(&self) -> usize {
+        self.inner.lock().depth
+    }
+
     fn push(&self, thread: *mut lua_State) {
         let mut inner = self.inner.lock();
         let depth = inner.depth;
@@ -197,9 +218,11 @@ impl Interrupt {
         inner.depth = depth + 1;
     }
 
-    fn pop(&self) {
+    /// Returns the depth left, whose anchor slot (+ 1) is free again.
+    fn pop(&self) -> usize {
         let mut inner = self.inner.lock();
         inner.depth = inner.depth.saturating_sub(1);
+        inner.depth
     }
 }
 
@@ -249,21 +272,32 @@ fn engine_chunk(source: &[c_char], line: c_int) -> bool {
     line < 0 || source.iter().take(10).map(|&c| c as u8).eq(b"[luaengine".iter().copied())
 }
 
-/// `track_enter(co)`: coroutine `co` is about to be resumed by the running one.
+/// `track_enter(co)`: coroutine `co` is about to be resumed by the running one. Upvalues: the
+/// interrupt, and the table anchoring tracked coroutines (`TRACKED` array slots, preallocated:
+/// storing into them allocates nothing, so nothing here can raise).
 unsafe extern "C-unwind" fn track_enter(state: *mut lua_State) -> c_int {
+    let interrupt = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Interrupt;
     let thread = ffi::lua_tothread(state, 1);
-    let interrupt = lookup(state);
-    if !interrupt.is_null() && !thread.is_null() {
-        (*interrupt).push(thread);
+    if thread.is_null() {
+        return 0;
     }
+    let depth = (*interrupt).depth();
+    if depth < TRACKED {
+        ffi::lua_pushvalue(state, 1);
+        ffi::lua_rawseti(state, ffi::lua_upvalueindex(2), (depth + 1) as _);
+    }
+    (*interrupt).push(thread);
     0
 }
 
-/// `track_leave(...)`: the resume is over; returns its arguments.
+/// `track_leave(...)`: the resume is over; returns its arguments. Upvalues as `track_enter`'s.
 unsafe extern "C-unwind" fn track_leave(state: *mut lua_State) -> c_int {
-    let interrupt = lookup(state);
-    if !interrupt.is_null() {
-        (*interrupt).pop();
+    let interrupt = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)) as *const Interrupt;
+    let depth = (*interrupt).pop();
+    let results = ffi::lua_gettop(state);
+    if depth < TRACKED && ffi::lua_checkstack(state, 1) != 0 {
+        ffi::lua_pushnil(state);
+        ffi::lua_rawseti(state, ffi::lua_upvalueindex(2), (depth + 1) as _);
     }
-    ffi::lua_gettop(state)
+    results
 }
