@@ -87,7 +87,7 @@ static int text_of(parser *p, const char *key, const json_t *value, site_text *o
   return 0;
 }
 
-/* A JSON integer, or a string of digits with an optional k or m suffix (nginx's sizes). */
+/* A JSON integer, or a string of digits with an optional k, m or g suffix (nginx's sizes). */
 static int size_of(parser *p, const char *key, const json_t *value, size_t *out) {
   if (json_is_integer(value) && json_integer_value(value) >= 0) {
     *out = (size_t)json_integer_value(value);
@@ -102,13 +102,37 @@ static int size_of(parser *p, const char *key, const json_t *value, size_t *out)
   size_t scale = 1;
   if (s && digits > 0 && (s[digits] == 'k' || s[digits] == 'K')) scale = 1024;
   if (s && digits > 0 && (s[digits] == 'm' || s[digits] == 'M')) scale = 1024 * 1024;
+  if (s && digits > 0 && (s[digits] == 'g' || s[digits] == 'G')) scale = 1024 * 1024 * 1024;
   size_t end = digits + (scale > 1);
   if (!s || digits == 0 || s[end] != '\0' || end != json_string_length(value)) {
-    const char *expected = "expected a size (a byte count, or a string such as \"512k\" or \"10m\")";
+    const char *expected = "expected a size (a byte count, or a string such as \"512k\", \"10m\" or \"1g\")";
     return s ? fail(p, key, "%s, got \"%s\"", expected, s) : fail(p, key, "%s, got %s", expected, type_name(value));
   }
   if (n > SIZE_MAX / scale) return fail(p, key, "\"%s\" is too large", s);
   *out = n * scale;
+  return 0;
+}
+
+/* A duration in whole milliseconds: a JSON number of seconds (5, 0.5) or a string with an
+ * ms or s suffix ("500ms", "5s", "1.5s"). A nonzero duration under 1 ms counts as 1 ms, so that
+ * it does not turn the limit off. */
+static int duration_of(parser *p, const char *key, const json_t *value, uint32_t *out) {
+  double ms = -1;
+  const char *s = json_is_string(value) ? json_string_value(value) : NULL;
+  if (json_is_number(value)) {
+    ms = json_number_value(value) * 1000;
+  } else if (s && strlen(s) == json_string_length(value) && s[0] >= '0' && s[0] <= '9') {
+    char *end = NULL;
+    double n = strtod(s, &end);
+    if (strcmp(end, "ms") == 0) ms = n;
+    else if (strcmp(end, "s") == 0) ms = n * 1000;
+  }
+  if (!(ms >= 0)) {
+    const char *expected = "expected a duration (seconds, or a string such as \"500ms\" or \"5s\")";
+    return s ? fail(p, key, "%s, got \"%s\"", expected, s) : fail(p, key, "%s, got %s", expected, type_name(value));
+  }
+  if (ms > UINT32_MAX) return fail(p, key, "too long (at most %u ms)", (unsigned)UINT32_MAX);
+  *out = ms > 0 && ms < 1 ? 1 : (uint32_t)ms;
   return 0;
 }
 
@@ -292,6 +316,17 @@ static int parse_lua_section(parser *p, const json_t *object) {
           return wrong_type(p, entry_key, entry, "a path template such as \"lua/?.lua\"");
         config->package_path[config->n_package_path++] = resolve(p, json_string_value(entry));
       }
+    } else if (strcmp(name, "time_budget") == 0) {
+      if (duration_of(p, key, value, &config->time_budget_ms) != 0) return -1;
+      config->time_budget_set = true;
+    } else if (strcmp(name, "instruction_budget") == 0) {
+      if (!json_is_integer(value) || json_integer_value(value) < 0)
+        return wrong_type(p, key, value, "a count of VM instructions (an integer, 0 for none)");
+      config->instruction_budget = (uint64_t)json_integer_value(value);
+      config->instruction_budget_set = true;
+    } else if (strcmp(name, "memory_limit") == 0) {
+      if (size_of(p, key, value, &config->memory_limit) != 0) return -1;
+      config->memory_limit_set = true;
     } else {
       return unknown(p, key);
     }
@@ -498,6 +533,10 @@ void site_engine_config(const site_config *config, le_config *engine_config) {
   engine_config->n_shared_dicts = config->n_dicts;
   engine_config->default_type.ptr = (const uint8_t *)config->default_type.ptr;
   engine_config->default_type.len = config->default_type.len;
+  /* Limits the config leaves out keep the engine's defaults. */
+  if (config->time_budget_set) engine_config->time_budget_ms = config->time_budget_ms;
+  if (config->instruction_budget_set) engine_config->instruction_budget = config->instruction_budget;
+  if (config->memory_limit_set) engine_config->memory_limit = config->memory_limit;
 }
 
 const site_location *site_match(const site_config *config, const char *path, size_t len) {
