@@ -171,6 +171,47 @@ void report(const char *what, const luaengine::Error &e) {
     std::cerr << "cpp-server: " << what << ": " << le_result_name(static_cast<uint32_t>(code)) << ": " << e.what() << "\n";
 }
 
+/* Why a request cpp-httplib parsed must be refused with 400 and a closed connection, or nullptr:
+ * framing a proxy in front may read differently (request smuggling), headers scripts would
+ * misread, and a path a decoded NUL would cut short where it is read as a C string. */
+const char *bad_request(const httplib::Request &req) {
+  if (req.version != "HTTP/1.1" && req.version != "HTTP/1.0") return "not HTTP/1.0 or HTTP/1.1";
+  const std::string *length = nullptr;
+  bool transfer_encoding = false;
+  for (const auto &[name, value] : req.headers) {
+    if (name.empty() || name.find_first_of(" \t\"(),/:;<=>?@[\\]{}\x7f", 0, 19) != std::string::npos ||
+        name.find('\0') != std::string::npos)
+      return "a header name that is not a token";
+    if (value.find('\0') != std::string::npos) return "a NUL in a header value";
+    if (strcasecmp(name.c_str(), "Content-Length") == 0) {
+      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) return "a bad Content-Length";
+      if (length && *length != value) return "different Content-Length values";
+      length = &value;
+    } else if (strcasecmp(name.c_str(), "Transfer-Encoding") == 0) {
+      transfer_encoding = true;
+    }
+  }
+  if (length && transfer_encoding) return "both Content-Length and Transfer-Encoding";
+  if (req.version == "HTTP/1.1" && !req.has_header("Host")) return "HTTP/1.1 without Host";
+  if (req.path.find('\0') != std::string::npos) return "a NUL in the path";
+  return nullptr;
+}
+
+/* 400, then the connection closes: after a framing error the rest of its bytes mean nothing.
+ * cpp-httplib 0.11 keeps a connection alive whatever the response's Connection header says, and
+ * only a failing write ends it: the provider writes the page, then fails. */
+void send_bad_request(httplib::Response &res) {
+  char page[SITE_STATUS_PAGE_MAX];
+  std::string body(page, site_status_page(400, page, sizeof page));
+  res.status = 400;
+  res.body.clear();
+  res.set_header("Connection", "close");
+  res.set_content_provider(body.size(), "text/html", [body](size_t, size_t, httplib::DataSink &sink) {
+    sink.write(body.data(), body.size());
+    return false;
+  });
+}
+
 /* One request through the phases, on the pool thread that got it. */
 class Exchange {
  public:
@@ -424,16 +465,25 @@ int main(int argc, char **argv) {
     current = std::make_unique<Exchange>(*site, waits, req);
     current->serve(res);
   };
+  // Before the body is read: the 400 goes out and the connection closes, its other bytes unread.
+  server.set_pre_routing_handler([](const httplib::Request &req, httplib::Response &res) {
+    const char *why = bad_request(req);
+    if (!why) return httplib::Server::HandlerResponse::Unhandled;
+    std::cerr << "cpp-server: 400 for \"" << req.target << "\": " << why << "\n";
+    send_bad_request(res);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   server.Get(".*", handler).Post(".*", handler).Put(".*", handler).Patch(".*", handler);
   server.Delete(".*", handler).Options(".*", handler);
   server.set_logger([](const httplib::Request &, const httplib::Response &) {
     if (current) current->log();
     current.reset();
   });
-  // Errors cpp-httplib answers by itself (413 over client_max_body_size) get the same page.
+  // Errors cpp-httplib answers by itself (413 over client_max_body_size, 400) get the same page.
   server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request &, httplib::Response &res) {
-    if (current || !res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    send_page(res, static_cast<unsigned>(res.status));
+    if (current || !res.body.empty() || res.content_provider_) return httplib::Server::HandlerResponse::Unhandled;
+    if (res.status == 400) send_bad_request(res);  // a request line or framing it could not parse
+    else send_page(res, static_cast<unsigned>(res.status));
     return httplib::Server::HandlerResponse::Handled;
   }));
 
