@@ -13,13 +13,15 @@
  * thread on a condition variable until the request's wake callback (called on the engine's
  * clock thread) signals it, then resumes on that thread. The thread holds no Lua worker while it
  * waits (other requests run on the same worker meanwhile) and burns no CPU, but it is taken.
- * cpp-httplib also gives each connection a pool thread for its whole life, idle keep-alive time
- * included (cut here to 1 s). The pool has kThreadsPerWorker threads per Lua worker: that many
- * connections are served, or sleep, at once before new ones queue. Stopping the server cuts
- * waits short (503). The C server has none of these limits.
+ * cpp-httplib also gives each connection a pool thread for its whole life: idle keep-alive time
+ * (cut here to 1 s) and a slow client's trickle included, as its read timeout is per read, not
+ * per request. So the pool grows, one thread per connection, up to kMaxConnections threads
+ * (idle ones are reused): that many connections are served, sleep or trickle at once before new
+ * ones queue. Stopping the server cuts waits short (503). The C server has none of these limits.
  */
 #include <httplib.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <strings.h>
 
 #include <algorithm>
@@ -29,6 +31,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -46,7 +49,8 @@ namespace {
 
 using luaengine::Status;
 
-constexpr unsigned kThreadsPerWorker = 16;
+/* Connections served at once (a thread each); beyond, they wait for a thread. */
+constexpr size_t kMaxConnections = 512;
 
 struct SiteConfigFree {
   void operator()(site_config *config) const noexcept { site_config_free(config); }
@@ -136,6 +140,54 @@ class Waits {
 
 /* Thrown out of a wait when the server stops. */
 struct Stopping {};
+
+/* cpp-httplib's task queue: a pool that starts a thread whenever a connection comes in and none
+ * is idle, up to `max` threads. (cpp-httplib's own ThreadPool has a fixed size: 200 slow clients
+ * held all of its threads and nothing else was answered.) */
+class ConnectionPool : public httplib::TaskQueue {
+ public:
+  explicit ConnectionPool(size_t max) : max_(max) {}
+
+  void enqueue(std::function<void()> fn) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs_.push_back(std::move(fn));
+    if (jobs_.size() > idle_ && threads_.size() < max_) threads_.emplace_back([this] { work(); });
+    else cv_.notify_one();
+  }
+
+  void shutdown() override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread &thread : threads_) thread.join();
+  }
+
+ private:
+  void work() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      idle_++;
+      cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      idle_--;
+      if (jobs_.empty()) return;  // stopping, and every connection taken was served
+      std::function<void()> job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+
+  const size_t max_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  std::vector<std::thread> threads_;
+  size_t idle_ = 0;
+  bool stopping_ = false;
+};
 
 /* Each pool thread uses its own Lua worker (its number modulo the workers). */
 uint32_t worker_hint() {
@@ -455,12 +507,18 @@ int main(int argc, char **argv) {
 
   Waits waits;
   httplib::Server server;
-  unsigned threads = kThreadsPerWorker * site->engine().workers();
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server.new_task_queue = [] { return new ConnectionPool(kMaxConnections); };
   size_t limit = site->config().client_max_body_size;
   server.set_payload_max_length(limit ? limit : std::numeric_limits<size_t>::max());
-  // A kept-alive connection holds its pool thread while idle: keep that short.
+  // A kept-alive connection holds its pool thread while idle: keep that short. A client silent
+  // for 5 s in the middle of a request, or not reading its response for 5 s, is dropped.
   server.set_keep_alive_timeout(1);
+  server.set_keep_alive_max_count(1000);  // nginx's keepalive_requests (cpp-httplib's is 5)
+  server.set_read_timeout(5);
+  server.set_write_timeout(5);
+  // Responses go out in several writes (head, body): with Nagle's algorithm on, the client's
+  // delayed ACK held each one back ~40 ms.
+  server.set_tcp_nodelay(true);
   httplib::Server::Handler handler = [&](const httplib::Request &req, httplib::Response &res) {
     current = std::make_unique<Exchange>(*site, waits, req);
     current->serve(res);
@@ -488,8 +546,18 @@ int main(int argc, char **argv) {
   }));
 
   if (host.find(':') != std::string::npos) server.set_address_family(AF_INET6);
+  // The listening socket, seen here before cpp-httplib binds it (this replaces its default
+  // options, of which SO_REUSEADDR is the one that matters).
+  int listening = -1;
+  server.set_socket_options([&listening](int sock) {
+    int on = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    listening = sock;
+  });
   int bound = port == 0 ? server.bind_to_any_port(host) : server.bind_to_port(host, port) ? port : -1;
-  if (bound < 0) {
+  // cpp-httplib 0.11 listens with a backlog of 5: a burst of connections overflowed it and the
+  // dropped SYNs were retried after 1, 3, 7... s. listen() again takes the system's maximum.
+  if (bound < 0 || ::listen(listening, SOMAXCONN) != 0) {
     std::cerr << "cpp-server: cannot listen on " << host << ":" << port << "\n";
     return 1;
   }
@@ -497,7 +565,8 @@ int main(int argc, char **argv) {
   bool v6 = host.find(':') != std::string::npos;
   std::cout << "cpp-server: listening on http://" << (v6 ? "[" : "") << host << (v6 ? "]" : "") << ":" << bound
             << "/ (libluaengine " << luaengine::version() << ", " << luaengine::backend() << ", "
-            << site->engine().workers() << " Lua workers, " << threads << " threads)" << std::endl;
+            << site->engine().workers() << " Lua workers, up to " << kMaxConnections << " connections at once)"
+            << std::endl;
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
