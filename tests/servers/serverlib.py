@@ -15,8 +15,8 @@ SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "site.json")
 class Server:
     """The server command with `--listen 127.0.0.1:0 SITE` appended, started and stopped."""
 
-    def __init__(self, command, site=SITE):
-        self.proc = subprocess.Popen(command + ["--listen", "127.0.0.1:0", site], stdout=subprocess.PIPE,
+    def __init__(self, command, site=None):
+        self.proc = subprocess.Popen(command + ["--listen", "127.0.0.1:0", site or SITE], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         line = b""
