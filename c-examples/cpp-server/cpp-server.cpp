@@ -223,32 +223,6 @@ void report(const char *what, const luaengine::Error &e) {
     std::cerr << "cpp-server: " << what << ": " << le_result_name(static_cast<uint32_t>(code)) << ": " << e.what() << "\n";
 }
 
-/* Why a request cpp-httplib parsed must be refused with 400 and a closed connection, or nullptr:
- * framing a proxy in front may read differently (request smuggling), headers scripts would
- * misread, and a path a decoded NUL would cut short where it is read as a C string. */
-const char *bad_request(const httplib::Request &req) {
-  if (req.version != "HTTP/1.1" && req.version != "HTTP/1.0") return "not HTTP/1.0 or HTTP/1.1";
-  const std::string *length = nullptr;
-  bool transfer_encoding = false;
-  for (const auto &[name, value] : req.headers) {
-    if (name.empty() || name.find_first_of(" \t\"(),/:;<=>?@[\\]{}\x7f", 0, 19) != std::string::npos ||
-        name.find('\0') != std::string::npos)
-      return "a header name that is not a token";
-    if (value.find('\0') != std::string::npos) return "a NUL in a header value";
-    if (strcasecmp(name.c_str(), "Content-Length") == 0) {
-      if (value.empty() || value.find_first_not_of("0123456789") != std::string::npos) return "a bad Content-Length";
-      if (length && *length != value) return "different Content-Length values";
-      length = &value;
-    } else if (strcasecmp(name.c_str(), "Transfer-Encoding") == 0) {
-      transfer_encoding = true;
-    }
-  }
-  if (length && transfer_encoding) return "both Content-Length and Transfer-Encoding";
-  if (req.version == "HTTP/1.1" && !req.has_header("Host")) return "HTTP/1.1 without Host";
-  if (req.path.find('\0') != std::string::npos) return "a NUL in the path";
-  return nullptr;
-}
-
 /* 400, then the connection closes: after a framing error the rest of its bytes mean nothing.
  * cpp-httplib 0.11 keeps a connection alive whatever the response's Connection header says, and
  * only a failing write ends it: the provider writes the page, then fails. */
@@ -525,7 +499,10 @@ int main(int argc, char **argv) {
   };
   // Before the body is read: the 400 goes out and the connection closes, its other bytes unread.
   server.set_pre_routing_handler([](const httplib::Request &req, httplib::Response &res) {
-    const char *why = bad_request(req);
+    std::vector<le_header> headers;
+    for (const auto &[name, value] : req.headers) headers.push_back({luaengine::str(name), luaengine::str(value)});
+    const char *why = site_bad_request(luaengine::str(req.version), luaengine::str(req.target), headers.data(),
+                                       headers.size());
     if (!why) return httplib::Server::HandlerResponse::Unhandled;
     std::cerr << "cpp-server: 400 for \"" << req.target << "\": " << why << "\n";
     send_bad_request(res);

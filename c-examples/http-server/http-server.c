@@ -436,45 +436,6 @@ static bool start(exchange *ex, const char *url, const char *method, const char 
 
 /* ---- request hygiene ---------------------------------------------------------------------- */
 
-typedef struct framing {
-  const char *content_length; /* the first one */
-  bool conflicting_lengths, transfer_encoding, bad_header;
-} framing;
-
-static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *name, const char *value) {
-  (void)kind;
-  framing *f = cls;
-  if (strcasecmp(name, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
-    if (f->content_length && strcmp(f->content_length, value ? value : "") != 0) f->conflicting_lengths = true;
-    if (!f->content_length) f->content_length = value ? value : "";
-  } else if (strcasecmp(name, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
-    f->transfer_encoding = true;
-  }
-  /* A name is a token: "X-Token : v" would otherwise reach scripts as another header. */
-  if (!name[0] || strpbrk(name, " \t\"(),/:;<=>?@[\\]{}\x7f") != NULL) f->bad_header = true;
-  return MHD_YES;
-}
-
-/* Why a request MHD parsed must be refused with 400 and a closed connection, or NULL. MHD itself
- * answers a malformed Content-Length, an overflowing chunk size and (with
- * MHD_OPTION_STRICT_FOR_CLIENT) a HTTP/1.1 request without Host; these are the framing
- * ambiguities it lets through, which a proxy in front may read differently (request smuggling),
- * and a path that a decoded NUL would cut short. `uri` is the target as received. */
-static const char *bad_request(struct MHD_Connection *connection, const char *uri, const char *version) {
-  if (strcmp(version, MHD_HTTP_VERSION_1_1) != 0 && strcmp(version, MHD_HTTP_VERSION_1_0) != 0)
-    return "not HTTP/1.0 or HTTP/1.1";
-  framing f = {NULL, false, false, false};
-  MHD_get_connection_values(connection, MHD_HEADER_KIND, check_header, &f);
-  if (f.conflicting_lengths) return "different Content-Length values";
-  if (f.content_length && f.transfer_encoding) return "both Content-Length and Transfer-Encoding";
-  if (f.bad_header) return "a header name that is not a token";
-  if (strcmp(version, MHD_HTTP_VERSION_1_1) == 0 && !MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_HOST))
-    return "HTTP/1.1 without Host";
-  for (const char *p = strchr(uri, '%'); p; p = strchr(p + 1, '%'))
-    if (p[1] == '0' && p[2] == '0') return "a NUL in the path";
-  return NULL;
-}
-
 /* 400, then the connection closes: after a framing error the rest of its bytes mean nothing. */
 static enum MHD_Result send_bad_request(exchange *ex, const char *why) {
   char page[SITE_STATUS_PAGE_MAX];
@@ -500,7 +461,12 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
   if (!ex->started) {
     ex->started = true;
     ex->connection = connection;
-    const char *why = bad_request(connection, ex->uri, version);
+    /* MHD itself answers a malformed Content-Length, an overflowing chunk size and (with
+     * MHD_OPTION_STRICT_FOR_CLIENT) spaces in the target; the rest is checked here. */
+    header_list headers = {NULL, 0, 0};
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, collect_header, &headers);
+    const char *why = site_bad_request(text(version), text(ex->uri), headers.items, headers.n);
+    free(headers.items);
     if (why) return send_bad_request(ex, why);
     const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (limit && length && strtoull(length, NULL, 10) > limit) return send_page(ex, 413);
@@ -629,7 +595,7 @@ static struct MHD_Daemon *listen_on(server *srv, const char *host, uint16_t port
   return MHD_start_daemon(flags, port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, address,
                           MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
                           MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-                          /* 400 for a HTTP/1.1 request without Host, and for spaces in the target */
+                          /* 400 for spaces in the target (and a HTTP/1.1 request without Host) */
                           MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
 }
 

@@ -559,6 +559,56 @@ bool site_has_header(const site_header *headers, size_t n, const char *name) {
   return false;
 }
 
+bool site_is_token(le_str s) {
+  if (s.len == 0) return false;
+  for (size_t i = 0; i < s.len; i++) {
+    unsigned char c = s.ptr[i];
+    bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (!alnum && (c == '\0' || !strchr("!#$%&'*+-.^_`|~", c))) return false;
+  }
+  return true;
+}
+
+static bool str_is(le_str s, const char *text) {
+  return s.len == strlen(text) && memcmp(s.ptr, text, s.len) == 0;
+}
+
+static bool str_is_nocase(le_str s, const char *text) {
+  return s.len == strlen(text) && strncasecmp((const char *)s.ptr, text, s.len) == 0;
+}
+
+static bool has_nul(le_str s) {
+  return s.len > 0 && memchr(s.ptr, '\0', s.len) != NULL;
+}
+
+const char *site_bad_request(le_str version, le_str target, const le_header *headers, size_t n) {
+  bool http11 = str_is(version, "HTTP/1.1");
+  if (!http11 && !str_is(version, "HTTP/1.0")) return "not HTTP/1.0 or HTTP/1.1";
+  const le_str *length = NULL;
+  bool transfer_encoding = false, host = false;
+  for (size_t i = 0; i < n; i++) {
+    le_str name = headers[i].name, value = headers[i].value;
+    if (!site_is_token(name)) return "a header name that is not a token";
+    if (has_nul(value)) return "a NUL in a header value";
+    if (str_is_nocase(name, "Content-Length")) {
+      if (value.len == 0) return "an empty Content-Length";
+      for (size_t k = 0; k < value.len; k++)
+        if (value.ptr[k] < '0' || value.ptr[k] > '9') return "a Content-Length that is not a number";
+      if (length && (length->len != value.len || memcmp(length->ptr, value.ptr, value.len) != 0))
+        return "different Content-Length values";
+      length = &headers[i].value;
+    }
+    transfer_encoding |= str_is_nocase(name, "Transfer-Encoding");
+    host |= str_is_nocase(name, "Host");
+  }
+  if (length && transfer_encoding) return "both Content-Length and Transfer-Encoding";
+  if (http11 && !host) return "HTTP/1.1 without Host";
+  if (has_nul(target)) return "a NUL in the target";
+  for (size_t i = 0; i + 2 < target.len; i++)
+    if (target.ptr[i] == '%' && target.ptr[i + 1] == '0' && target.ptr[i + 2] == '0') return "a NUL (%00) in the target";
+  return NULL;
+}
+
 const char *site_reason(unsigned status) {
   static const struct {
     unsigned status;

@@ -160,6 +160,18 @@ const site_location *site_match(const site_config *config, const char *path, siz
 /* Whether `headers` has one named `name` (ASCII case-insensitive). */
 bool site_has_header(const site_header *headers, size_t n, const char *name);
 
+/* Whether `s` is an HTTP token (RFC 9110's tchar), as a header name must be. */
+bool site_is_token(le_str s);
+
+/* Why a request must be refused with 400 and its connection closed, or NULL. `target` is the
+ * request target as received (not decoded). Refused: framing a proxy in front may read
+ * differently from the server (two different Content-Length values, Content-Length with
+ * Transfer-Encoding, a Content-Length that is not digits: request smuggling), a header name that
+ * is not a token ("X-Token : v" would reach scripts as another header), a NUL in a header, a
+ * NUL raw or as %00 in the target (a path read as a C string would be cut there), HTTP/1.1
+ * without Host, and a version other than HTTP/1.0 and HTTP/1.1. */
+const char *site_bad_request(le_str version, le_str target, const le_header *headers, size_t n);
+
 /* The HTTP reason phrase for a status ("Not Found"), or "" for an unknown one. */
 const char *site_reason(unsigned status);
 

@@ -292,10 +292,67 @@ static void listen_and_status_pages(void) {
   CHECK_EQ(site_le_phase(SITE_LOG), LE_PHASE_LOG);
 }
 
+static le_str str(const char *s) {
+  le_str out = {(const uint8_t *)s, strlen(s)};
+  return out;
+}
+
+/* What the servers refuse with 400, from the parsed request line and headers. */
+static void bad_requests(void) {
+  CHECK(site_is_token(str("X-Token")) && site_is_token(str("a!#$%&'*+-.^_`|~9")));
+  const char *not_tokens[] = {"", "X-Token ", " X", "X:Y", "X\tY", "X(Y)", "X\x7f", "X\xc3\xa9", "X\x01"};
+  for (size_t i = 0; i < sizeof not_tokens / sizeof not_tokens[0]; i++)
+    CHECKF(!site_is_token(str(not_tokens[i])), "\"%s\" is a token", not_tokens[i]);
+  le_str nul_name = {(const uint8_t *)"X\0Y", 3};
+  CHECK(!site_is_token(nul_name));
+
+  const le_header host = {str("Host"), str("t")};
+  const struct {
+    const char *version, *target;
+    le_header headers[3];
+    size_t n;
+    const char *why; /* NULL: accepted */
+  } cases[] = {
+      {"HTTP/1.1", "/a?b=%20", {host, {str("Content-Length"), str("12")}}, 2, NULL},
+      {"HTTP/1.1", "/", {host, {str("content-length"), str("5")}, {str("Content-Length"), str("5")}}, 3, NULL},
+      {"HTTP/1.1", "/", {host, {str("Transfer-Encoding"), str("chunked")}}, 2, NULL},
+      {"HTTP/1.0", "/", {{str("X-A"), str("")}}, 1, NULL},
+      {"HTTP/1.1", "/", {{str("HOST"), str("t")}}, 1, NULL},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("3")}, {str("Content-Length"), str("5")}}, 3,
+       "different Content-Length values"},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("4")}, {str("transfer-encoding"), str("chunked")}}, 3,
+       "both Content-Length and Transfer-Encoding"},
+      {"HTTP/1.1", "/", {{str("Transfer-Encoding"), str("chunked")}, {str("Content-Length"), str("4")}, host}, 3,
+       "both Content-Length and Transfer-Encoding"},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("abc")}}, 2, "a Content-Length that is not a number"},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("-1")}}, 2, "a Content-Length that is not a number"},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("+3")}}, 2, "a Content-Length that is not a number"},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("")}}, 2, "an empty Content-Length"},
+      {"HTTP/1.1", "/", {{str("X-A"), str("b")}}, 1, "HTTP/1.1 without Host"},
+      {"HTTP/1.1", "/", {host, {str("X-Token "), str("secret")}}, 2, "a header name that is not a token"},
+      {"HTTP/1.1", "/", {{str("Host "), str("t")}}, 1, "a header name that is not a token"},
+      {"HTTP/1.1", "/ok%00.txt", {host}, 1, "a NUL (%00) in the target"},
+      {"HTTP/1.1", "/ok?a=%00", {host}, 1, "a NUL (%00) in the target"},
+      {"HTTP/2.0", "/", {host}, 1, "not HTTP/1.0 or HTTP/1.1"},
+      {"", "/", {host}, 1, "not HTTP/1.0 or HTTP/1.1"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *why = site_bad_request(str(cases[i].version), str(cases[i].target), cases[i].headers, cases[i].n);
+    CHECKF(cases[i].why ? why && strcmp(why, cases[i].why) == 0 : why == NULL, "case %zu: got %s, want %s", i,
+           why ? why : "(accepted)", cases[i].why ? cases[i].why : "(accepted)");
+  }
+  le_str nul_target = {(const uint8_t *)"/ok\0.txt", 8};
+  le_str nul_value = {(const uint8_t *)"a\0b", 3};
+  le_header with_nul[2] = {host, {str("X-A"), nul_value}};
+  CHECK(strcmp(site_bad_request(str("HTTP/1.1"), nul_target, &host, 1), "a NUL in the target") == 0);
+  CHECK(strcmp(site_bad_request(str("HTTP/1.1"), str("/"), with_nul, 2), "a NUL in a header value") == 0);
+}
+
 TEST_MAIN(
     TEST_CASE(every_key_is_read),
     TEST_CASE(engine_limits),
     TEST_CASE(defaults),
     TEST_CASE(nginx_location_precedence),
     TEST_CASE(errors_name_the_key),
-    TEST_CASE(listen_and_status_pages))
+    TEST_CASE(listen_and_status_pages),
+    TEST_CASE(bad_requests))
