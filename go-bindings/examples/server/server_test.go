@@ -17,27 +17,44 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// The demo site over real HTTP on a loopback port.
-func TestDemoSite(t *testing.T) {
-	c, err := loadConfig("site/site.json")
+// serveSite serves the site config at path on a loopback port until the test ends.
+func serveSite(t *testing.T, path string, log func(luaengine.LogRecord)) *httptest.Server {
+	t.Helper()
+	c, err := loadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var logged []string
-	site, err := NewSite(c, func(r luaengine.LogRecord) {
-		mu.Lock()
-		defer mu.Unlock()
-		logged = append(logged, r.Message)
-	})
+	site, err := NewSite(c, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(site)
-	defer func() {
+	t.Cleanup(func() {
 		srv.Close()
 		site.Close()
-	}()
+	})
+	return srv
+}
+
+// writeConfig writes a site config into the test's folder and returns its path.
+func writeConfig(t *testing.T, json string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "site.json")
+	if err := os.WriteFile(path, []byte(json), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The demo site over real HTTP on a loopback port.
+func TestDemoSite(t *testing.T) {
+	var mu sync.Mutex
+	var logged []string
+	srv := serveSite(t, "site/site.json", func(r luaengine.LogRecord) {
+		mu.Lock()
+		defer mu.Unlock()
+		logged = append(logged, r.Message)
+	})
 	cases := []struct {
 		method, path, token, body string
 		status                    int
@@ -155,14 +172,9 @@ func TestConfigErrors(t *testing.T) {
 
 // The lua.* limits: read in their forms, absent ones left unset (the engine's defaults).
 func TestLimitsConfig(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "site.json")
 	load := func(json string) *Config {
 		t.Helper()
-		if err := os.WriteFile(path, []byte(json), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		c, err := loadConfig(path)
+		c, err := loadConfig(writeConfig(t, json))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -195,28 +207,11 @@ func TestLimitsConfig(t *testing.T) {
 // The limits reach the engine: a runaway script and a memory bomb answer 500 within the
 // budget, and the site keeps serving.
 func TestLimitsServe(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "site.json")
-	json := `{"workers": 1, "lua": {"time_budget": "300ms", "memory_limit": "32m"}, "locations": [
+	path := writeConfig(t, `{"workers": 1, "lua": {"time_budget": "300ms", "memory_limit": "32m"}, "locations": [
 		{"match": "exact", "path": "/spin", "content": "while true do end"},
 		{"match": "exact", "path": "/bomb", "content": "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1024) .. i end"},
-		{"match": "exact", "path": "/ok", "content": "ngx.say('ok')"}]}`
-	if err := os.WriteFile(path, []byte(json), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	c, err := loadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	site, err := NewSite(c, func(luaengine.LogRecord) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(site)
-	defer func() {
-		srv.Close()
-		site.Close()
-	}()
+		{"match": "exact", "path": "/ok", "content": "ngx.say('ok')"}]}`)
+	srv := serveSite(t, path, func(luaengine.LogRecord) {})
 	client := &http.Client{Timeout: 10 * time.Second}
 	for _, p := range []string{"/spin", "/ok", "/bomb", "/ok"} {
 		started := time.Now()
