@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -74,15 +75,24 @@ func (s *Size) UnmarshalJSON(data []byte) error {
 		return nil
 	}
 	var text string
-	if err := json.Unmarshal(data, &text); err != nil {
-		return fmt.Errorf("a size is a byte count or a string such as \"10m\", not %s", data)
+	v, ok := int64(0), json.Unmarshal(data, &text) == nil
+	if ok {
+		v, ok = parseSize(text)
 	}
-	v, err := parseSize(text)
+	if !ok {
+		return badValue(data, *s, `a size: a byte count or a string such as "512k", "10m" or "1g"`)
+	}
 	*s = Size(v)
-	return err
+	return nil
 }
 
-func parseSize(text string) (int64, error) {
+// badValue is the error of an UnmarshalJSON: an *json.UnmarshalTypeError, the one error type
+// encoding/json completes with the key it was reading ("LuaConfig.lua.time_budget").
+func badValue(data []byte, v any, expected string) error {
+	return &json.UnmarshalTypeError{Value: fmt.Sprintf("%s (expected %s)", data, expected), Type: reflect.TypeOf(v)}
+}
+
+func parseSize(text string) (int64, bool) {
 	t := strings.ToLower(strings.TrimSpace(text))
 	unit := int64(1)
 	switch {
@@ -95,9 +105,9 @@ func parseSize(text string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
 	if err != nil || n < 0 || n > math.MaxInt64/unit {
-		return 0, fmt.Errorf("bad size %q (a number of bytes with an optional k, m or g suffix)", text)
+		return 0, false
 	}
-	return n * unit, nil
+	return n * unit, true
 }
 
 // Duration is a number of seconds (5, 0.5) or a string with an ms or s suffix ("500ms", "5s"),
@@ -125,7 +135,7 @@ func (d *Duration) UnmarshalJSON(data []byte) error {
 		}
 	}
 	if err != nil || seconds < 0 || seconds > float64(math.MaxUint32)/1000 {
-		return fmt.Errorf("a duration is a number of seconds or a string such as \"500ms\" or \"5s\", not %s", data)
+		return badValue(data, *d, `a duration: seconds, or a string such as "500ms" or "5s"`)
 	}
 	*d = Duration(seconds * float64(time.Second))
 	return nil
