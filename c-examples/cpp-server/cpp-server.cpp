@@ -19,7 +19,9 @@
  * (idle ones are reused): that many connections are served, sleep or trickle at once before new
  * ones queue. Stopping the server cuts waits short (503). The C server has none of these limits.
  */
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
 #include <strings.h>
@@ -188,6 +190,31 @@ class ConnectionPool : public httplib::TaskQueue {
   size_t idle_ = 0;
   bool stopping_ = false;
 };
+
+/* The port connections to the server are accepted on. */
+uint16_t port_of(const sockaddr_storage &address) {
+  if (address.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in &>(address).sin_port);
+  if (address.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6 &>(address).sin6_port);
+  return 0;
+}
+
+/* Shuts down every connected socket of this process on local `port`: the connections cpp-httplib
+ * serves. It has no way to end them itself, and server.stop() joins their threads, so a client
+ * trickling a request (each byte within the read timeout) held the stop up for as long as it
+ * trickled. Their reads now return at once. */
+void shutdown_connections(uint16_t port) {
+  DIR *dir = opendir("/proc/self/fd");
+  if (!dir) return;
+  while (const dirent *entry = readdir(dir)) {
+    int fd = std::atoi(entry->d_name);
+    sockaddr_storage local{}, peer{};
+    socklen_t local_len = sizeof local, peer_len = sizeof peer;
+    if (fd > 2 && fd != dirfd(dir) && getsockname(fd, reinterpret_cast<sockaddr *>(&local), &local_len) == 0 &&
+        port_of(local) == port && getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &peer_len) == 0)
+      shutdown(fd, SHUT_RDWR);
+  }
+  closedir(dir);
+}
 
 /* Each pool thread uses its own Lua worker (its number modulo the workers). */
 uint32_t worker_hint() {
@@ -549,6 +576,7 @@ int main(int argc, char **argv) {
   sigwait(&signals, &signal_number);
   waits.stop();
   server.stop();
+  shutdown_connections(static_cast<uint16_t>(bound));
   listener.join();
   std::cout << "cpp-server: stopped (signal " << signal_number << ")" << std::endl;
   return 0;
