@@ -17,7 +17,8 @@
  * (cut here to 1 s) and a slow client's trickle included, as its read timeout is per read, not
  * per request. So the pool grows, one thread per connection, up to kMaxConnections threads
  * (idle ones are reused): that many connections are served, sleep or trickle at once before new
- * ones queue. Stopping the server cuts waits short (503). The C server has none of these limits.
+ * ones queue. Stopping the server cuts waits short (503) and shuts its connections down. The C
+ * server has none of these limits.
  */
 #include <dirent.h>
 #include <httplib.h>
@@ -191,7 +192,7 @@ class ConnectionPool : public httplib::TaskQueue {
   bool stopping_ = false;
 };
 
-/* The port connections to the server are accepted on. */
+/* The port of a socket address (0 for other families). */
 uint16_t port_of(const sockaddr_storage &address) {
   if (address.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in &>(address).sin_port);
   if (address.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6 &>(address).sin6_port);
