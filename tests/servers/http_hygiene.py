@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Malformed and ambiguous requests, sent byte for byte to a real example server: each must get
-400 and a closed connection (nothing after it served, nothing left hanging).
+400 and a closed connection (no request served after it on the connection, none left hanging).
 
     http_hygiene.py SERVER-COMMAND...
 
@@ -43,9 +43,9 @@ CASES = [
 ]
 
 # What libmicrohttpd 0.9.75 (Debian 12's) does before the C server sees the request, so that no
-# check of the server's can answer 400: the case, the status line it answers (None: none, the
-# connection closed or left waiting; "200": it serves the request cut at the NUL) and why. Pinned, so that a library
-# that does better shows up here.
+# check of the server's can answer 400: the case, the status it answers (None: none, the
+# connection closed or left waiting; "200": it serves the request cut at the NUL) and why.
+# Pinned, so that a library that does better shows up here.
 LIBRARY_LIMITS = {
     "http-server": {
         "a chunk size that overflows 64 bits": (b"413", "MHD answers 413 itself while reading the body"),
