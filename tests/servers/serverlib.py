@@ -113,6 +113,27 @@ def get(server, path, timeout=10):
         return status, body
 
 
+def slow_clients(server, n):
+    """`n` slow clients (slowloris): connections that sent the start of a request head, which
+    `trickle` goes on with a byte at a time and nothing ever ends."""
+    socks = []
+    for _ in range(n):
+        sock = server.connect()
+        sock.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        sock.setblocking(False)
+        socks.append(sock)
+    return socks
+
+
+def trickle(socks):
+    """One more byte of its endless header to each slow client."""
+    for sock in socks:
+        try:
+            sock.send(b"a")
+        except OSError:
+            pass  # the server gave up on it: fine
+
+
 class Checks:
     """Counts failed checks; `done` prints the summary and exits 1 if any failed."""
 

@@ -21,21 +21,13 @@ SLOW_CLIENTS = 20
 def trickle(socks, stop):
     """A byte to each slow client every 0.2 s (well within any read timeout) until `stop`."""
     while not stop.wait(0.2):
-        for sock in socks:
-            try:
-                sock.send(b"a")
-            except OSError:
-                pass
+        serverlib.trickle(socks)
 
 
 def main():
     checks = serverlib.Checks()
     with serverlib.Server(sys.argv[1:]) as server:
-        slow = []
-        for _ in range(SLOW_CLIENTS):
-            sock = server.connect()
-            sock.sendall(b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Slow: ")
-            slow.append(sock)
+        slow = serverlib.slow_clients(server, SLOW_CLIENTS)
         stop_trickling = threading.Event()
         trickler = threading.Thread(target=trickle, args=(slow, stop_trickling))
         trickler.start()

@@ -5,7 +5,6 @@ not stop a server from answering a normal request promptly.
     slowloris.py SERVER-COMMAND...
 
 Run by ctest against both servers (servers.slowloris.<server>); bounded to about 10 s."""
-import socket
 import sys
 import time
 
@@ -19,21 +18,12 @@ PROMPT = 1.0  # seconds a normal request may take meanwhile
 def main():
     checks = serverlib.Checks()
     with serverlib.Server(sys.argv[1:]) as server:
-        slow = []
-        for _ in range(SLOW_CLIENTS):
-            sock = server.connect()
-            sock.setblocking(False)
-            sock.send(b"GET /ok HTTP/1.1\r\nHost: t\r\nX-Slow: ")
-            slow.append(sock)
+        slow = serverlib.slow_clients(server, SLOW_CLIENTS)
         latencies, answers = [], []
         started = time.monotonic()
         second = 0
         while time.monotonic() - started < TRICKLE_SECONDS:
-            for sock in slow:
-                try:
-                    sock.send(b"a")
-                except OSError:
-                    pass  # the server gave up on it: fine
+            serverlib.trickle(slow)
             second += 1
             if second >= 2:  # every slow client has held its connection for a while
                 t0 = time.monotonic()
