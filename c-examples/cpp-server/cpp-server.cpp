@@ -13,13 +13,18 @@
  * thread on a condition variable until the request's wake callback (called on the engine's
  * clock thread) signals it, then resumes on that thread. The thread holds no Lua worker while it
  * waits (other requests run on the same worker meanwhile) and burns no CPU, but it is taken.
- * cpp-httplib also gives each connection a pool thread for its whole life, idle keep-alive time
- * included (cut here to 1 s). The pool has kThreadsPerWorker threads per Lua worker: that many
- * connections are served, or sleep, at once before new ones queue. Stopping the server cuts
- * waits short (503). The C server has none of these limits.
+ * cpp-httplib also gives each connection a pool thread for its whole life: idle keep-alive time
+ * (cut here to 1 s) and a slow client's trickle included, as its read timeout is per read, not
+ * per request. So the pool grows, one thread per connection, up to kMaxConnections threads
+ * (idle ones are reused): that many connections are served, sleep or trickle at once before new
+ * ones queue. Stopping the server cuts waits short (503) and shuts its connections down. The C
+ * server has none of these limits.
  */
+#include <dirent.h>
 #include <httplib.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <strings.h>
 
 #include <algorithm>
@@ -29,6 +34,7 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <iostream>
 #include <limits>
 #include <memory>
@@ -46,7 +52,8 @@ namespace {
 
 using luaengine::Status;
 
-constexpr unsigned kThreadsPerWorker = 16;
+/* Connections served at once (a thread each); beyond, they wait for a thread. */
+constexpr size_t kMaxConnections = 512;
 
 struct SiteConfigFree {
   void operator()(site_config *config) const noexcept { site_config_free(config); }
@@ -137,6 +144,79 @@ class Waits {
 /* Thrown out of a wait when the server stops. */
 struct Stopping {};
 
+/* cpp-httplib's task queue: a pool that starts a thread whenever a connection comes in and none
+ * is idle, up to `max` threads. (cpp-httplib's own ThreadPool has a fixed size: 200 slow clients
+ * held all of its threads and nothing else was answered.) */
+class ConnectionPool : public httplib::TaskQueue {
+ public:
+  explicit ConnectionPool(size_t max) : max_(max) {}
+
+  void enqueue(std::function<void()> fn) override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    jobs_.push_back(std::move(fn));
+    if (jobs_.size() > idle_ && threads_.size() < max_) threads_.emplace_back([this] { work(); });
+    else cv_.notify_one();
+  }
+
+  void shutdown() override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    for (std::thread &thread : threads_) thread.join();
+  }
+
+ private:
+  void work() {
+    std::unique_lock<std::mutex> lock(mutex_);
+    for (;;) {
+      idle_++;
+      cv_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
+      idle_--;
+      if (jobs_.empty()) return;  // stopping, and every connection taken was served
+      std::function<void()> job = std::move(jobs_.front());
+      jobs_.pop_front();
+      lock.unlock();
+      job();
+      lock.lock();
+    }
+  }
+
+  const size_t max_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> jobs_;
+  std::vector<std::thread> threads_;
+  size_t idle_ = 0;
+  bool stopping_ = false;
+};
+
+/* The port of a socket address (0 for other families). */
+uint16_t port_of(const sockaddr_storage &address) {
+  if (address.ss_family == AF_INET) return ntohs(reinterpret_cast<const sockaddr_in &>(address).sin_port);
+  if (address.ss_family == AF_INET6) return ntohs(reinterpret_cast<const sockaddr_in6 &>(address).sin6_port);
+  return 0;
+}
+
+/* Shuts down every connected socket of this process on local `port`: the connections cpp-httplib
+ * serves. It has no way to end them itself, and server.stop() joins their threads, so a client
+ * trickling a request (each byte within the read timeout) held the stop up for as long as it
+ * trickled. Their reads now return at once. */
+void shutdown_connections(uint16_t port) {
+  DIR *dir = opendir("/proc/self/fd");
+  if (!dir) return;
+  while (const dirent *entry = readdir(dir)) {
+    int fd = std::atoi(entry->d_name);
+    sockaddr_storage local{}, peer{};
+    socklen_t local_len = sizeof local, peer_len = sizeof peer;
+    if (fd > 2 && fd != dirfd(dir) && getsockname(fd, reinterpret_cast<sockaddr *>(&local), &local_len) == 0 &&
+        port_of(local) == port && getpeername(fd, reinterpret_cast<sockaddr *>(&peer), &peer_len) == 0)
+      shutdown(fd, SHUT_RDWR);
+  }
+  closedir(dir);
+}
+
 /* Each pool thread uses its own Lua worker (its number modulo the workers). */
 uint32_t worker_hint() {
   static std::atomic<uint32_t> next{0};
@@ -169,6 +249,21 @@ void report(const char *what, const luaengine::Error &e) {
   le_result code = e.code();
   if (code != LE_ERR_RUNTIME && code != LE_ERR_BUDGET && code != LE_ERR_MEMORY && code != LE_ERR_ABORTED)
     std::cerr << "cpp-server: " << what << ": " << le_result_name(static_cast<uint32_t>(code)) << ": " << e.what() << "\n";
+}
+
+/* 400, then the connection closes: after a framing error the rest of its bytes mean nothing.
+ * cpp-httplib 0.11 keeps a connection alive whatever the response's Connection header says, and
+ * only a failing write ends it: the provider writes the page, then fails. */
+void send_bad_request(httplib::Response &res) {
+  char page[SITE_STATUS_PAGE_MAX];
+  std::string body(page, site_status_page(400, page, sizeof page));
+  res.status = 400;
+  res.body.clear();
+  res.set_header("Connection", "close");
+  res.set_content_provider(body.size(), "text/html", [body](size_t, size_t, httplib::DataSink &sink) {
+    sink.write(body.data(), body.size());
+    return false;
+  });
 }
 
 /* One request through the phases, on the pool thread that got it. */
@@ -414,32 +509,60 @@ int main(int argc, char **argv) {
 
   Waits waits;
   httplib::Server server;
-  unsigned threads = kThreadsPerWorker * site->engine().workers();
-  server.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
+  server.new_task_queue = [] { return new ConnectionPool(kMaxConnections); };
   size_t limit = site->config().client_max_body_size;
   server.set_payload_max_length(limit ? limit : std::numeric_limits<size_t>::max());
-  // A kept-alive connection holds its pool thread while idle: keep that short.
+  // A kept-alive connection holds its pool thread while idle: keep that short. A client silent
+  // for 5 s in the middle of a request, or not reading its response for 5 s, is dropped.
   server.set_keep_alive_timeout(1);
+  server.set_keep_alive_max_count(1000);  // nginx's keepalive_requests (cpp-httplib's is 5)
+  server.set_read_timeout(5);
+  server.set_write_timeout(5);
+  // Responses go out in several writes (head, body): with Nagle's algorithm on, the client's
+  // delayed ACK held each one back ~40 ms.
+  server.set_tcp_nodelay(true);
   httplib::Server::Handler handler = [&](const httplib::Request &req, httplib::Response &res) {
     current = std::make_unique<Exchange>(*site, waits, req);
     current->serve(res);
   };
+  // Before the body is read: the 400 goes out and the connection closes, its other bytes unread.
+  server.set_pre_routing_handler([](const httplib::Request &req, httplib::Response &res) {
+    std::vector<le_header> headers;
+    for (const auto &[name, value] : req.headers) headers.push_back({luaengine::str(name), luaengine::str(value)});
+    const char *why = site_bad_request(luaengine::str(req.version), luaengine::str(req.target), headers.data(),
+                                       headers.size());
+    if (!why) return httplib::Server::HandlerResponse::Unhandled;
+    std::cerr << "cpp-server: 400 for \"" << req.target << "\": " << why << "\n";
+    send_bad_request(res);
+    return httplib::Server::HandlerResponse::Handled;
+  });
   server.Get(".*", handler).Post(".*", handler).Put(".*", handler).Patch(".*", handler);
   server.Delete(".*", handler).Options(".*", handler);
   server.set_logger([](const httplib::Request &, const httplib::Response &) {
     if (current) current->log();
     current.reset();
   });
-  // Errors cpp-httplib answers by itself (413 over client_max_body_size) get the same page.
+  // Errors cpp-httplib answers by itself (413 over client_max_body_size, 400) get the same page.
   server.set_error_handler(httplib::Server::HandlerWithResponse([](const httplib::Request &, httplib::Response &res) {
-    if (current || !res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    send_page(res, static_cast<unsigned>(res.status));
+    if (current || !res.body.empty() || res.content_provider_) return httplib::Server::HandlerResponse::Unhandled;
+    if (res.status == 400) send_bad_request(res);  // a request line or framing it could not parse
+    else send_page(res, static_cast<unsigned>(res.status));
     return httplib::Server::HandlerResponse::Handled;
   }));
 
   if (host.find(':') != std::string::npos) server.set_address_family(AF_INET6);
+  // The listening socket, seen here before cpp-httplib binds it (this replaces its default
+  // options, of which SO_REUSEADDR is the one that matters).
+  int listening = -1;
+  server.set_socket_options([&listening](int sock) {
+    int on = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
+    listening = sock;
+  });
   int bound = port == 0 ? server.bind_to_any_port(host) : server.bind_to_port(host, port) ? port : -1;
-  if (bound < 0) {
+  // cpp-httplib 0.11 listens with a backlog of 5: a burst of connections overflowed it and the
+  // dropped SYNs were retried after 1, 3, 7... s. listen() again takes the system's maximum.
+  if (bound < 0 || ::listen(listening, SOMAXCONN) != 0) {
     std::cerr << "cpp-server: cannot listen on " << host << ":" << port << "\n";
     return 1;
   }
@@ -447,12 +570,14 @@ int main(int argc, char **argv) {
   bool v6 = host.find(':') != std::string::npos;
   std::cout << "cpp-server: listening on http://" << (v6 ? "[" : "") << host << (v6 ? "]" : "") << ":" << bound
             << "/ (libluaengine " << luaengine::version() << ", " << luaengine::backend() << ", "
-            << site->engine().workers() << " Lua workers, " << threads << " threads)" << std::endl;
+            << site->engine().workers() << " Lua workers, up to " << kMaxConnections << " connections at once)"
+            << std::endl;
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
   waits.stop();
   server.stop();
+  shutdown_connections(static_cast<uint16_t>(bound));
   listener.join();
   std::cout << "cpp-server: stopped (signal " << signal_number << ")" << std::endl;
   return 0;

@@ -434,6 +434,22 @@ static bool start(exchange *ex, const char *url, const char *method, const char 
   return true;
 }
 
+/* ---- request hygiene ---------------------------------------------------------------------- */
+
+/* 400, then the connection closes: after a framing error the rest of its bytes mean nothing. */
+static enum MHD_Result send_bad_request(exchange *ex, const char *why) {
+  char page[SITE_STATUS_PAGE_MAX];
+  size_t len = site_status_page(400, page, sizeof page);
+  struct MHD_Response *response = MHD_create_response_from_buffer(len, page, MHD_RESPMEM_MUST_COPY);
+  if (!response) return MHD_NO;
+  fprintf(stderr, "http-server: 400 for \"%s\": %s\n", ex->uri, why);
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CONTENT_TYPE, "text/html");
+  MHD_add_response_header(response, MHD_HTTP_HEADER_CONNECTION, "close");
+  enum MHD_Result rc = MHD_queue_response(ex->connection, MHD_HTTP_BAD_REQUEST, response);
+  MHD_destroy_response(response);
+  return rc;
+}
+
 /* MHD calls this once when the headers are in, once per piece of body, once when the body is
  * complete, and again after each resume. */
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, const char *url, const char *method,
@@ -445,6 +461,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *connection, 
   if (!ex->started) {
     ex->started = true;
     ex->connection = connection;
+    /* MHD itself answers a malformed Content-Length, an overflowing chunk size and (with
+     * MHD_OPTION_STRICT_FOR_CLIENT) spaces in the target; the rest is checked here. */
+    header_list headers = {NULL, 0, 0};
+    MHD_get_connection_values(connection, MHD_HEADER_KIND, collect_header, &headers);
+    const char *why = site_bad_request(text(version), text(ex->uri), headers.items, headers.n);
+    free(headers.items);
+    if (why) return send_bad_request(ex, why);
     const char *length = MHD_lookup_connection_value(connection, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (limit && length && strtoull(length, NULL, 10) > limit) return send_page(ex, 413);
     return MHD_YES;
@@ -571,7 +594,9 @@ static struct MHD_Daemon *listen_on(server *srv, const char *host, uint16_t port
   unsigned int threads = le_engine_worker_count(srv->engine);
   return MHD_start_daemon(flags, port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR, address,
                           MHD_OPTION_URI_LOG_CALLBACK, on_uri, srv, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-                          MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+                          MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+                          /* 400 for spaces in the target (and a HTTP/1.1 request without Host) */
+                          MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
 }
 
 /* Waits would hold MHD_stop_daemon up (it refuses suspended connections): resume them all; their

@@ -87,7 +87,7 @@ static int text_of(parser *p, const char *key, const json_t *value, site_text *o
   return 0;
 }
 
-/* A JSON integer, or a string of digits with an optional k or m suffix (nginx's sizes). */
+/* A JSON integer, or a string of digits with an optional k, m or g suffix (nginx's sizes). */
 static int size_of(parser *p, const char *key, const json_t *value, size_t *out) {
   if (json_is_integer(value) && json_integer_value(value) >= 0) {
     *out = (size_t)json_integer_value(value);
@@ -102,13 +102,37 @@ static int size_of(parser *p, const char *key, const json_t *value, size_t *out)
   size_t scale = 1;
   if (s && digits > 0 && (s[digits] == 'k' || s[digits] == 'K')) scale = 1024;
   if (s && digits > 0 && (s[digits] == 'm' || s[digits] == 'M')) scale = 1024 * 1024;
+  if (s && digits > 0 && (s[digits] == 'g' || s[digits] == 'G')) scale = 1024 * 1024 * 1024;
   size_t end = digits + (scale > 1);
   if (!s || digits == 0 || s[end] != '\0' || end != json_string_length(value)) {
-    const char *expected = "expected a size (a byte count, or a string such as \"512k\" or \"10m\")";
+    const char *expected = "expected a size (a byte count, or a string such as \"512k\", \"10m\" or \"1g\")";
     return s ? fail(p, key, "%s, got \"%s\"", expected, s) : fail(p, key, "%s, got %s", expected, type_name(value));
   }
   if (n > SIZE_MAX / scale) return fail(p, key, "\"%s\" is too large", s);
   *out = n * scale;
+  return 0;
+}
+
+/* A duration in whole milliseconds: a JSON number of seconds (5, 0.5) or a string with an
+ * ms or s suffix ("500ms", "5s", "1.5s"). A nonzero duration under 1 ms counts as 1 ms, so that
+ * it does not turn the limit off. */
+static int duration_of(parser *p, const char *key, const json_t *value, uint32_t *out) {
+  double ms = -1;
+  const char *s = json_is_string(value) ? json_string_value(value) : NULL;
+  if (json_is_number(value)) {
+    ms = json_number_value(value) * 1000;
+  } else if (s && strlen(s) == json_string_length(value) && s[0] >= '0' && s[0] <= '9') {
+    char *end = NULL;
+    double n = strtod(s, &end);
+    if (strcmp(end, "ms") == 0) ms = n;
+    else if (strcmp(end, "s") == 0) ms = n * 1000;
+  }
+  if (!(ms >= 0)) {
+    const char *expected = "expected a duration (seconds, or a string such as \"500ms\" or \"5s\")";
+    return s ? fail(p, key, "%s, got \"%s\"", expected, s) : fail(p, key, "%s, got %s", expected, type_name(value));
+  }
+  if (ms > UINT32_MAX) return fail(p, key, "too long (at most %u ms)", (unsigned)UINT32_MAX);
+  *out = ms > 0 && ms < 1 ? 1 : (uint32_t)ms;
   return 0;
 }
 
@@ -292,6 +316,17 @@ static int parse_lua_section(parser *p, const json_t *object) {
           return wrong_type(p, entry_key, entry, "a path template such as \"lua/?.lua\"");
         config->package_path[config->n_package_path++] = resolve(p, json_string_value(entry));
       }
+    } else if (strcmp(name, "time_budget") == 0) {
+      if (duration_of(p, key, value, &config->time_budget_ms) != 0) return -1;
+      config->time_budget_set = true;
+    } else if (strcmp(name, "instruction_budget") == 0) {
+      if (!json_is_integer(value) || json_integer_value(value) < 0)
+        return wrong_type(p, key, value, "a count of VM instructions (an integer, 0 for none)");
+      config->instruction_budget = (uint64_t)json_integer_value(value);
+      config->instruction_budget_set = true;
+    } else if (strcmp(name, "memory_limit") == 0) {
+      if (size_of(p, key, value, &config->memory_limit) != 0) return -1;
+      config->memory_limit_set = true;
     } else {
       return unknown(p, key);
     }
@@ -498,6 +533,10 @@ void site_engine_config(const site_config *config, le_config *engine_config) {
   engine_config->n_shared_dicts = config->n_dicts;
   engine_config->default_type.ptr = (const uint8_t *)config->default_type.ptr;
   engine_config->default_type.len = config->default_type.len;
+  /* Limits the config leaves out keep the engine's defaults. */
+  if (config->time_budget_set) engine_config->time_budget_ms = config->time_budget_ms;
+  if (config->instruction_budget_set) engine_config->instruction_budget = config->instruction_budget;
+  if (config->memory_limit_set) engine_config->memory_limit = config->memory_limit;
 }
 
 const site_location *site_match(const site_config *config, const char *path, size_t len) {
@@ -518,6 +557,56 @@ bool site_has_header(const site_header *headers, size_t n, const char *name) {
   for (size_t i = 0; i < n; i++)
     if (strcasecmp(headers[i].name.ptr, name) == 0) return true;
   return false;
+}
+
+bool site_is_token(le_str s) {
+  if (s.len == 0) return false;
+  for (size_t i = 0; i < s.len; i++) {
+    unsigned char c = s.ptr[i];
+    bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+    if (!alnum && (c == '\0' || !strchr("!#$%&'*+-.^_`|~", c))) return false;
+  }
+  return true;
+}
+
+static bool str_is(le_str s, const char *text) {
+  return s.len == strlen(text) && memcmp(s.ptr, text, s.len) == 0;
+}
+
+static bool str_is_nocase(le_str s, const char *text) {
+  return s.len == strlen(text) && strncasecmp((const char *)s.ptr, text, s.len) == 0;
+}
+
+static bool has_nul(le_str s) {
+  return s.len > 0 && memchr(s.ptr, '\0', s.len) != NULL;
+}
+
+const char *site_bad_request(le_str version, le_str target, const le_header *headers, size_t n) {
+  bool http11 = str_is(version, "HTTP/1.1");
+  if (!http11 && !str_is(version, "HTTP/1.0")) return "not HTTP/1.0 or HTTP/1.1";
+  const le_str *length = NULL;
+  bool transfer_encoding = false, host = false;
+  for (size_t i = 0; i < n; i++) {
+    le_str name = headers[i].name, value = headers[i].value;
+    if (!site_is_token(name)) return "a header name that is not a token";
+    if (has_nul(value)) return "a NUL in a header value";
+    if (str_is_nocase(name, "Content-Length")) {
+      if (value.len == 0) return "an empty Content-Length";
+      for (size_t k = 0; k < value.len; k++)
+        if (value.ptr[k] < '0' || value.ptr[k] > '9') return "a Content-Length that is not a number";
+      if (length && (length->len != value.len || memcmp(length->ptr, value.ptr, value.len) != 0))
+        return "different Content-Length values";
+      length = &headers[i].value;
+    }
+    transfer_encoding |= str_is_nocase(name, "Transfer-Encoding");
+    host |= str_is_nocase(name, "Host");
+  }
+  if (length && transfer_encoding) return "both Content-Length and Transfer-Encoding";
+  if (http11 && !host) return "HTTP/1.1 without Host";
+  if (has_nul(target)) return "a NUL in the target";
+  for (size_t i = 0; i + 2 < target.len; i++)
+    if (target.ptr[i] == '%' && target.ptr[i + 1] == '0' && target.ptr[i + 2] == '0') return "a NUL (%00) in the target";
+  return NULL;
 }
 
 const char *site_reason(unsigned status) {

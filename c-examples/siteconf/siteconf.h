@@ -7,7 +7,11 @@
  *     "workers": 2,                          Lua states, 0 = one per CPU (default 0)
  *     "default_type": "text/plain",          nginx's default_type (default text/plain)
  *     "client_max_body_size": "1m",          request body limit, 413 beyond; 0 = none (default 1m)
- *     "lua": { "package_path": ["./lua/?.lua"], "trusted": false },
+ *     "lua": { "package_path": ["./lua/?.lua"], "trusted": false,
+ *              "time_budget": "5s",               wall time per phase run: seconds, "500ms", "5s"
+ *              "instruction_budget": 100000000,   VM instructions per phase run
+ *              "memory_limit": "256m" },          Lua memory per worker
+ *                                                 (each: 0 = off; absent = the engine's default)
  *     "shared_dicts": { "cache": "10m" },    ngx.shared.cache
  *     "init": "<lua>", "init_worker": "<lua>",
  *     "locations": [
@@ -20,7 +24,7 @@
  *
  * Every Lua-bearing key has a `_file` twin (`content_file`, `init_file`...) naming a file
  * relative to the config file's folder, as `lua.package_path` entries are. Sizes are a byte
- * count or a string with a k or m suffix ("512k", "10m"). Unknown keys, wrong types and bad
+ * count or a string with a k, m or g suffix ("512k", "10m", "1g"). Unknown keys, wrong types and bad
  * values are load errors that name the key (`locations[2].static.status: ...`).
  *
  * The config is plain data: it does not depend on a running engine, so a host parses it, builds
@@ -114,6 +118,11 @@ typedef struct site_config {
   /* 0: no limit. */
   size_t client_max_body_size;
   bool trusted;
+  /* The engine's limits, when the config sets them (`*_set`); else the engine's defaults stay. */
+  bool time_budget_set, instruction_budget_set, memory_limit_set;
+  uint32_t time_budget_ms;
+  uint64_t instruction_budget;
+  size_t memory_limit;
   /* Resolved against `dir`. */
   char **package_path;
   size_t n_package_path;
@@ -139,7 +148,8 @@ void site_config_free(site_config *config);
 int site_parse_listen(const char *listen, char **host, uint16_t *port);
 
 /* Fills the engine's config from the site's: workers, trusted, package_path, shared dicts,
- * default_type, init and init_worker. It points into `config`, which must outlive the
+ * default_type, init, init_worker and the limits the site sets (the others keep the values
+ * `engine_config` holds, le_config_default's). It points into `config`, which must outlive the
  * le_engine_new call. */
 void site_engine_config(const site_config *config, le_config *engine_config);
 
@@ -149,6 +159,18 @@ const site_location *site_match(const site_config *config, const char *path, siz
 
 /* Whether `headers` has one named `name` (ASCII case-insensitive). */
 bool site_has_header(const site_header *headers, size_t n, const char *name);
+
+/* Whether `s` is an HTTP token (RFC 9110's tchar), as a header name must be. */
+bool site_is_token(le_str s);
+
+/* Why a request must be refused with 400 and its connection closed, or NULL. `target` is the
+ * request target as received (not decoded). Refused: framing a proxy in front may read
+ * differently from the server (two different Content-Length values, Content-Length with
+ * Transfer-Encoding, a Content-Length that is not digits: request smuggling), a header name that
+ * is not a token ("X-Token : v" would reach scripts as another header), a NUL in a header, a
+ * NUL raw or as %00 in the target (a path read as a C string would be cut there), HTTP/1.1
+ * without Host, and a version other than HTTP/1.0 and HTTP/1.1. */
+const char *site_bad_request(le_str version, le_str target, const le_header *headers, size_t n);
 
 /* The HTTP reason phrase for a status ("Not Found"), or "" for an unknown one. */
 const char *site_reason(unsigned status);

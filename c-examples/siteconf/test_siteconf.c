@@ -118,6 +118,55 @@ static void every_key_is_read(void) {
   site_config_free(c);
 }
 
+/* The limits: each read in its forms, 0 turns one off, and absent ones keep the engine's
+ * defaults (whatever le_config_default says). */
+static void engine_limits(void) {
+  const struct {
+    const char *json;
+    uint32_t time_ms;
+    uint64_t instructions;
+    size_t memory;
+  } cases[] = {
+      {"\"time_budget\": \"5s\", \"instruction_budget\": 1000000, \"memory_limit\": \"64m\"", 5000, 1000000, 64u << 20},
+      {"\"time_budget\": \"500ms\", \"instruction_budget\": 0, \"memory_limit\": \"1g\"", 500, 0, 1u << 30},
+      {"\"time_budget\": 2, \"instruction_budget\": 7, \"memory_limit\": 4096", 2000, 7, 4096},
+      {"\"time_budget\": 0.25, \"instruction_budget\": 1, \"memory_limit\": \"512k\"", 250, 1, 512u << 10},
+      {"\"time_budget\": \"1.5s\", \"instruction_budget\": 2, \"memory_limit\": 0", 1500, 2, 0},
+      {"\"time_budget\": 0, \"instruction_budget\": 3, \"memory_limit\": \"2G\"", 0, 3, (size_t)2 << 30},
+      {"\"time_budget\": \"0.1ms\", \"instruction_budget\": 4, \"memory_limit\": 1", 1, 4, 1},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char json[512];
+    snprintf(json, sizeof json, "{\"lua\": {%s}}", cases[i].json);
+    site_config *c = load(json);
+    le_config engine = le_config_default();
+    /* Marks what site_engine_config must overwrite. */
+    engine.time_budget_ms = 77;
+    engine.instruction_budget = 77;
+    engine.memory_limit = 77;
+    site_engine_config(c, &engine);
+    CHECKF(engine.time_budget_ms == cases[i].time_ms, "%s: time_budget_ms %u", json, (unsigned)engine.time_budget_ms);
+    CHECKF(engine.instruction_budget == cases[i].instructions, "%s: instruction_budget %llu", json,
+           (unsigned long long)engine.instruction_budget);
+    CHECKF(engine.memory_limit == cases[i].memory, "%s: memory_limit %zu", json, engine.memory_limit);
+    site_config_free(c);
+  }
+
+  site_config *c = load("{\"lua\": {\"trusted\": false}}");
+  le_config defaults = le_config_default(), engine = le_config_default();
+  site_engine_config(c, &engine);
+  CHECK_EQ(engine.time_budget_ms, defaults.time_budget_ms);
+  CHECK_EQ(engine.instruction_budget, defaults.instruction_budget);
+  CHECK_EQ(engine.memory_limit, defaults.memory_limit);
+  /* Whatever the caller's config held stays too. */
+  engine.time_budget_ms = 123;
+  engine.memory_limit = 456;
+  site_engine_config(c, &engine);
+  CHECK_EQ(engine.time_budget_ms, 123);
+  CHECK_EQ(engine.memory_limit, 456);
+  site_config_free(c);
+}
+
 static void defaults(void) {
   site_config *c = load("{}");
   CHECK(strcmp(c->listen_host, "127.0.0.1") == 0);
@@ -165,12 +214,24 @@ static void errors_name_the_key(void) {
       {"{\"listen\": \"127.0.0.1:70000\"}", "listen: expected host:port"},
       {"{\"default_type\": true}", "default_type: expected a string, got a boolean"},
       {"{\"client_max_body_size\": \"10x\"}", "client_max_body_size: expected a size"},
-      {"{\"client_max_body_size\": \"1g\"}", "got \"1g\""},
+      {"{\"client_max_body_size\": \"1t\"}", "got \"1t\""},
       {"{\"client_max_body_size\": 1.5}", "client_max_body_size: expected a size"},
       {"{\"lua\": {\"trusted\": \"yes\"}}", "lua.trusted: expected a boolean, got a string"},
       {"{\"lua\": {\"package_path\": \"x\"}}", "lua.package_path: expected an array of strings"},
       {"{\"lua\": {\"package_path\": [\"a\", 2]}}", "lua.package_path[1]: expected a path template"},
       {"{\"lua\": {\"cpath\": []}}", "lua.cpath: unknown key"},
+      {"{\"lua\": {\"time_budget\": \"5\"}}", "lua.time_budget: expected a duration"},
+      {"{\"lua\": {\"time_budget\": \"5m\"}}", "lua.time_budget: expected a duration"},
+      {"{\"lua\": {\"time_budget\": \"s\"}}", "lua.time_budget: expected a duration"},
+      {"{\"lua\": {\"time_budget\": -1}}", "lua.time_budget: expected a duration"},
+      {"{\"lua\": {\"time_budget\": true}}", "lua.time_budget: expected a duration (seconds, or a string such as \"500ms\" or \"5s\"), got a boolean"},
+      {"{\"lua\": {\"time_budget\": \"5000000s\"}}", "lua.time_budget: too long"},
+      {"{\"lua\": {\"instruction_budget\": \"1000\"}}", "lua.instruction_budget: expected a count of VM instructions"},
+      {"{\"lua\": {\"instruction_budget\": -5}}", "lua.instruction_budget: expected a count"},
+      {"{\"lua\": {\"instruction_budget\": 1.5}}", "lua.instruction_budget: expected a count"},
+      {"{\"lua\": {\"memory_limit\": \"64q\"}}", "lua.memory_limit: expected a size"},
+      {"{\"lua\": {\"memory_limit\": -1}}", "lua.memory_limit: expected a size"},
+      {"{\"lua\": {\"time_budgets\": 1}}", "lua.time_budgets: unknown key"},
       {"{\"shared_dicts\": {\"d\": true}}", "shared_dicts.d: expected a size"},
       {"{\"init\": 1}", "init: expected Lua source (a string), got an integer"},
       {"{\"init\": \"a()\", \"init_file\": \"i.lua\"}", "init_file: init is set too"},
@@ -231,9 +292,67 @@ static void listen_and_status_pages(void) {
   CHECK_EQ(site_le_phase(SITE_LOG), LE_PHASE_LOG);
 }
 
+static le_str str(const char *s) {
+  le_str out = {(const uint8_t *)s, strlen(s)};
+  return out;
+}
+
+/* What the servers refuse with 400, from the parsed request line and headers. */
+static void bad_requests(void) {
+  CHECK(site_is_token(str("X-Token")) && site_is_token(str("a!#$%&'*+-.^_`|~9")));
+  const char *not_tokens[] = {"", "X-Token ", " X", "X:Y", "X\tY", "X(Y)", "X\x7f", "X\xc3\xa9", "X\x01"};
+  for (size_t i = 0; i < sizeof not_tokens / sizeof not_tokens[0]; i++)
+    CHECKF(!site_is_token(str(not_tokens[i])), "\"%s\" is a token", not_tokens[i]);
+  le_str nul_name = {(const uint8_t *)"X\0Y", 3};
+  CHECK(!site_is_token(nul_name));
+
+  const le_header host = {str("Host"), str("t")};
+  const struct {
+    const char *version, *target;
+    le_header headers[3];
+    size_t n;
+    const char *why; /* NULL: accepted */
+  } cases[] = {
+      {"HTTP/1.1", "/a?b=%20", {host, {str("Content-Length"), str("12")}}, 2, NULL},
+      {"HTTP/1.1", "/", {host, {str("content-length"), str("5")}, {str("Content-Length"), str("5")}}, 3, NULL},
+      {"HTTP/1.1", "/", {host, {str("Transfer-Encoding"), str("chunked")}}, 2, NULL},
+      {"HTTP/1.0", "/", {{str("X-A"), str("")}}, 1, NULL},
+      {"HTTP/1.1", "/", {{str("HOST"), str("t")}}, 1, NULL},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("3")}, {str("Content-Length"), str("5")}}, 3,
+       "different Content-Length values"},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("4")}, {str("transfer-encoding"), str("chunked")}}, 3,
+       "both Content-Length and Transfer-Encoding"},
+      {"HTTP/1.1", "/", {{str("Transfer-Encoding"), str("chunked")}, {str("Content-Length"), str("4")}, host}, 3,
+       "both Content-Length and Transfer-Encoding"},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("abc")}}, 2, "a Content-Length that is not a number"},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("-1")}}, 2, "a Content-Length that is not a number"},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("+3")}}, 2, "a Content-Length that is not a number"},
+      {"HTTP/1.1", "/", {host, {str("Content-Length"), str("")}}, 2, "an empty Content-Length"},
+      {"HTTP/1.1", "/", {{str("X-A"), str("b")}}, 1, "HTTP/1.1 without Host"},
+      {"HTTP/1.1", "/", {host, {str("X-Token "), str("secret")}}, 2, "a header name that is not a token"},
+      {"HTTP/1.1", "/", {{str("Host "), str("t")}}, 1, "a header name that is not a token"},
+      {"HTTP/1.1", "/ok%00.txt", {host}, 1, "a NUL (%00) in the target"},
+      {"HTTP/1.1", "/ok?a=%00", {host}, 1, "a NUL (%00) in the target"},
+      {"HTTP/2.0", "/", {host}, 1, "not HTTP/1.0 or HTTP/1.1"},
+      {"", "/", {host}, 1, "not HTTP/1.0 or HTTP/1.1"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    const char *why = site_bad_request(str(cases[i].version), str(cases[i].target), cases[i].headers, cases[i].n);
+    CHECKF(cases[i].why ? why && strcmp(why, cases[i].why) == 0 : why == NULL, "case %zu: got %s, want %s", i,
+           why ? why : "(accepted)", cases[i].why ? cases[i].why : "(accepted)");
+  }
+  le_str nul_target = {(const uint8_t *)"/ok\0.txt", 8};
+  le_str nul_value = {(const uint8_t *)"a\0b", 3};
+  le_header with_nul[2] = {host, {str("X-A"), nul_value}};
+  CHECK(strcmp(site_bad_request(str("HTTP/1.1"), nul_target, &host, 1), "a NUL in the target") == 0);
+  CHECK(strcmp(site_bad_request(str("HTTP/1.1"), str("/"), with_nul, 2), "a NUL in a header value") == 0);
+}
+
 TEST_MAIN(
     TEST_CASE(every_key_is_read),
+    TEST_CASE(engine_limits),
     TEST_CASE(defaults),
     TEST_CASE(nginx_location_precedence),
     TEST_CASE(errors_name_the_key),
-    TEST_CASE(listen_and_status_pages))
+    TEST_CASE(listen_and_status_pages),
+    TEST_CASE(bad_requests))

@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Config is the JSON site config shared with the C and C++ example servers (see README.md).
@@ -26,10 +29,14 @@ type Config struct {
 	dir               string           // the config file's folder: relative paths start there
 }
 
-// LuaConfig is the "lua" object.
+// LuaConfig is the "lua" object. The limits are pointers: an absent key keeps the engine's
+// default, while 0 turns the limit off.
 type LuaConfig struct {
-	PackagePath []string `json:"package_path"`
-	Trusted     bool     `json:"trusted"`
+	PackagePath       []string  `json:"package_path"`
+	Trusted           bool      `json:"trusted"`
+	TimeBudget        *Duration `json:"time_budget"`
+	InstructionBudget *uint64   `json:"instruction_budget"`
+	MemoryLimit       *Size     `json:"memory_limit"`
 }
 
 // LocationConfig is one entry of "locations".
@@ -58,25 +65,34 @@ type StaticConfig struct {
 	Body    string            `json:"body"`
 }
 
-// Size is a byte count written as a number or a string with a k or m suffix ("10m").
+// Size is a byte count written as a number or a string with a k, m or g suffix ("10m").
 type Size int64
 
 func (s *Size) UnmarshalJSON(data []byte) error {
 	var n int64
-	if err := json.Unmarshal(data, &n); err == nil {
+	if err := json.Unmarshal(data, &n); err == nil && n >= 0 {
 		*s = Size(n)
 		return nil
 	}
 	var text string
-	if err := json.Unmarshal(data, &text); err != nil {
-		return fmt.Errorf("a size is a number or a string such as \"10m\", not %s", data)
+	v, ok := int64(0), json.Unmarshal(data, &text) == nil
+	if ok {
+		v, ok = parseSize(text)
 	}
-	v, err := parseSize(text)
+	if !ok {
+		return badValue(data, *s, `a size: a byte count or a string such as "512k", "10m" or "1g"`)
+	}
 	*s = Size(v)
-	return err
+	return nil
 }
 
-func parseSize(text string) (int64, error) {
+// badValue is the error of an UnmarshalJSON: an *json.UnmarshalTypeError, the one error type
+// encoding/json completes with the key it was reading ("LuaConfig.lua.time_budget").
+func badValue(data []byte, v any, expected string) error {
+	return &json.UnmarshalTypeError{Value: fmt.Sprintf("%s (expected %s)", data, expected), Type: reflect.TypeOf(v)}
+}
+
+func parseSize(text string) (int64, bool) {
 	t := strings.ToLower(strings.TrimSpace(text))
 	unit := int64(1)
 	switch {
@@ -84,12 +100,45 @@ func parseSize(text string) (int64, error) {
 		unit, t = 1<<10, t[:len(t)-1]
 	case strings.HasSuffix(t, "m"):
 		unit, t = 1<<20, t[:len(t)-1]
+	case strings.HasSuffix(t, "g"):
+		unit, t = 1<<30, t[:len(t)-1]
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("bad size %q (a number of bytes with an optional k or m suffix)", text)
+	if err != nil || n < 0 || n > math.MaxInt64/unit {
+		return 0, false
 	}
-	return n * unit, nil
+	return n * unit, true
+}
+
+// Duration is a number of seconds (5, 0.5) or a string with an ms or s suffix ("500ms", "5s"),
+// as the C and C++ servers read it.
+type Duration time.Duration
+
+func (d *Duration) UnmarshalJSON(data []byte) error {
+	var seconds float64
+	err := json.Unmarshal(data, &seconds)
+	if err != nil {
+		var text string
+		if json.Unmarshal(data, &text) == nil {
+			unit := 1.0
+			number, ms := strings.CutSuffix(text, "ms")
+			if !ms {
+				number, _ = strings.CutSuffix(text, "s")
+				unit = 1000
+			}
+			if number != text && number != "" && number[0] >= '0' && number[0] <= '9' {
+				var n float64
+				if n, err = strconv.ParseFloat(number, 64); err == nil {
+					seconds = n * unit / 1000
+				}
+			}
+		}
+	}
+	if err != nil || seconds < 0 || seconds > float64(math.MaxUint32)/1000 {
+		return badValue(data, *d, `a duration: seconds, or a string such as "500ms" or "5s"`)
+	}
+	*d = Duration(seconds * float64(time.Second))
+	return nil
 }
 
 // loadConfig reads and checks a site config; unknown keys and wrong types are errors naming

@@ -17,27 +17,44 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// The demo site over real HTTP on a loopback port.
-func TestDemoSite(t *testing.T) {
-	c, err := loadConfig("site/site.json")
+// serveSite serves the site config at path on a loopback port until the test ends.
+func serveSite(t *testing.T, path string, log func(luaengine.LogRecord)) *httptest.Server {
+	t.Helper()
+	c, err := loadConfig(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mu sync.Mutex
-	var logged []string
-	site, err := NewSite(c, func(r luaengine.LogRecord) {
-		mu.Lock()
-		defer mu.Unlock()
-		logged = append(logged, r.Message)
-	})
+	site, err := NewSite(c, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(site)
-	defer func() {
+	t.Cleanup(func() {
 		srv.Close()
 		site.Close()
-	}()
+	})
+	return srv
+}
+
+// writeConfig writes a site config into the test's folder and returns its path.
+func writeConfig(t *testing.T, json string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "site.json")
+	if err := os.WriteFile(path, []byte(json), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// The demo site over real HTTP on a loopback port.
+func TestDemoSite(t *testing.T) {
+	var mu sync.Mutex
+	var logged []string
+	srv := serveSite(t, "site/site.json", func(r luaengine.LogRecord) {
+		mu.Lock()
+		defer mu.Unlock()
+		logged = append(logged, r.Message)
+	})
 	cases := []struct {
 		method, path, token, body string
 		status                    int
@@ -119,8 +136,17 @@ func TestConfigErrors(t *testing.T) {
 		{`{"workers": "two"}`, `Config.workers`},
 		{`{"locations": [{"match": "regex", "path": "/"}]}`, `locations[0].match: "regex"`},
 		{`{"locations": [{"match": "exact", "path": "/", "content": "x", "content_file": "y"}]}`, `both content and content_file`},
-		{`{"shared_dicts": {"d": "ten megs"}}`, `bad size "ten megs"`},
+		{`{"shared_dicts": {"d": "ten megs"}}`, `"ten megs" (expected a size: a byte count or a string such as "512k", "10m" or "1g") into Go struct field Config.shared_dicts`},
 		{`{"init": "x = 1", "init_file": "x.lua"}`, `both init and init_file`},
+		{`{"lua": {"time_budget": "5m"}}`, `"5m" (expected a duration: seconds, or a string such as "500ms" or "5s") into Go struct field LuaConfig.lua.time_budget`},
+		{`{"lua": {"time_budget": "5"}}`, `"5" (expected a duration`},
+		{`{"lua": {"time_budget": -1}}`, `-1 (expected a duration`},
+		{`{"lua": {"time_budget": true}}`, `true (expected a duration`},
+		{`{"lua": {"instruction_budget": -1}}`, `LuaConfig.lua.instruction_budget`},
+		{`{"lua": {"instruction_budget": "1000"}}`, `LuaConfig.lua.instruction_budget`},
+		{`{"lua": {"memory_limit": -1}}`, `-1 (expected a size: a byte count or a string such as "512k", "10m" or "1g") into Go struct field LuaConfig.lua.memory_limit`},
+		{`{"lua": {"memory_limit": "64q"}}`, `struct field LuaConfig.lua.memory_limit`},
+		{`{"lua": {"time_budgets": 1}}`, `unknown field "time_budgets"`},
 	}
 	dir := t.TempDir()
 	for _, c := range cases {
@@ -141,5 +167,69 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := NewSite(c, nil); err == nil || !strings.Contains(err.Error(), "locations[0] (/x): access: access_by_lua(/x):1:") {
 		t.Errorf("compile error: %v", err)
+	}
+}
+
+// The lua.* limits: read in their forms, absent ones left unset (the engine's defaults).
+func TestLimitsConfig(t *testing.T) {
+	load := func(json string) *Config {
+		t.Helper()
+		c, err := loadConfig(writeConfig(t, json))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	cases := []struct {
+		lua          string
+		time         time.Duration
+		instructions uint64
+		memory       Size
+	}{
+		{`"time_budget": "5s", "instruction_budget": 1000000, "memory_limit": "64m"`, 5 * time.Second, 1000000, 64 << 20},
+		{`"time_budget": "500ms", "instruction_budget": 0, "memory_limit": "1g"`, 500 * time.Millisecond, 0, 1 << 30},
+		{`"time_budget": 0.25, "instruction_budget": 7, "memory_limit": 0`, 250 * time.Millisecond, 7, 0},
+		{`"time_budget": 0, "instruction_budget": 1, "memory_limit": 4096`, 0, 1, 4096},
+	}
+	for _, c := range cases {
+		got := load(`{"lua": {` + c.lua + `}}`).Lua
+		if got.TimeBudget == nil || time.Duration(*got.TimeBudget) != c.time ||
+			got.InstructionBudget == nil || *got.InstructionBudget != c.instructions ||
+			got.MemoryLimit == nil || *got.MemoryLimit != c.memory {
+			t.Errorf("%s: read as %v %v %v", c.lua, got.TimeBudget, got.InstructionBudget, got.MemoryLimit)
+		}
+	}
+	if got := load(`{"lua": {"trusted": false}}`).Lua; got.TimeBudget != nil || got.InstructionBudget != nil || got.MemoryLimit != nil {
+		t.Errorf("absent limits were set: %+v", got)
+	}
+}
+
+// The limits reach the engine: a runaway script and a memory bomb answer 500 within the
+// budget, and the site keeps serving.
+func TestLimitsServe(t *testing.T) {
+	path := writeConfig(t, `{"workers": 1, "lua": {"time_budget": "300ms", "memory_limit": "32m"}, "locations": [
+		{"match": "exact", "path": "/spin", "content": "while true do end"},
+		{"match": "exact", "path": "/bomb", "content": "local t = {} for i = 1, 1e9 do t[i] = string.rep('x', 1024) .. i end"},
+		{"match": "exact", "path": "/ok", "content": "ngx.say('ok')"}]}`)
+	srv := serveSite(t, path, func(luaengine.LogRecord) {})
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, p := range []string{"/spin", "/ok", "/bomb", "/ok"} {
+		started := time.Now()
+		resp, err := client.Get(srv.URL + p)
+		if err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		want := 500
+		if p == "/ok" {
+			want = 200
+		}
+		if resp.StatusCode != want || (p == "/ok" && string(body) != "ok\n") {
+			t.Errorf("%s: %d %q, want %d", p, resp.StatusCode, body, want)
+		}
+		if elapsed := time.Since(started); elapsed > 3*time.Second {
+			t.Errorf("%s took %v with a 300ms time budget", p, elapsed)
+		}
 	}
 }

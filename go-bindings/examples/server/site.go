@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"time"
 
 	luaengine "github.com/libluaengine/luaengine/go-bindings"
 )
@@ -30,6 +31,16 @@ func NewSite(c *Config, log func(luaengine.LogRecord)) (*Site, error) {
 		Workers: c.Workers, Trusted: c.Lua.Trusted, Log: log,
 		DefaultType: c.DefaultType, NoDefaultType: c.DefaultType == "",
 		Init: c.Init, InitWorker: c.InitWorker,
+	}
+	// Limits the config leaves out keep the engine's defaults.
+	if c.Lua.TimeBudget != nil {
+		config.TimeBudget = time.Duration(*c.Lua.TimeBudget)
+	}
+	if c.Lua.InstructionBudget != nil {
+		config.InstructionBudget = *c.Lua.InstructionBudget
+	}
+	if c.Lua.MemoryLimit != nil {
+		config.MemoryLimit = uint64(*c.Lua.MemoryLimit)
 	}
 	if c.InitFile != "" {
 		config.InitFile = c.path(c.InitFile)
