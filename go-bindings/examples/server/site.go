@@ -32,15 +32,21 @@ func NewSite(c *Config, log func(luaengine.LogRecord)) (*Site, error) {
 		DefaultType: c.DefaultType, NoDefaultType: c.DefaultType == "",
 		Init: c.Init, InitWorker: c.InitWorker,
 	}
-	// Limits the config leaves out keep the engine's defaults.
+	// Limits the config leaves out keep the engine's defaults; 0 turns one off.
 	if c.Lua.TimeBudget != nil {
 		config.TimeBudget = time.Duration(*c.Lua.TimeBudget)
+		if config.TimeBudget == 0 {
+			config.TimeBudget = luaengine.NoLimit
+		}
 	}
 	if c.Lua.InstructionBudget != nil {
 		config.InstructionBudget = *c.Lua.InstructionBudget
 	}
 	if c.Lua.MemoryLimit != nil {
-		config.MemoryLimit = uint64(*c.Lua.MemoryLimit)
+		config.MemoryLimit = int64(*c.Lua.MemoryLimit)
+		if config.MemoryLimit == 0 {
+			config.MemoryLimit = luaengine.NoLimit
+		}
 	}
 	if c.InitFile != "" {
 		config.InitFile = c.path(c.InitFile)
