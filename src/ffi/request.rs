@@ -162,12 +162,27 @@ pub(crate) fn exclusive<T>(ptr: *mut le_request, f: impl FnOnce(&mut Request, &m
     let request = unsafe { &mut *handle.request.get() };
     let result = f(request, unsafe { &mut *handle.views.get() });
     handle.suspended.store(request.is_suspended(), Ordering::Release);
-    let before = handle.state.fetch_and(!(BUSY | WAKE), Ordering::AcqRel);
-    if before & FREE != 0 {
-        // le_request_free ran meanwhile and left the release to us.
-        drop(unsafe { Box::from_raw(ptr) });
-    } else if before & WAKE != 0 {
-        request.wake_again();
+    // A wake that came meanwhile goes back to the clock thread once the request is released,
+    // but what sending it takes is gathered before: from the release on, the wake callback may
+    // resume or free the request on another thread, so nothing here may touch it any more.
+    let mut later = None;
+    let mut state = handle.state.load(Ordering::Acquire);
+    loop {
+        if state & FREE != 0 {
+            // le_request_free ran meanwhile and left the release to us: no wake is wanted.
+            drop(unsafe { Box::from_raw(ptr) });
+            return Ok(result);
+        }
+        if state & WAKE != 0 && later.is_none() {
+            later = Some(request.wake_later());
+        }
+        match handle.state.compare_exchange_weak(state, IDLE, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(actual) => state = actual,
+        }
+    }
+    if let Some(wake) = later {
+        wake.send();
     }
     Ok(result)
 }
