@@ -28,28 +28,12 @@
 /**
  * How deeply arrays and maps may nest.
  */
-#define LE_MAX_VALUE_DEPTH MAX_VALUE_DEPTH
+#define LE_MAX_VALUE_DEPTH 100
 
 /**
  * `le_request_new`'s worker hint meaning "any worker" (round robin).
  */
 #define LE_WORKER_ANY UINT32_MAX
-
-/**
- * Tables nested deeper than this are refused both ways, so a cyclic table or a hostile host
- * value cannot exhaust the stack.
- */
-#define MAX_VALUE_DEPTH 100
-
-/**
- * What one entry costs beyond its key and value bytes, like nginx's node and slab overhead.
- */
-#define ENTRY_OVERHEAD 64
-
-/**
- * The longest key lua-nginx-module accepts.
- */
-#define MAX_KEY_LEN 65535
 
 /**
  * What a fallible function returns. `LE_OK` is success; every other value names the failure,
