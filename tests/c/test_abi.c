@@ -12,6 +12,12 @@
     unsigned char bytes[sizeof(type) + 32]; \
   }
 
+/* Fills a ROOM with 0xAB, then sets the struct's size to `n`. */
+#define PREPARE(room, n) (memset((room).bytes, 0xAB, sizeof(room).bytes), (room).value.size = (n))
+
+/* Where `field`, a struct's last, ends: the smallest size the library takes for it. */
+#define END_OF(type, field) (offsetof(type, field) + sizeof(((type *)0)->field))
+
 /* Bytes [from, to) of `bytes` all equal `want`. */
 static bool all_bytes(const unsigned char *bytes, size_t from, size_t to, unsigned char want) {
   for (size_t i = from; i < to; i++)
@@ -41,10 +47,9 @@ static void a_smaller_size_gets_only_the_fields_it_covers(void) {
   RUN(request, LE_PHASE_CONTENT, content, LE_STATUS_DONE);
 
   ROOM(le_request_view) view;
-  size_t view_size = offsetof(le_request_view, body_changed) + sizeof(bool);
+  size_t view_size = END_OF(le_request_view, body_changed);
   CHECK(view_size < sizeof view.value); /* the tail padding this test watches */
-  memset(view.bytes, 0xAB, sizeof view.bytes);
-  view.value.size = view_size;
+  PREPARE(view, view_size);
   CHECK_EQ(le_request_inspect(request, &view.value), LE_OK);
   CHECK_EQ(view.value.size, view_size);
   CHECK_STR(view.value.path, "/p");
@@ -53,10 +58,9 @@ static void a_smaller_size_gets_only_the_fields_it_covers(void) {
   CHECK(all_bytes(view.bytes, view_size, sizeof view.bytes, 0xAB));
 
   ROOM(le_body_chunk) chunk;
-  size_t chunk_size = offsetof(le_body_chunk, eof) + sizeof(bool);
+  size_t chunk_size = END_OF(le_body_chunk, eof);
   CHECK(chunk_size < sizeof chunk.value);
-  memset(chunk.bytes, 0xAB, sizeof chunk.bytes);
-  chunk.value.size = chunk_size;
+  PREPARE(chunk, chunk_size);
   le_error *err = NULL;
   CHECK_EQ(le_request_body_filter(request, filter, le_s("abc"), true, &chunk.value, &err), LE_STATUS_OK);
   CHECK_STR(chunk.value.data, "ABC");
@@ -64,10 +68,9 @@ static void a_smaller_size_gets_only_the_fields_it_covers(void) {
   CHECK(all_bytes(chunk.bytes, chunk_size, sizeof chunk.bytes, 0xAB));
 
   ROOM(le_stats) stats;
-  size_t stats_size = offsetof(le_stats, workers) + sizeof(uint32_t);
+  size_t stats_size = END_OF(le_stats, workers);
   CHECK(stats_size < sizeof stats.value);
-  memset(stats.bytes, 0xAB, sizeof stats.bytes);
-  stats.value.size = stats_size;
+  PREPARE(stats, stats_size);
   CHECK_EQ(le_engine_stats(engine, &stats.value), LE_OK);
   CHECK_EQ(stats.value.workers, 1);
   CHECK(all_bytes(stats.bytes, stats_size, sizeof stats.bytes, 0xAB));
@@ -107,8 +110,7 @@ static void a_bigger_size_gets_the_fields_this_library_lacks_zeroed(void) {
   RUN(request, LE_PHASE_CONTENT, content, LE_STATUS_DONE);
 
   ROOM(le_response_view) view;
-  memset(view.bytes, 0xAB, sizeof view.bytes);
-  view.value.size = sizeof view.value + 16;
+  PREPARE(view, sizeof view.value + 16);
   CHECK_EQ(le_request_response(request, &view.value), LE_OK);
   CHECK_EQ(view.value.size, sizeof view.value + 16);
   CHECK_STR(view.value.body, "/newer\n");
@@ -116,8 +118,7 @@ static void a_bigger_size_gets_the_fields_this_library_lacks_zeroed(void) {
   CHECK(all_bytes(view.bytes, sizeof view.value + 16, sizeof view.bytes, 0xAB));
 
   ROOM(le_worker_stats) stats;
-  memset(stats.bytes, 0xAB, sizeof stats.bytes);
-  stats.value.size = sizeof stats.value + 16;
+  PREPARE(stats, sizeof stats.value + 16);
   CHECK_EQ(le_engine_worker_stats(engine, 0, &stats.value), LE_OK);
   CHECK(all_bytes(stats.bytes, sizeof stats.value, sizeof stats.value + 16, 0));
   CHECK(all_bytes(stats.bytes, sizeof stats.value + 16, sizeof stats.bytes, 0xAB));
