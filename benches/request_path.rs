@@ -41,7 +41,10 @@ struct CEngine {
 
 impl CEngine {
     fn new() -> CEngine {
-        let mut config = le_config_default();
+        let mut config = std::mem::MaybeUninit::<le_config>::uninit();
+        assert_eq!(le_config_init(config.as_mut_ptr(), std::mem::size_of::<le_config>()), le_result::LE_OK);
+        // SAFETY: le_config_init set every field.
+        let mut config = unsafe { config.assume_init() };
         config.workers = 1;
         let dicts = [le_dict_config { name: s("cache"), capacity: 1 << 20 }];
         config.shared_dicts = dicts.as_ptr();
@@ -67,9 +70,11 @@ impl CEngine {
                 break;
             }
         }
-        let mut view = std::mem::MaybeUninit::<le_response_view>::uninit();
-        assert_eq!(le_request_response(request, view.as_mut_ptr()), le_result::LE_OK);
-        let body_len = unsafe { view.assume_init() }.body.len;
+        // SAFETY: all-zero bytes are a valid view (NULL pointers, zero lengths).
+        let mut view: le_response_view = unsafe { std::mem::zeroed() };
+        view.size = std::mem::size_of::<le_response_view>();
+        assert_eq!(le_request_response(request, &mut view), le_result::LE_OK);
+        let body_len = view.body.len;
         le_request_free(request);
         body_len
     }
@@ -101,6 +106,7 @@ impl Wire {
     fn init(&self) -> le_request_init {
         let [method, path, query, http_version, scheme, remote_addr] = self.fields;
         le_request_init {
+            size: std::mem::size_of::<le_request_init>(),
             method,
             path,
             query,

@@ -292,7 +292,7 @@ func (e *Engine) Stats() (Stats, error) {
 		return Stats{}, err
 	}
 	defer e.life.release()
-	var s C.le_stats
+	s := C.le_stats{size: C.sizeof_le_stats}
 	if r := C.le_engine_stats(e.state.ptr, &s); r != C.LE_OK {
 		return Stats{}, &Error{Code: Code(r), Message: "luaengine: reading stats failed"}
 	}
@@ -324,7 +324,7 @@ func (e *Engine) WorkerStats(i int) (WorkerStats, error) {
 	if i < 0 {
 		return WorkerStats{}, &Error{Code: CodeInvalidArgument, Message: fmt.Sprintf("luaengine: worker %d", i)}
 	}
-	var s C.le_worker_stats
+	s := C.le_worker_stats{size: C.sizeof_le_worker_stats}
 	if r := C.le_engine_worker_stats(e.state.ptr, C.uint32_t(i), &s); r != C.LE_OK {
 		return WorkerStats{}, &Error{Code: Code(r), Message: fmt.Sprintf("luaengine: no worker %d", i)}
 	}

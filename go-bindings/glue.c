@@ -15,6 +15,7 @@ lego_frame *lego_frame_new(size_t data_cap) {
 }
 
 static void read_view(lego_frame *f) {
+  f->view.size = sizeof f->view;
   if (le_request_response(f->request, &f->view) != LE_OK) memset(&f->view, 0, sizeof f->view);
 }
 
@@ -46,6 +47,7 @@ static bool error_page(const le_response_view *v) {
 }
 
 static bool inspect(lego_frame *f) {
+  f->req_view.size = sizeof f->req_view;
   f->inspected = le_request_inspect(f->request, &f->req_view) == LE_OK;
   return f->inspected;
 }
@@ -123,6 +125,7 @@ le_status lego_header_filter(lego_frame_ref frame, uint16_t status, const le_hea
 
 le_status lego_body_filter(lego_frame_ref frame, const le_script *script, le_str chunk, bool eof) {
   lego_frame *f = (lego_frame *)frame;
+  f->chunk.size = sizeof f->chunk;
   le_status status = le_request_body_filter(f->request, script, chunk, eof, &f->chunk, &f->err);
   if (status == LE_STATUS_ERROR) memset(&f->chunk, 0, sizeof f->chunk);
   return status;
@@ -131,6 +134,7 @@ le_status lego_body_filter(lego_frame_ref frame, const le_script *script, le_str
 le_status lego_start(lego_frame_ref frame, uint32_t worker_hint) {
   lego_frame *f = (lego_frame *)frame;
   f->request = NULL;
+  f->init.size = sizeof f->init;
   if (le_request_new(f->engine, &f->init, worker_hint, &f->request, &f->err) != LE_OK) {
     f->request = NULL;
     return LE_STATUS_ERROR;

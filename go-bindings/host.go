@@ -207,8 +207,8 @@ func (s *valueSize) bytes() int {
 }
 
 func (s *valueSize) add(v any, depth int) error {
-	if depth >= C.MAX_VALUE_DEPTH {
-		return fmt.Errorf("results nest deeper than %d levels", C.MAX_VALUE_DEPTH)
+	if depth >= C.LE_MAX_VALUE_DEPTH {
+		return fmt.Errorf("results nest deeper than %d levels", C.LE_MAX_VALUE_DEPTH)
 	}
 	s.values++
 	switch v := v.(type) {

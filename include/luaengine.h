@@ -9,6 +9,18 @@
  *
  * Threads: `le_engine` and `le_script` are thread-safe. A `le_request` may move between threads
  * but must be used by one thread at a time.
+ *
+ * Versions: LE_ABI_VERSION, the shared library's SONAME number, changes when a declaration
+ * changes incompatibly. Within one ABI version, structs grow without breaking hosts built
+ * against an older header: those the host allocates and the library reads or writes whole
+ * (le_config, le_request_init, le_request_view, le_response_view, le_body_chunk, le_stats,
+ * le_worker_stats) start with `size_t size`, which the host sets to their sizeof
+ * (le_config_default does it for le_config); the library reads and writes only the fields that
+ * fit in it, gives the ones it reads beyond it their defaults, and refuses a size smaller than
+ * the struct's first version (LE_ERR_INVALID_ARGUMENT). Structs passed in arrays (le_str,
+ * le_header, le_value, le_function, le_dict_config, le_pending) never change; those handed to
+ * callbacks (le_log_record, le_variable_lookup) only grow at the end. LE_VERSION_MAJOR/MINOR/
+ * PATCH give the library version the header comes with.
  */
 
 #ifndef LUAENGINE_H
@@ -21,14 +33,25 @@
 #include <stdint.h>
 
 /**
- * The version of this C ABI. It changes when a published declaration changes incompatibly.
+ * The version of this C ABI, also the shared library's SONAME number. It changes when a
+ * published declaration changes incompatibly; structs that carry their size grow without it.
  */
-#define LE_ABI_VERSION 1
+#define LE_ABI_VERSION 2
+
+/**
+ * The version of the library this header comes with (`le_version()` names the one linked),
+ * for `#if` in hosts. Cargo.toml's version: the build fails when they differ.
+ */
+#define LE_VERSION_MAJOR 0
+
+#define LE_VERSION_MINOR 1
+
+#define LE_VERSION_PATCH 0
 
 /**
  * How deeply arrays and maps may nest.
  */
-#define LE_MAX_VALUE_DEPTH MAX_VALUE_DEPTH
+#define LE_MAX_VALUE_DEPTH 100
 
 /**
  * `le_request_new`'s worker hint meaning "any worker" (round robin).
@@ -36,27 +59,11 @@
 #define LE_WORKER_ANY UINT32_MAX
 
 /**
- * Tables nested deeper than this are refused both ways, so a cyclic table or a hostile host
- * value cannot exhaust the stack.
- */
-#define MAX_VALUE_DEPTH 100
-
-/**
  * The default cap of a worker's Lua heap: an order of magnitude above what OpenResty sites keep
  * in a worker (their big caches live in shared dicts, outside the Lua heap), and low enough that
  * an allocation bomb stops long before it hurts the machine.
  */
 #define DEFAULT_MEMORY_LIMIT (512 << 20)
-
-/**
- * What one entry costs beyond its key and value bytes, like nginx's node and slab overhead.
- */
-#define ENTRY_OVERHEAD 64
-
-/**
- * The longest key lua-nginx-module accepts.
- */
-#define MAX_KEY_LEN 65535
 
 /**
  * What a fallible function returns. `LE_OK` is success; every other value names the failure,
@@ -347,9 +354,15 @@ typedef void (*le_timer_op_fn)(struct le_timer_op *op,
                                void *user_data);
 
 /**
- * How to build an engine. Start from `le_config_default()` and change fields.
+ * How to build an engine. Start from `le_config_default()` (or `le_config_init`) and change
+ * fields. It carries its size: `le_engine_new` reads only the fields of the header the host
+ * was built with, and gives the fields added since their defaults.
  */
 typedef struct le_config {
+  /**
+   * `sizeof(le_config)` as the host was compiled, set by `le_config_init`.
+   */
+  size_t size;
   /**
    * Number of workers (Lua states); 0 means one per CPU.
    */
@@ -472,9 +485,11 @@ typedef struct le_config {
 } le_config;
 
 /**
- * Counters of an engine.
+ * Counters of an engine. It carries its size: set `size` to `sizeof(le_stats)` before
+ * `le_engine_stats`, which writes only the fields that fit in it.
  */
 typedef struct le_stats {
+  size_t size;
   /**
    * Sources parsed and compiled.
    */
@@ -499,9 +514,11 @@ typedef struct le_stats {
 } le_stats;
 
 /**
- * Counters of one worker.
+ * Counters of one worker. It carries its size: set `size` to `sizeof(le_worker_stats)`
+ * before `le_engine_worker_stats`, which writes only the fields that fit in it.
  */
 typedef struct le_worker_stats {
+  size_t size;
   /**
    * Idle coroutines kept for reuse.
    */
@@ -522,6 +539,11 @@ typedef struct le_worker_stats {
    * Timer callbacks of this worker running now (those waiting included).
    */
   size_t running_timers;
+  /**
+   * Times the worker's Lua state was built anew because it stayed near its memory cap after
+   * a full collection (init and init_worker ran again there).
+   */
+  uint64_t rebuilds;
 } le_worker_stats;
 
 /**
@@ -533,9 +555,12 @@ typedef struct le_header {
 } le_header;
 
 /**
- * Everything a request starts from, copied by `le_request_new` in one call.
+ * Everything a request starts from, copied by `le_request_new` in one call. It carries its
+ * size: set `size` to `sizeof(le_request_init)` (fields added after the host's header was made
+ * are then empty).
  */
 typedef struct le_request_init {
+  size_t size;
   struct le_str method;
   /**
    * The URI path without the query string.
@@ -572,9 +597,11 @@ typedef struct le_request_init {
 
 /**
  * What the scripts produced. Every pointer in it points into the request and stays valid
- * until the next call that takes this request.
+ * until the next call that takes this request. It carries its size: set `size` to
+ * `sizeof(le_response_view)`; the library writes only the fields that fit in it.
  */
 typedef struct le_response_view {
+  size_t size;
   /**
    * The status scripts set (ngx.status, ngx.exit, ngx.redirect, or 200 once output started);
    * 0 if none did.
@@ -602,11 +629,12 @@ typedef struct le_response_view {
 
 /**
  * What scripts made of the request (ngx.req.set_*, ngx.var writes). Every pointer in it points
- * into the request and stays valid until the next call that takes this request. The library
- * writes the whole struct: use the header of the library you link (fields are only ever added
- * at the end, as `body` and `body_changed` were).
+ * into the request and stays valid until the next call that takes this request. It carries
+ * its size: set `size` to `sizeof(le_request_view)`; the library writes only the fields that
+ * fit in it.
  */
 typedef struct le_request_view {
+  size_t size;
   struct le_str method;
   /**
    * The URI path, after `ngx.req.set_uri`.
@@ -646,9 +674,11 @@ typedef struct le_request_view {
 
 /**
  * What body_filter made of a chunk; `data` points into the request and stays valid until the
- * next call that takes this request.
+ * next call that takes this request. It carries its size: set `size` to
+ * `sizeof(le_body_chunk)`; the library writes only the fields that fit in it.
  */
 typedef struct le_body_chunk {
+  size_t size;
   struct le_str data;
   /**
    * Whether the body ends with this chunk (a filter may end it early: send nothing after).
@@ -768,14 +798,17 @@ extern "C" {
 #endif // __cplusplus
 
 /**
- * The defaults: one worker per CPU, sandboxed, stderr logging, a 5 s time budget per phase
- * run and a 512 MiB Lua memory cap per worker (set either to 0 to turn it off), no instruction
- * budget.
+ * Sets `*config`, of `size` bytes (`sizeof(le_config)`), to the defaults: one worker per CPU,
+ * sandboxed, stderr logging, a 5 s time budget per phase run and a 512 MiB Lua memory cap per
+ * worker (set either to 0 to turn it off), no instruction budget. `le_config_default()`,
+ * defined in this header, calls it with the size of the `le_config` it declares. Fails with
+ * `LE_ERR_INVALID_ARGUMENT` for a NULL config or a size smaller than any `le_config`.
  */
-struct le_config le_config_default(void);
+enum le_result le_config_init(struct le_config *config, size_t size);
 
 /**
- * Creates an engine. `config` may be NULL for the defaults. On success `*out` owns the engine
+ * Creates an engine. `config` may be NULL for the defaults; `LE_ERR_INVALID_ARGUMENT` when its
+ * `size` is smaller than any `le_config`. On success `*out` owns the engine
  * (free it with `le_engine_free`); on failure `*err` (if `err` is not NULL) says why.
  */
 enum le_result le_engine_new(const struct le_config *config,
@@ -797,13 +830,13 @@ void le_engine_free(struct le_engine *engine);
 uint32_t le_engine_worker_count(const struct le_engine *engine);
 
 /**
- * Reads the engine's counters into `*out`.
+ * Reads the engine's counters into `*out`, whose `size` the host set.
  */
 enum le_result le_engine_stats(const struct le_engine *engine, struct le_stats *out);
 
 /**
- * Reads one worker's counters into `*out`; `LE_ERR_INVALID_ARGUMENT` for a worker index out
- * of range.
+ * Reads one worker's counters into `*out`, whose `size` the host set; `LE_ERR_INVALID_ARGUMENT`
+ * for a worker index out of range.
  */
 enum le_result le_engine_worker_stats(const struct le_engine *engine,
                                       uint32_t worker,
@@ -818,6 +851,16 @@ enum le_result le_engine_worker_stats(const struct le_engine *engine,
 enum le_result le_engine_reload(const struct le_engine *engine,
                                 size_t *reloaded,
                                 struct le_error **err);
+
+/**
+ * Stops every script running on the engine now, a runaway loop included (it fails with
+ * `LE_ERR_BUDGET`, "the engine is shutting down", at its next VM instruction, within about
+ * 10 ms), and makes every phase run or resume that starts afterwards fail the same way at once.
+ * For a host that is stopping and must not wait for scripts; it cannot be undone. Requests
+ * waiting in a yield are not woken: free them. Safe from any thread (it takes no lock a script
+ * holds), but not from a signal handler. Does nothing for a NULL engine.
+ */
+void le_engine_shutdown(const struct le_engine *engine);
 
 /**
  * The library version, a static NUL-terminated string such as `"0.1.0"`.
@@ -1285,3 +1328,15 @@ void le_timer_op_free(struct le_timer_op *op);
 #endif  // __cplusplus
 
 #endif  /* LUAENGINE_H */
+
+#ifndef LUAENGINE_H_DEFAULTS
+#define LUAENGINE_H_DEFAULTS
+/**
+ * The default configuration (see `le_config_init`), sized for the `le_config` declared above.
+ */
+static inline le_config le_config_default(void) {
+  le_config config;
+  le_config_init(&config, sizeof config);
+  return config;
+}
+#endif /* LUAENGINE_H_DEFAULTS */

@@ -88,6 +88,14 @@ class Error : public std::runtime_error {
 
 namespace detail {
 
+/* A struct that carries its size (see "Versions" in luaengine.h): zeroed, its size set. */
+template <class T>
+T sized() noexcept {
+  T value{};
+  value.size = sizeof value;
+  return value;
+}
+
 /* Calls `c_call(&err)`, a C function returning le_result, and throws on failure. (The error is
  * read only after the call: as a sibling argument it could be read before the call wrote it.) */
 template <class F>
@@ -214,7 +222,7 @@ struct RequestInit {
   void add_header(std::string_view name, std::string_view value) { headers.push_back(le_header{str(name), str(value)}); }
 
   le_request_init raw() const noexcept {
-    le_request_init init{};
+    le_request_init init = detail::sized<le_request_init>();
     init.method = str(method);
     init.path = str(path);
     init.query = str(query);
@@ -284,13 +292,13 @@ class Request {
   }
 
   Response response() {
-    le_response_view v{};
+    le_response_view v = detail::sized<le_response_view>();
     detail::check(le_request_response(live(), &v));
     return Response{v.status, v.headers_sent, v.exited, v.exit_code, Headers(v.headers, v.n_headers), view(v.body)};
   }
 
   RequestView inspect() {
-    le_request_view v{};
+    le_request_view v = detail::sized<le_request_view>();
     detail::check(le_request_inspect(live(), &v));
     return RequestView{view(v.method),
                        view(v.path),
@@ -313,7 +321,7 @@ class Request {
   /* Runs body_filter on one chunk of the host's body. */
   BodyChunk body_filter(const Script &script, std::string_view chunk, bool eof) {
     const le_script *s = detail::require(script.get(), "Script");
-    le_body_chunk out{};
+    le_body_chunk out = detail::sized<le_body_chunk>();
     le_status status =
         detail::run([&](le_error **err) { return le_request_body_filter(live(), s, str(chunk), eof, &out, err); });
     return BodyChunk{static_cast<Status>(status), view(out.data), out.eof};
@@ -530,10 +538,14 @@ class Engine {
   uint32_t workers() const noexcept { return le_engine_worker_count(handle_.get()); }
 
   le_stats stats() const {
-    le_stats out{};
+    le_stats out = detail::sized<le_stats>();
     detail::check(le_engine_stats(live(), &out));
     return out;
   }
+
+  /* Stops every running script (a runaway included) and fails every later phase run: for a
+   * server that is stopping (see le_engine_shutdown). */
+  void shutdown() const { le_engine_shutdown(live()); }
 
   /* Checks file scripts now; returns how many changed. */
   size_t reload() const {

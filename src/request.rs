@@ -3,7 +3,7 @@
 
 use std::mem;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use mlua::{Table, Thread};
@@ -13,6 +13,7 @@ use crate::engine::Hold;
 use crate::error::{Error, Result};
 use crate::host::HostValue;
 use crate::phase::{Phase, Status};
+use crate::scheduler::Scheduler;
 use crate::spare;
 use crate::wait::{Event, LazyWakeSlot, PendingOp, Waits, WakeSlot, Waker, READ_BODY};
 use crate::worker::Worker;
@@ -669,23 +670,15 @@ impl Request {
         self.wake.slot().set_waker(waker);
     }
 
-    /// Has the clock thread call the waker again, soon: for a host layer that received a wake
-    /// while it could not act on it.
-    pub(crate) fn wake_again(&self) {
-        self.soon(WakeSlot::wake_again);
+    /// A wake to send again later: for a host layer that received a wake while it could not
+    /// act on it, and can only send it once it has let go of the request.
+    pub(crate) fn wake_later(&self) -> LaterWake {
+        LaterWake { scheduler: self.shared.scheduler.clone(), slot: Arc::downgrade(self.wake.slot()) }
     }
 
     /// Runs `wake` on the clock thread, soon, unless the request is freed by then.
     fn soon(&self, wake: fn(&WakeSlot)) {
-        let slot = Arc::downgrade(self.wake.slot());
-        self.shared.scheduler.at(
-            Instant::now(),
-            Box::new(move |_| {
-                if let Some(slot) = slot.upgrade() {
-                    wake(&slot);
-                }
-            }),
-        );
+        schedule_wake(&self.shared.scheduler, Arc::downgrade(self.wake.slot()), wake);
     }
 
     /// Ends the suspended phase without resuming it, as nginx ends a handler whose client went
@@ -857,6 +850,32 @@ impl Drop for Request {
             spare::keep(state);
         }
     }
+}
+
+/// A wake taken from a request (`Request::wake_later`) that holds nothing the request owns, so
+/// it can be sent after the request may have been freed (it then wakes no one).
+pub(crate) struct LaterWake {
+    scheduler: Arc<Scheduler>,
+    slot: Weak<WakeSlot>,
+}
+
+impl LaterWake {
+    /// Has the clock thread call the waker again, soon.
+    pub(crate) fn send(self) {
+        schedule_wake(&self.scheduler, self.slot, WakeSlot::wake_again);
+    }
+}
+
+/// Runs `wake` on the clock thread, soon, unless the request is freed by then.
+fn schedule_wake(scheduler: &Scheduler, slot: Weak<WakeSlot>, wake: fn(&WakeSlot)) {
+    scheduler.at(
+        Instant::now(),
+        Box::new(move |_| {
+            if let Some(slot) = slot.upgrade() {
+                wake(&slot);
+            }
+        }),
+    );
 }
 
 fn lost() -> Error {

@@ -575,6 +575,8 @@ int main(int argc, char **argv) {
 
   int signal_number = 0;
   sigwait(&signals, &signal_number);
+  // Scripts running away would hold server.stop() up: it joins the threads that run them.
+  site->engine().shutdown();
   waits.stop();
   server.stop();
   shutdown_connections(static_cast<uint16_t>(bound));

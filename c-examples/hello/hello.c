@@ -76,6 +76,7 @@ static void serve(le_engine *engine, const le_script *access, const le_script *c
   };
   le_request_init init;
   memset(&init, 0, sizeof init); /* empty fields get defaults: HTTP/1.1, http, no body */
+  init.size = sizeof init;        /* the struct's version: set it before any call */
   init.method = str("GET");
   init.path = str("/t");
   init.remote_addr = str("127.0.0.1");
@@ -95,7 +96,7 @@ static void serve(le_engine *engine, const le_script *access, const le_script *c
   if (run_phase(request, LE_PHASE_ACCESS, access, "access")) run_phase(request, LE_PHASE_CONTENT, content, "content");
 
   /* The response in one call: a view into the request, valid until the next call on it. */
-  le_response_view view;
+  le_response_view view = {.size = sizeof view};
   rc = le_request_response(request, &view);
   if (rc != LE_OK) die("le_request_response", rc, NULL);
   printf("status: %u\n", (unsigned)view.status);

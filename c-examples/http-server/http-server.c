@@ -159,7 +159,7 @@ static enum MHD_Result send_scripts_response(exchange *ex) {
     if (status == LE_STATUS_ERROR) report("body_filter", err);
     if (status != LE_STATUS_OK && status != LE_STATUS_DONE) return send_page(ex, 500);
   }
-  le_response_view view;
+  le_response_view view = {.size = sizeof view};
   if (le_request_response(ex->request, &view) != LE_OK) return send_page(ex, 500);
   return send_response(ex, view.status, view.headers, view.n_headers, view.body);
 }
@@ -179,7 +179,7 @@ static enum MHD_Result send_hosts_response(exchange *ex, unsigned status, const 
   char *filtered = NULL;
   const le_script *body_filter = script_for(ex, SITE_BODY_FILTER);
   if (body_filter) {
-    le_body_chunk chunk;
+    le_body_chunk chunk = {.size = sizeof chunk};
     le_status run = le_request_body_filter(ex->request, body_filter, body, true, &chunk, &err);
     if (run != LE_STATUS_OK && run != LE_STATUS_DONE) {
       if (run == LE_STATUS_ERROR) report("body_filter", err);
@@ -188,7 +188,7 @@ static enum MHD_Result send_hosts_response(exchange *ex, unsigned status, const 
     filtered = copy_cstr(chunk.data);
     body = bytes(filtered, chunk.data.len);
   }
-  le_response_view view;
+  le_response_view view = {.size = sizeof view};
   enum MHD_Result rc = le_request_response(ex->request, &view) == LE_OK
                            ? send_response(ex, view.status, view.headers, view.n_headers, body)
                            : send_page(ex, 500);
@@ -319,7 +319,7 @@ static void on_wake(le_request *request, void *user_data) {
 
 /* Where a rewrite that ended with ngx.req.set_uri(uri, true) sends the request. */
 static bool location_jump(exchange *ex) {
-  le_request_view view;
+  le_request_view view = {.size = sizeof view};
   if (le_request_inspect(ex->request, &view) != LE_OK || !view.location_jump) return false;
   char *path = copy_cstr(view.path);
   ex->location = site_match(ex->srv->site, path, view.path.len);
@@ -353,7 +353,7 @@ static enum MHD_Result drive(exchange *ex) {
         report(site_phase_name(ex->phase), err);
         return send_status(ex, 500, NULL, 0);
       case LE_STATUS_DONE: {
-        le_response_view view;
+        le_response_view view = {.size = sizeof view};
         if (le_request_response(ex->request, &view) != LE_OK) return send_page(ex, 500);
         if (view.headers_sent) return send_scripts_response(ex);
         /* ngx.exit(status) or ngx.redirect without output: nginx's special response. */
@@ -410,6 +410,7 @@ static bool start(exchange *ex, const char *url, const char *method, const char 
 
   le_request_init init;
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   init.method = text(method);
   init.path = text(url); /* MHD decoded it, as nginx's $uri */
   init.query = query ? text(query + 1) : text("");
@@ -599,9 +600,11 @@ static struct MHD_Daemon *listen_on(server *srv, const char *host, uint16_t port
                           MHD_OPTION_STRICT_FOR_CLIENT, 1, MHD_OPTION_END);
 }
 
-/* Waits would hold MHD_stop_daemon up (it refuses suspended connections): resume them all; their
+/* Scripts running away would hold MHD_stop_daemon up (it joins the threads that run them): the
+ * engine stops them. Waits would too (it refuses suspended connections): resume them all; their
  * handlers see `stopping` and drop them, and freeing their requests cancels the waits. */
 static void stop(server *srv) {
+  le_engine_shutdown(srv->engine);
   pthread_mutex_lock(&srv->lock);
   srv->stopping = true;
   while (srv->suspended) {

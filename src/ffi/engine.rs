@@ -9,7 +9,9 @@ use super::host::{host_functions, le_function};
 use super::shdict::{dict_configs, le_dict_config};
 use super::variable::{le_variable_fn, resolver};
 use super::wait::{le_timer_op_fn, timer_ops};
-use super::{handle, le_str, require_out, slice, write_out};
+use super::{
+    handle, le_str, read_versioned, require_out, require_versioned, slice, versioned, write_out, write_versioned,
+};
 use crate::config::{EngineConfig, LuaSource, DEFAULT_TYPE};
 use crate::engine::Engine;
 use crate::error::Error;
@@ -46,9 +48,13 @@ pub struct le_log_record {
 /// its phase returns), are allowed.
 pub type le_log_fn = Option<unsafe extern "C" fn(user_data: *mut c_void, record: *const le_log_record)>;
 
-/// How to build an engine. Start from `le_config_default()` and change fields.
+/// How to build an engine. Start from `le_config_default()` (or `le_config_init`) and change
+/// fields. It carries its size: `le_engine_new` reads only the fields of the header the host
+/// was built with, and gives the fields added since their defaults.
 #[repr(C)]
 pub struct le_config {
+    /// `sizeof(le_config)` as the host was compiled, set by `le_config_init`.
+    pub size: usize,
     /// Number of workers (Lua states); 0 means one per CPU.
     pub workers: u32,
     /// Give scripts the full standard library (io, os, debug, ffi, C modules). Default: sandbox.
@@ -120,15 +126,19 @@ pub struct le_config {
     pub timer_op_user_data: *mut c_void,
 }
 
+versioned!(le_config, timer_op_user_data: *mut c_void);
+
 /// An engine: workers, code cache and stats. Thread-safe: share one between host threads.
 pub struct le_engine {
     pub(crate) engine: Engine,
 }
 
-/// Counters of an engine.
+/// Counters of an engine. It carries its size: set `size` to `sizeof(le_stats)` before
+/// `le_engine_stats`, which writes only the fields that fit in it.
 #[repr(C)]
 #[derive(Default)]
 pub struct le_stats {
+    pub size: usize,
     /// Sources parsed and compiled.
     pub scripts_compiled: u64,
     /// Compiles answered from the code cache.
@@ -142,10 +152,14 @@ pub struct le_stats {
     pub workers: u32,
 }
 
-/// Counters of one worker.
+versioned!(le_stats, workers: u32);
+
+/// Counters of one worker. It carries its size: set `size` to `sizeof(le_worker_stats)`
+/// before `le_engine_worker_stats`, which writes only the fields that fit in it.
 #[repr(C)]
 #[derive(Default)]
 pub struct le_worker_stats {
+    pub size: usize,
     /// Idle coroutines kept for reuse.
     pub pooled_coroutines: usize,
     /// Bytes of Lua memory after the worker's last phase run.
@@ -156,15 +170,28 @@ pub struct le_worker_stats {
     pub pending_timers: usize,
     /// Timer callbacks of this worker running now (those waiting included).
     pub running_timers: usize,
+    /// Times the worker's Lua state was built anew because it stayed near its memory cap after
+    /// a full collection (init and init_worker ran again there).
+    pub rebuilds: u64,
 }
 
-/// The defaults: one worker per CPU, sandboxed, stderr logging, a 5 s time budget per phase
-/// run and a 512 MiB Lua memory cap per worker (set either to 0 to turn it off), no instruction
-/// budget.
+versioned!(le_worker_stats, running_timers: usize);
+
+/// Sets `*config`, of `size` bytes (`sizeof(le_config)`), to the defaults: one worker per CPU,
+/// sandboxed, stderr logging, a 5 s time budget per phase run and a 512 MiB Lua memory cap per
+/// worker (set either to 0 to turn it off), no instruction budget. `le_config_default()`,
+/// defined in this header, calls it with the size of the `le_config` it declares. Fails with
+/// `LE_ERR_INVALID_ARGUMENT` for a NULL config or a size smaller than any `le_config`.
 #[no_mangle]
-pub extern "C" fn le_config_default() -> le_config {
+pub extern "C" fn le_config_init(config: *mut le_config, size: usize) -> le_result {
+    call(std::ptr::null_mut(), || unsafe { super::init_versioned(config, size, "config", config_defaults()) })
+}
+
+/// The defaults, for le_config_init and for the fields a host's older `le_config` lacks.
+fn config_defaults() -> le_config {
     let defaults = EngineConfig::default();
     le_config {
+        size: std::mem::size_of::<le_config>(),
         workers: 0,
         trusted: false,
         package_path: std::ptr::null(),
@@ -277,7 +304,8 @@ unsafe fn lua_source(phase: &str, source: le_str, file: le_str) -> Result<Option
     }
 }
 
-/// Creates an engine. `config` may be NULL for the defaults. On success `*out` owns the engine
+/// Creates an engine. `config` may be NULL for the defaults; `LE_ERR_INVALID_ARGUMENT` when its
+/// `size` is smaller than any `le_config`. On success `*out` owns the engine
 /// (free it with `le_engine_free`); on failure `*err` (if `err` is not NULL) says why.
 #[no_mangle]
 pub extern "C" fn le_engine_new(
@@ -287,9 +315,10 @@ pub extern "C" fn le_engine_new(
 ) -> le_result {
     call(err, || {
         require_out(out, "out")?;
-        let config = match unsafe { config.as_ref() } {
-            Some(config) => unsafe { engine_config(config)? },
-            None => EngineConfig::default(),
+        let config = if config.is_null() {
+            EngineConfig::default()
+        } else {
+            unsafe { engine_config(&read_versioned(config, "config", config_defaults())?)? }
         };
         let engine = Engine::new(config)?;
         unsafe { write_out(out, Box::into_raw(Box::new(le_engine { engine }))) };
@@ -313,14 +342,15 @@ pub extern "C" fn le_engine_worker_count(engine: *const le_engine) -> u32 {
     super::guard(0, || unsafe { engine.as_ref() }.map_or(0, |e| e.engine.worker_count() as u32))
 }
 
-/// Reads the engine's counters into `*out`.
+/// Reads the engine's counters into `*out`, whose `size` the host set.
 #[no_mangle]
 pub extern "C" fn le_engine_stats(engine: *const le_engine, out: *mut le_stats) -> le_result {
     call(std::ptr::null_mut(), || {
         let engine = unsafe { handle(engine, "engine")? };
-        require_out(out, "out")?;
+        unsafe { require_versioned(out, "out")? };
         let stats = engine.engine.stats();
         let c_stats = le_stats {
+            size: 0,
             scripts_compiled: stats.cache.compiled,
             cache_hits: stats.cache.hits,
             cache_misses: stats.cache.misses,
@@ -328,13 +358,12 @@ pub extern "C" fn le_engine_stats(engine: *const le_engine, out: *mut le_stats) 
             errors: stats.errors,
             workers: stats.workers.len() as u32,
         };
-        unsafe { write_out(out, c_stats) };
-        Ok(())
+        unsafe { write_versioned(out, "out", c_stats) }
     })
 }
 
-/// Reads one worker's counters into `*out`; `LE_ERR_INVALID_ARGUMENT` for a worker index out
-/// of range.
+/// Reads one worker's counters into `*out`, whose `size` the host set; `LE_ERR_INVALID_ARGUMENT`
+/// for a worker index out of range.
 #[no_mangle]
 pub extern "C" fn le_engine_worker_stats(
     engine: *const le_engine,
@@ -343,21 +372,22 @@ pub extern "C" fn le_engine_worker_stats(
 ) -> le_result {
     call(std::ptr::null_mut(), || {
         let engine = unsafe { handle(engine, "engine")? };
-        require_out(out, "out")?;
+        unsafe { require_versioned(out, "out")? };
         let stats = engine.engine.stats();
         let worker = stats
             .workers
             .get(worker as usize)
             .ok_or_else(|| Error::invalid_argument(format!("worker {worker} does not exist")))?;
         let c_stats = le_worker_stats {
+            size: 0,
             pooled_coroutines: worker.pooled_coroutines,
             lua_memory: worker.lua_memory,
             functions_loaded: worker.functions_loaded,
             pending_timers: worker.pending_timers,
             running_timers: worker.running_timers,
+            rebuilds: worker.rebuilds,
         };
-        unsafe { write_out(out, c_stats) };
-        Ok(())
+        unsafe { write_versioned(out, "out", c_stats) }
     })
 }
 
@@ -379,6 +409,21 @@ pub extern "C" fn le_engine_reload(
         }
         Ok(())
     })
+}
+
+/// Stops every script running on the engine now, a runaway loop included (it fails with
+/// `LE_ERR_BUDGET`, "the engine is shutting down", at its next VM instruction, within about
+/// 10 ms), and makes every phase run or resume that starts afterwards fail the same way at once.
+/// For a host that is stopping and must not wait for scripts; it cannot be undone. Requests
+/// waiting in a yield are not woken: free them. Safe from any thread (it takes no lock a script
+/// holds), but not from a signal handler. Does nothing for a NULL engine.
+#[no_mangle]
+pub extern "C" fn le_engine_shutdown(engine: *const le_engine) {
+    let _ = call(std::ptr::null_mut(), || {
+        let engine = unsafe { handle(engine, "engine")? };
+        engine.engine.shutdown();
+        Ok(())
+    });
 }
 
 /// The library version, a static NUL-terminated string such as `"0.1.0"`.

@@ -44,7 +44,10 @@ pub struct le_value {
 }
 
 /// How deeply arrays and maps may nest.
-pub const LE_MAX_VALUE_DEPTH: usize = MAX_VALUE_DEPTH;
+pub const LE_MAX_VALUE_DEPTH: usize = 100;
+
+// Spelled out above for the header, which cannot name the core's constant.
+const _: () = assert!(LE_MAX_VALUE_DEPTH == MAX_VALUE_DEPTH);
 
 /// One call of a host function, valid only during the callback.
 pub struct le_call {

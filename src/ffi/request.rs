@@ -8,7 +8,10 @@ use super::error::{call, le_error, le_result, report};
 use super::host::{le_value, Views as ValueViews};
 use super::script::le_script;
 use super::wait::le_pending;
-use super::{handle, le_header, le_str, require_out, slice, write_out};
+use super::{
+    handle, le_header, le_str, read_versioned, require_out, require_versioned, slice, versioned, write_out,
+    write_versioned, zeroed,
+};
 use crate::error::Error;
 use crate::phase::{Phase, Status};
 use crate::request::{Request, RequestInit};
@@ -46,9 +49,12 @@ pub enum le_status {
     LE_STATUS_ERROR = 3,
 }
 
-/// Everything a request starts from, copied by `le_request_new` in one call.
+/// Everything a request starts from, copied by `le_request_new` in one call. It carries its
+/// size: set `size` to `sizeof(le_request_init)` (fields added after the host's header was made
+/// are then empty).
 #[repr(C)]
 pub struct le_request_init {
+    pub size: usize,
     pub method: le_str,
     /// The URI path without the query string.
     pub path: le_str,
@@ -71,10 +77,14 @@ pub struct le_request_init {
     pub buffer: le_str,
 }
 
+versioned!(le_request_init, buffer: le_str);
+
 /// What the scripts produced. Every pointer in it points into the request and stays valid
-/// until the next call that takes this request.
+/// until the next call that takes this request. It carries its size: set `size` to
+/// `sizeof(le_response_view)`; the library writes only the fields that fit in it.
 #[repr(C)]
 pub struct le_response_view {
+    pub size: usize,
     /// The status scripts set (ngx.status, ngx.exit, ngx.redirect, or 200 once output started);
     /// 0 if none did.
     pub status: u16,
@@ -89,6 +99,8 @@ pub struct le_response_view {
     /// The body ngx.say/ngx.print wrote.
     pub body: le_str,
 }
+
+versioned!(le_response_view, body: le_str);
 
 /// The handle's state: bits over IDLE. BUSY while a call uses the request; FREE when
 /// `le_request_free` left the release to that call; WAKE when a wake came during that call
@@ -123,11 +135,12 @@ pub(crate) struct Views {
 }
 
 /// What scripts made of the request (ngx.req.set_*, ngx.var writes). Every pointer in it points
-/// into the request and stays valid until the next call that takes this request. The library
-/// writes the whole struct: use the header of the library you link (fields are only ever added
-/// at the end, as `body` and `body_changed` were).
+/// into the request and stays valid until the next call that takes this request. It carries
+/// its size: set `size` to `sizeof(le_request_view)`; the library writes only the fields that
+/// fit in it.
 #[repr(C)]
 pub struct le_request_view {
+    pub size: usize,
     pub method: le_str,
     /// The URI path, after `ngx.req.set_uri`.
     pub path: le_str,
@@ -151,6 +164,8 @@ pub struct le_request_view {
     pub body_changed: bool,
 }
 
+versioned!(le_request_view, body_changed: bool);
+
 /// Runs `f` with exclusive access to the request, or fails if another call is using it. If the
 /// request was freed during `f` (from a callback), it is released here.
 pub(crate) fn exclusive<T>(ptr: *mut le_request, f: impl FnOnce(&mut Request, &mut Views) -> T) -> Result<T, Error> {
@@ -162,12 +177,27 @@ pub(crate) fn exclusive<T>(ptr: *mut le_request, f: impl FnOnce(&mut Request, &m
     let request = unsafe { &mut *handle.request.get() };
     let result = f(request, unsafe { &mut *handle.views.get() });
     handle.suspended.store(request.is_suspended(), Ordering::Release);
-    let before = handle.state.fetch_and(!(BUSY | WAKE), Ordering::AcqRel);
-    if before & FREE != 0 {
-        // le_request_free ran meanwhile and left the release to us.
-        drop(unsafe { Box::from_raw(ptr) });
-    } else if before & WAKE != 0 {
-        request.wake_again();
+    // A wake that came meanwhile goes back to the clock thread once the request is released,
+    // but what sending it takes is gathered before: from the release on, the wake callback may
+    // resume or free the request on another thread, so nothing here may touch it any more.
+    let mut later = None;
+    let mut state = handle.state.load(Ordering::Acquire);
+    loop {
+        if state & FREE != 0 {
+            // le_request_free ran meanwhile and left the release to us: no wake is wanted.
+            drop(unsafe { Box::from_raw(ptr) });
+            return Ok(result);
+        }
+        if state & WAKE != 0 && later.is_none() {
+            later = Some(request.wake_later());
+        }
+        match handle.state.compare_exchange_weak(state, IDLE, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => break,
+            Err(actual) => state = actual,
+        }
+    }
+    if let Some(wake) = later {
+        wake.send();
     }
     Ok(result)
 }
@@ -202,7 +232,7 @@ pub extern "C" fn le_request_new(
 ) -> le_result {
     call(err, || {
         let engine = unsafe { handle(engine, "engine")? };
-        let init = unsafe { handle(init, "init")? };
+        let init = unsafe { read_versioned(init, "init", zeroed())? };
         require_out(out, "out")?;
         let headers = unsafe { slice(init.headers, init.n_headers, "init.headers")? };
         for header in headers {
@@ -301,12 +331,13 @@ pub extern "C" fn le_request_cancel(request: *mut le_request, err: *mut *mut le_
 #[no_mangle]
 pub extern "C" fn le_request_response(request: *mut le_request, out: *mut le_response_view) -> le_result {
     call(std::ptr::null_mut(), || {
-        require_out(out, "out")?;
+        unsafe { require_versioned(out, "out")? };
         let view = exclusive(request, |request, views| {
             let response = request.response();
             let headers = &mut views.response_headers;
             fill_headers(headers, response.headers.iter().map(|(name, value)| (name.as_slice(), value.as_slice())));
             le_response_view {
+                size: 0,
                 status: response.status,
                 headers_sent: response.headers_sent,
                 exited: response.exit_code.is_some(),
@@ -316,8 +347,7 @@ pub extern "C" fn le_request_response(request: *mut le_request, out: *mut le_res
                 body: le_str::of(&response.body),
             }
         })?;
-        unsafe { write_out(out, view) };
-        Ok(())
+        unsafe { write_versioned(out, "out", view) }
     })
 }
 
@@ -327,11 +357,12 @@ pub extern "C" fn le_request_response(request: *mut le_request, out: *mut le_res
 #[no_mangle]
 pub extern "C" fn le_request_inspect(request: *mut le_request, out: *mut le_request_view) -> le_result {
     call(std::ptr::null_mut(), || {
-        require_out(out, "out")?;
+        unsafe { require_versioned(out, "out")? };
         let view = exclusive(request, |request, views| {
             fill_headers(&mut views.request_headers, request.headers());
             fill_headers(&mut views.variables, request.variables());
             le_request_view {
+                size: 0,
                 method: le_str::of(request.method()),
                 path: le_str::of(request.path()),
                 query: le_str::of(request.query()),
@@ -344,8 +375,7 @@ pub extern "C" fn le_request_inspect(request: *mut le_request, out: *mut le_requ
                 body_changed: request.body_changed(),
             }
         })?;
-        unsafe { write_out(out, view) };
-        Ok(())
+        unsafe { write_versioned(out, "out", view) }
     })
 }
 
@@ -375,13 +405,17 @@ pub extern "C" fn le_request_set_response(
 }
 
 /// What body_filter made of a chunk; `data` points into the request and stays valid until the
-/// next call that takes this request.
+/// next call that takes this request. It carries its size: set `size` to
+/// `sizeof(le_body_chunk)`; the library writes only the fields that fit in it.
 #[repr(C)]
 pub struct le_body_chunk {
+    pub size: usize,
     pub data: le_str,
     /// Whether the body ends with this chunk (a filter may end it early: send nothing after).
     pub eof: bool,
 }
+
+versioned!(le_body_chunk, eof: bool);
 
 /// Runs body_filter on one chunk of the host's response body (`ngx.arg[1]`, `ngx.arg[2]` =
 /// `eof`) and writes the filtered chunk to `*out`. For a body produced by scripts, running
@@ -398,11 +432,12 @@ pub extern "C" fn le_request_body_filter(
     run_guarded(err, || {
         let script = unsafe { handle(script, "script")? };
         let chunk = unsafe { chunk.bytes("chunk")? };
-        require_out(out, "out")?;
+        unsafe { require_versioned(out, "out")? };
         exclusive(request, |request, _| {
             let status = request.filter_body(&script.script, chunk, eof)?;
             let filtered = request.filtered_chunk();
-            unsafe { write_out(out, le_body_chunk { data: le_str::of(&filtered.data), eof: filtered.eof }) };
+            let view = le_body_chunk { size: 0, data: le_str::of(&filtered.data), eof: filtered.eof };
+            unsafe { write_versioned(out, "out", view)? };
             Ok(status)
         })
     })

@@ -31,4 +31,13 @@ if(differs)
     "include/luaengine.h is not what cbindgen generates from src/ffi/ (generated: ${GENERATED}). "
     "Run scripts/gen-header.sh and commit the header.")
 endif()
+
+# cbindgen exports every `pub` constant of the crate: only the ABI's own (LE_) may be macros.
+file(STRINGS "${SOURCE_DIR}/include/luaengine.h" defines REGEX "^#define ")
+foreach(define IN LISTS defines)
+  if(NOT define MATCHES "^#define (LE_[A-Z0-9_]+|LUAENGINE_H[A-Z_]*)( |$)")
+    message(FATAL_ERROR "include/luaengine.h defines an unprefixed macro: ${define} "
+      "(exclude it in cbindgen.toml, or name it LE_...)")
+  endif()
+endforeach()
 message(STATUS "include/luaengine.h is up to date")

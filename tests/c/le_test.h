@@ -171,6 +171,7 @@ static inline le_request *le_test_request(le_engine *engine, const char *path, c
                                           size_t n_headers) {
   le_request_init init;
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   init.method = le_s("GET");
   init.path = le_s(path);
   init.remote_addr = le_s("127.0.0.1");
@@ -238,6 +239,7 @@ static inline le_error *le_test_run_fails(le_request *request, le_phase phase, c
 static inline le_response_view le_test_response(le_request *request) {
   le_response_view view;
   memset(&view, 0xAB, sizeof view);
+  view.size = sizeof view;
   CHECK_EQ(le_request_response(request, &view), LE_OK);
   return view;
 }

@@ -89,6 +89,7 @@ static le_engine *async_engine(uint32_t workers) {
 static le_request *request_on(le_engine *engine, const char *path, uint32_t worker_hint) {
   le_request_init init;
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   init.method = le_s("GET");
   init.path = le_s(path);
   le_request *request = NULL;
@@ -335,7 +336,7 @@ static void ten_thousand_requests_on_four_host_threads(void) {
   CHECK_OK(le_dict_get, d, le_s("n"), &counter, NULL);
   CHECK_EQ(counter.type_, LE_VALUE_NUMBER);
   CHECK_EQ(counter.number, total);
-  le_stats stats;
+  le_stats stats = {.size = sizeof stats};
   CHECK_EQ(le_engine_stats(engine, &stats), LE_OK);
   CHECK_EQ(stats.errors, 0);
   le_dict_free(d);
@@ -510,6 +511,7 @@ static void read_body_is_completed_with_the_body(void) {
   le_header form = {le_s("Content-Type"), le_s("application/x-www-form-urlencoded")};
   le_request_init init;
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   init.method = le_s("POST");
   init.path = le_s("/form");
   init.headers = &form;
@@ -528,7 +530,7 @@ static void read_body_is_completed_with_the_body(void) {
   RESUME(request, LE_STATUS_DONE);
   CHECK_STR(le_test_response(request).body, "a=1&b=two\ntwo\n");
   /* The host's body, not a script's: nothing for the host to hand on. */
-  le_request_view view;
+  le_request_view view = {.size = sizeof view};
   CHECK_EQ(le_request_inspect(request, &view), LE_OK);
   CHECK_STR(view.body, "a=1&b=two");
   CHECK(!view.body_changed);
@@ -713,7 +715,7 @@ static void resuming_in_the_wake_callback_never_races_the_run(void) {
   }
   double deadline = now_seconds() + 30;
   for (int i = 0; i < N; i++) {
-    le_response_view view;
+    le_response_view view = {.size = sizeof view};
     /* The resume may still be returning on the clock thread: then the request is busy. */
     while ((le_request_is_suspended(requests[i]) || le_request_response(requests[i], &view) != LE_OK) &&
            now_seconds() < deadline)

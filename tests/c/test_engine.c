@@ -42,7 +42,7 @@ static void engine_with_null_config_uses_defaults(void) {
   CHECK(engine != NULL);
   /* Default: one worker per CPU. */
   CHECK(le_engine_worker_count(engine) >= 1);
-  le_stats stats;
+  le_stats stats = {.size = sizeof stats};
   CHECK_EQ(le_engine_stats(engine, &stats), LE_OK);
   CHECK_EQ(stats.workers, le_engine_worker_count(engine));
   le_engine_free(engine);
@@ -108,8 +108,8 @@ static void engine_new_rejects_bad_arguments(void) {
 static void null_handles_are_harmless(void) {
   le_engine_free(NULL);
   CHECK_EQ(le_engine_worker_count(NULL), 0);
-  le_stats stats;
-  le_worker_stats wstats;
+  le_stats stats = {.size = sizeof stats};
+  le_worker_stats wstats = {.size = sizeof wstats};
   CHECK_EQ(le_engine_stats(NULL, &stats), LE_ERR_INVALID_ARGUMENT);
   CHECK_EQ(le_engine_worker_stats(NULL, 0, &wstats), LE_ERR_INVALID_ARGUMENT);
   size_t reloaded = 77;
@@ -125,7 +125,7 @@ static void null_handles_are_harmless(void) {
 
 static void stats_count_compiles_and_phases(void) {
   le_engine *engine = le_test_engine(2);
-  le_stats s0, s1;
+  le_stats s0 = {.size = sizeof s0}, s1 = {.size = sizeof s1};
   CHECK_EQ(le_engine_stats(engine, &s0), LE_OK);
   CHECK_EQ(s0.workers, 2);
   CHECK_EQ(s0.scripts_compiled, 0);
@@ -150,7 +150,7 @@ static void stats_count_compiles_and_phases(void) {
   CHECK_EQ(s1.cache_hits, 1);
 
   /* Phases and errors, per worker. */
-  le_worker_stats w0, w1;
+  le_worker_stats w0 = {.size = sizeof w0}, w1 = {.size = sizeof w1};
   CHECK_EQ(le_engine_worker_stats(engine, 0, &w0), LE_OK);
   CHECK_EQ(le_engine_worker_stats(engine, 1, &w1), LE_OK);
   CHECK(w0.lua_memory > 0);
@@ -159,6 +159,7 @@ static void stats_count_compiles_and_phases(void) {
 
   le_request_init init;
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   le_request *r = NULL;
   CHECK_OK(le_request_new, engine, &init, 0, &r); /* worker 0 */
   RUN(r, LE_PHASE_CONTENT, a, LE_STATUS_DONE);
@@ -183,6 +184,7 @@ static void stats_count_compiles_and_phases(void) {
   /* Worker index out of range. */
   le_worker_stats untouched;
   memset(&untouched, 0x5A, sizeof untouched);
+  untouched.size = sizeof untouched;
   CHECK_EQ(le_engine_worker_stats(engine, 2, &untouched), LE_ERR_INVALID_ARGUMENT);
   CHECK_EQ(le_engine_worker_stats(engine, UINT32_MAX, &untouched), LE_ERR_INVALID_ARGUMENT);
   CHECK_EQ(untouched.functions_loaded, 0x5A5A5A5A5A5A5A5AULL);

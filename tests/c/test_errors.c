@@ -169,7 +169,7 @@ static void instruction_budget(void) {
 static void memory_limit(void) {
   /* The cap is per worker and counts what the engine itself keeps there: measure that first. */
   le_engine *probe = engine_with(0, 0);
-  le_worker_stats stats;
+  le_worker_stats stats = {.size = sizeof stats};
   CHECK_EQ(le_engine_worker_stats(probe, 0, &stats), LE_OK);
   size_t baseline = stats.lua_memory;
   CHECK(baseline > 0);

@@ -24,10 +24,12 @@ int main() {
   le_str text = {reinterpret_cast<const uint8_t *>(source), std::strlen(source)};
   if (le_script_compile(engine, name, text, &script, &err) != LE_OK) return 1;
   le_request_init init{};
+  init.size = sizeof init;
   le_request *request = nullptr;
   if (le_request_new(engine, &init, LE_WORKER_ANY, &request, &err) != LE_OK) return 1;
   if (le_request_run(request, LE_PHASE_CONTENT, script, &err) != LE_STATUS_DONE) return 1;
   le_response_view view{};
+  view.size = sizeof view;
   if (le_request_response(request, &view) != LE_OK) return 1;
   bool ok = view.body.len == 9 && std::memcmp(view.body.ptr, "from C++\n", 9) == 0;
   le_request_free(request);

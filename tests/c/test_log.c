@@ -271,7 +271,7 @@ static void on_log_reenter(void *user_data, const le_log_record *record) {
   r->id_seen = le_request_id(r->request);
   r->suspended_seen = le_request_is_suspended(r->request);
   /* Calls that need the request or the worker while the phase runs are refused, not deadlocked. */
-  le_response_view view;
+  le_response_view view = {.size = sizeof view};
   r->response_result = le_request_response(r->request, &view);
   le_error *err = NULL;
   r->same_run = le_request_run(r->request, LE_PHASE_LOG, r->script, &err);
@@ -279,6 +279,7 @@ static void on_log_reenter(void *user_data, const le_log_record *record) {
   le_error_free(err);
   le_request_init init;
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   le_request *other = NULL;
   CHECK_OK(le_request_new, r->engine, &init, 0, &other); /* the same (only) worker */
   err = NULL;

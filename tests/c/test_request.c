@@ -142,6 +142,7 @@ static void the_snapshot_is_copied_whole(void) {
       {le_s("X-Dash"), le_s(dash)},
   };
   le_request_init init = {
+      .size = sizeof init,
       .method = le_s(method),
       .path = le_s(path),
       .query = le_s(query),
@@ -174,6 +175,7 @@ static void the_snapshot_is_copied_whole(void) {
       "ngx.say(ngx.req.get_method(), ' ', ngx.var.uri, ' ', tostring(ngx.var.args), ' ', ngx.var.scheme, ' ', "
       "ngx.var.server_protocol, ' ', tostring(ngx.req.get_body_data()))");
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   init.body = le_s("ignored");
   CHECK_OK(le_request_new, engine, &init, LE_WORKER_ANY, &request);
   RUN(request, LE_PHASE_CONTENT, defaults, LE_STATUS_DONE);
@@ -196,6 +198,7 @@ static void readers_return_one_value(void) {
       "ngx.say(ngx.req.get_body_data())");
   le_request_init init;
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   init.body = le_s("payload");
   init.has_body = true;
   le_request *request = NULL;
@@ -271,6 +274,7 @@ static void null_handles(void) {
   le_request *request = le_test_request(engine, "/", NULL, 0);
   le_request_init init;
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   le_request *out = NULL;
 
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_request_new, NULL, &init, LE_WORKER_ANY, &out);
@@ -288,9 +292,11 @@ static void null_handles(void) {
   bad_header[0].value = le_sn(NULL, 1);
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_request_new, engine, &init, LE_WORKER_ANY, &out);
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   init.path = le_sn(NULL, 1);
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_request_new, engine, &init, LE_WORKER_ANY, &out);
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   init.has_body = true;
   init.body = le_sn(NULL, 5);
   CHECK_FAILS(LE_ERR_INVALID_ARGUMENT, le_request_new, engine, &init, LE_WORKER_ANY, &out);
@@ -308,7 +314,7 @@ static void null_handles(void) {
   le_error_free(err);
   CHECK_EQ(le_request_resume(NULL, NULL), LE_STATUS_ERROR);
 
-  le_response_view view;
+  le_response_view view = {.size = sizeof view};
   CHECK_EQ(le_request_response(NULL, &view), LE_ERR_INVALID_ARGUMENT);
   CHECK_EQ(le_request_response(request, NULL), LE_ERR_INVALID_ARGUMENT);
   CHECK_EQ(le_request_id(NULL), 0);
@@ -438,13 +444,14 @@ static void worker_hint_binds_the_worker(void) {
   le_script *script = le_test_compile(engine, "content", "ngx.say('w')");
   le_request_init init;
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   /* Hint 5 on three workers is worker 2. */
   le_request *request = NULL;
   CHECK_OK(le_request_new, engine, &init, 5, &request);
   RUN(request, LE_PHASE_CONTENT, script, LE_STATUS_DONE);
   le_request_free(request);
   for (uint32_t w = 0; w < 3; w++) {
-    le_worker_stats stats;
+    le_worker_stats stats = {.size = sizeof stats};
     CHECK_EQ(le_engine_worker_stats(engine, w, &stats), LE_OK);
     CHECK_EQ(stats.functions_loaded, w == 2 ? 1 : 0);
   }
@@ -462,7 +469,7 @@ static void mutations_are_read_back(void) {
   le_header headers[8];
   eight_headers(headers, "secret");
   le_request *request = le_test_request(engine, "/users", headers, 8);
-  le_request_view view;
+  le_request_view view = {.size = sizeof view};
   CHECK_EQ(le_request_inspect(request, &view), LE_OK);
   CHECK_STR(view.path, "/users");
   CHECK_EQ(view.n_headers, 8);
@@ -504,6 +511,7 @@ static void body_changes_are_read_back(void) {
   le_header length = {le_s("Content-Length"), le_s("8")};
   le_request_init init;
   memset(&init, 0, sizeof init);
+  init.size = sizeof init;
   init.method = le_s("POST");
   init.headers = &length;
   init.n_headers = 1;
@@ -517,7 +525,7 @@ static void body_changes_are_read_back(void) {
     le_request *request = NULL;
     CHECK_OK(le_request_new, engine, &init, LE_WORKER_ANY, &request);
     RUN(request, LE_PHASE_ACCESS, scripts[i], LE_STATUS_OK);
-    le_request_view view;
+    le_request_view view = {.size = sizeof view};
     CHECK_EQ(le_request_inspect(request, &view), LE_OK);
     CHECK_STR(view.body, bodies[i]);
     CHECK_EQ(view.body_changed, i > 0);
@@ -528,7 +536,7 @@ static void body_changes_are_read_back(void) {
 
   /* No body from the host and no script: empty, unchanged. */
   le_request *request = le_test_request(engine, "/", NULL, 0);
-  le_request_view view;
+  le_request_view view = {.size = sizeof view};
   CHECK_EQ(le_request_inspect(request, &view), LE_OK);
   CHECK_EQ(view.body.len, 0);
   CHECK(!view.body_changed);
@@ -591,7 +599,7 @@ static void filters_on_the_hosts_response(void) {
   const char *chunks[2] = {"hello ", "world"};
   char body[32] = "";
   for (int i = 0; i < 2; i++) {
-    le_body_chunk out;
+    le_body_chunk out = {.size = sizeof out};
     le_error *err = NULL;
     le_status status = le_request_body_filter(request, body_filter, le_s(chunks[i]), i == 1, &out, &err);
     le_test_status("le_request_body_filter", status, err, LE_STATUS_OK, __FILE__, __LINE__);
@@ -600,7 +608,7 @@ static void filters_on_the_hosts_response(void) {
   }
   CHECK(strcmp(body, "HELLO WORLD.") == 0);
 
-  le_body_chunk out;
+  le_body_chunk out = {.size = sizeof out};
   le_error *err = NULL;
   CHECK_EQ(le_request_body_filter(request, body_filter, le_s("x"), true, NULL, &err), LE_STATUS_ERROR);
   CHECK_EQ(le_error_code(err), LE_ERR_INVALID_ARGUMENT);

@@ -156,7 +156,7 @@ static void bad_arguments(void) {
 
 static void cache_hits_need_same_name_and_source(void) {
   le_engine *engine = le_test_engine(1);
-  le_stats before, after;
+  le_stats before = {.size = sizeof before}, after = {.size = sizeof after};
   CHECK_EQ(le_engine_stats(engine, &before), LE_OK);
   le_script *a = le_test_compile(engine, "n", "return 1");
   le_script *b = le_test_compile(engine, "n", "return 1"); /* hit */
@@ -220,7 +220,7 @@ static void file_scripts_follow_their_file(void) {
   CHECK_EQ(reloaded, 0);
 
   /* Compiling the same path again returns the live script (a cache hit). */
-  le_stats before, after;
+  le_stats before = {.size = sizeof before}, after = {.size = sizeof after};
   CHECK_EQ(le_engine_stats(engine, &before), LE_OK);
   le_script *again = NULL;
   CHECK_OK(le_script_compile_file, engine, le_s(path), &again);

@@ -27,6 +27,7 @@ static void *serve_many(void *arg) {
     uint32_t hint = (w->index % 2) ? (uint32_t)w->index : LE_WORKER_ANY;
     le_request_init init;
     memset(&init, 0, sizeof init);
+    init.size = sizeof init;
     init.path = le_s(path);
     init.headers = headers;
     init.n_headers = 2;
@@ -60,7 +61,7 @@ static void concurrent_requests(void) {
     CHECK(pthread_create(&threads[i], NULL, serve_many, &args[i]) == 0);
   }
   for (int i = 0; i < THREADS; i++) CHECK(pthread_join(threads[i], NULL) == 0);
-  le_stats stats;
+  le_stats stats = {.size = sizeof stats};
   CHECK_EQ(le_engine_stats(engine, &stats), LE_OK);
   CHECK_EQ(stats.errors, 0);
   /* Per thread: 20 denied (one phase), 80 allowed (two phases). */

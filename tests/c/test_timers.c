@@ -52,7 +52,7 @@ static void init_worker_starts_a_timer_that_counts_in_a_shared_dict(void) {
   /* One every() timer per worker, each always pending. */
   content(engine, "ngx.say(ngx.timer.pending_count())", body, sizeof body);
   CHECK(strcmp(body, "1\n") == 0);
-  le_worker_stats stats;
+  le_worker_stats stats = {.size = sizeof stats};
   CHECK_EQ(le_engine_worker_stats(engine, 1, &stats), LE_OK);
   CHECK_EQ(stats.pending_timers, 1);
   le_engine_free(engine);
