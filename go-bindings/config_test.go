@@ -142,3 +142,34 @@ func TestLimitsOnByDefault(t *testing.T) {
 		t.Fatal("a negative MemoryLimit other than NoLimit is refused")
 	}
 }
+
+// Shutdown stops a runaway script that no budget would stop, and later runs fail at once.
+func TestShutdownStopsRunawayScripts(t *testing.T) {
+	e := newEngine(t, Config{Workers: 1, TimeBudget: NoLimit, Log: func(LogRecord) {}})
+	s := compile(t, e, "content", `local x = 0 while true do x = x + 1 end`)
+	run := func() error {
+		r, err := e.NewRequest(RequestInit{Method: "GET", Path: "/"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		_, err = r.Run(PhaseContent, s)
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- run() }()
+	time.Sleep(100 * time.Millisecond)
+	e.Shutdown()
+	var le *Error
+	select {
+	case err := <-done:
+		if !errors.As(err, &le) || le.Code != CodeBudget {
+			t.Fatalf("the runaway ended with %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the runaway still runs 5s after Shutdown")
+	}
+	if err := run(); !errors.As(err, &le) || le.Code != CodeBudget {
+		t.Fatalf("a run after Shutdown: %v", err)
+	}
+}

@@ -313,6 +313,7 @@ type WorkerStats struct {
 	FunctionsLoaded  uint64 // script versions this worker loaded into functions
 	PendingTimers    int    // timers waiting to expire
 	RunningTimers    int    // timer callbacks running now (those waiting included)
+	Rebuilds         uint64 // fresh Lua states built because the worker stayed near its memory cap
 }
 
 // WorkerStats reads the counters of worker i (0 ≤ i < Workers()).
@@ -334,7 +335,19 @@ func (e *Engine) WorkerStats(i int) (WorkerStats, error) {
 		FunctionsLoaded:  uint64(s.functions_loaded),
 		PendingTimers:    int(s.pending_timers),
 		RunningTimers:    int(s.running_timers),
+		Rebuilds:         uint64(s.rebuilds),
 	}, nil
+}
+
+// Shutdown stops every script running now, a runaway loop included, and makes every phase run
+// that starts later fail at once with CodeBudget: for a server that is stopping and must not
+// wait for scripts. It cannot be undone; Close the engine afterwards as usual.
+func (e *Engine) Shutdown() {
+	if err := e.life.acquire(); err != nil {
+		return
+	}
+	defer e.life.release()
+	C.le_engine_shutdown(e.state.ptr)
 }
 
 // Reload checks every file script now and recompiles those whose file changed; it returns how

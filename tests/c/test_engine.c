@@ -31,7 +31,9 @@ static void config_defaults(void) {
   CHECK(config.log_user_data == NULL);
   CHECK_EQ(config.log_level, LE_LOG_DEBUG);
   CHECK_EQ(config.instruction_budget, 0);
-  CHECK_EQ(config.memory_limit, 0);
+  /* Safe by default: a runaway or a bomb cannot take the host down. */
+  CHECK_EQ(config.time_budget_ms, 5000);
+  CHECK_EQ(config.memory_limit, 512u << 20);
   CHECK(config.coroutine_pool > 0);
   CHECK(config.file_check_interval_ms > 0);
 }
