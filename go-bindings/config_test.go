@@ -80,20 +80,24 @@ func TestInitFailureFailsNew(t *testing.T) {
 	}
 }
 
-func TestDefaultTypeAndTimeBudget(t *testing.T) {
-	contentType := func(c Config, lua string) (string, error) {
-		c.Log = func(LogRecord) {}
-		e := newEngine(t, c)
-		s := compile(t, e, "content", lua)
-		r, err := e.NewRequest(RequestInit{Method: "GET", Path: "/"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		_, err = r.Run(PhaseContent, s)
-		resp := r.Response()
-		return resp.Header("Content-Type"), err
+// runContent runs lua as the content phase of a GET / on an engine built from c (logging
+// nowhere); it returns the response's Content-Type and the run's error.
+func runContent(t *testing.T, c Config, lua string) (string, error) {
+	c.Log = func(LogRecord) {}
+	e := newEngine(t, c)
+	s := compile(t, e, "content", lua)
+	r, err := e.NewRequest(RequestInit{Method: "GET", Path: "/"})
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer r.Close()
+	_, err = r.Run(PhaseContent, s)
+	resp := r.Response()
+	return resp.Header("Content-Type"), err
+}
+
+func TestDefaultTypeAndTimeBudget(t *testing.T) {
+	contentType := func(c Config, lua string) (string, error) { return runContent(t, c, lua) }
 	for _, c := range []struct {
 		config Config
 		want   string
@@ -117,15 +121,7 @@ func TestDefaultTypeAndTimeBudget(t *testing.T) {
 // engine's default cap, and NoLimit lets a long loop finish.
 func TestLimitsOnByDefault(t *testing.T) {
 	run := func(c Config, lua string) error {
-		c.Log = func(LogRecord) {}
-		e := newEngine(t, c)
-		s := compile(t, e, "content", lua)
-		r, err := e.NewRequest(RequestInit{Method: "GET", Path: "/"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer r.Close()
-		_, err = r.Run(PhaseContent, s)
+		_, err := runContent(t, c, lua)
 		return err
 	}
 	var le *Error
