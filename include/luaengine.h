@@ -59,13 +59,6 @@
 #define LE_WORKER_ANY UINT32_MAX
 
 /**
- * The default cap of a worker's Lua heap: an order of magnitude above what OpenResty sites keep
- * in a worker (their big caches live in shared dicts, outside the Lua heap), and low enough that
- * an allocation bomb stops long before it hurts the machine.
- */
-#define DEFAULT_MEMORY_LIMIT (512 << 20)
-
-/**
  * What a fallible function returns. `LE_OK` is success; every other value names the failure,
  * and the `le_error` written through the function's `err` parameter (when it is not NULL)
  * says more.

@@ -1,7 +1,12 @@
 /*
  * Error objects and the failures that produce them: runtime errors with chunk, line and
- * traceback, the instruction budget, the memory cap, and error accessors on NULL.
+ * traceback, the instruction and time budgets, the memory cap, le_engine_shutdown, and error
+ * accessors on NULL.
  */
+#define _POSIX_C_SOURCE 200809L /* nanosleep */
+#include <pthread.h>
+#include <time.h>
+
 #include "le_test.h"
 
 static void null_error_accessors(void) {
@@ -197,10 +202,65 @@ static void memory_limit(void) {
   le_engine_free(engine);
 }
 
+struct runaway {
+  le_engine *engine;
+  le_result code;
+  bool shut_down_message;
+};
+
+static void *run_runaway(void *arg) {
+  struct runaway *run = arg;
+  le_script *script = le_test_compile(run->engine, "content", "local x = 0 while true do x = x + 1 end");
+  le_request *request = le_test_request(run->engine, "/", NULL, 0);
+  le_error *err = NULL;
+  CHECK_EQ(le_request_run(request, LE_PHASE_CONTENT, script, &err), LE_STATUS_ERROR);
+  run->code = le_error_code(err);
+  run->shut_down_message = le_str_contains(le_error_message(err), "the engine is shutting down");
+  le_error_free(err);
+  le_request_free(request);
+  le_script_free(script);
+  return NULL;
+}
+
+/* The time budget (on by default) stops a runaway; with it off, le_engine_shutdown does, from
+ * another thread, and every later run fails at once. */
+static void time_budget_and_shutdown(void) {
+  le_config config = le_config_default();
+  config.workers = 1;
+  config.log_level = LE_LOG_CRIT;
+  config.time_budget_ms = 100;
+  le_engine *engine = NULL;
+  CHECK_OK(le_engine_new, &config, &engine);
+  struct runaway run = {.engine = engine};
+  run_runaway(&run);
+  CHECK_EQ(run.code, LE_ERR_BUDGET);
+  serves_normally(engine);
+  le_engine_free(engine);
+
+  config.time_budget_ms = 0;
+  CHECK_OK(le_engine_new, &config, &engine);
+  run = (struct runaway){.engine = engine};
+  pthread_t thread;
+  CHECK(pthread_create(&thread, NULL, run_runaway, &run) == 0);
+  nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL); /* the runaway is running */
+  le_engine_shutdown(engine);
+  CHECK(pthread_join(thread, NULL) == 0);
+  CHECK_EQ(run.code, LE_ERR_BUDGET);
+  CHECK(run.shut_down_message);
+  le_script *script = le_test_compile(engine, "content", "ngx.say('late')");
+  le_request *request = le_test_request(engine, "/", NULL, 0);
+  le_error_free(RUN_FAILS(request, LE_PHASE_CONTENT, script, LE_ERR_BUDGET));
+  le_request_free(request);
+  le_script_free(script);
+  le_engine_shutdown(NULL);
+  le_engine_free(engine);
+}
+
 TEST_MAIN(
     TEST_CASE(null_error_accessors),
     TEST_CASE(runtime_errors_locate_themselves),
     TEST_CASE(other_runtime_errors),
     TEST_CASE(argument_errors_name_the_script_line),
     TEST_CASE(instruction_budget),
-    TEST_CASE(memory_limit))
+    TEST_CASE(memory_limit),
+    TEST_CASE(time_budget_and_shutdown))
