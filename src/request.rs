@@ -372,6 +372,11 @@ pub(crate) struct RequestState {
     pub content_type_set: bool,
     /// The request's globals, created on the first phase run.
     pub env: Option<Table>,
+    /// The light threads (`ngx.thread`) of the running phase, created on the first spawn and
+    /// dropped when the next phase starts. Held here, not in a Lua table keyed by `env`: its
+    /// threads reference `env`, and LuaJIT's weak keys (no ephemerons) would then never let
+    /// the request's globals go.
+    pub threads: Option<Table>,
     pub suspended: Option<Suspended>,
     /// Waits started by the running phase and not completed yet.
     pub waits: Waits,
@@ -402,6 +407,7 @@ impl RequestState {
             ctx: None,
             content_type_set: false,
             env: None,
+            threads: None,
             suspended: None,
             waits: Waits::default(),
             chunk: BodyChunk::default(),
@@ -617,6 +623,7 @@ impl Request {
             return Err(Error::invalid_state(message));
         }
         state.location_jump = false;
+        state.threads = None;
         let (state, result) = self.worker.run(&self.shared, state, phase, script.current());
         self.state = Some(state);
         self.settle(result)
