@@ -373,8 +373,14 @@ pub(crate) struct RequestState {
     pub content_type_set: bool,
     /// The request's globals, created on the first phase run.
     pub env: Option<Table>,
-    /// The worker state `env`, `ctx` and `suspended` belong to (`WorkerLua::generation`).
+    /// The worker state `env`, `ctx`, `threads` and `suspended` belong to
+    /// (`WorkerLua::generation`).
     pub generation: u64,
+    /// The light threads (`ngx.thread`) of the running phase, created on the first spawn and
+    /// dropped when the next phase starts. Held here, not in a Lua table keyed by `env`: its
+    /// threads reference `env`, and LuaJIT's weak keys (no ephemerons) would then never let
+    /// the request's globals go.
+    pub threads: Option<Table>,
     pub suspended: Option<Suspended>,
     /// Waits started by the running phase and not completed yet.
     pub waits: Waits,
@@ -406,6 +412,7 @@ impl RequestState {
             content_type_set: false,
             env: None,
             generation: 0,
+            threads: None,
             suspended: None,
             waits: Waits::default(),
             chunk: BodyChunk::default(),
@@ -621,6 +628,7 @@ impl Request {
             return Err(Error::invalid_state(message));
         }
         state.location_jump = false;
+        state.threads = None;
         let (state, result) = self.worker.run(&self.shared, state, phase, script.current());
         self.state = Some(state);
         self.settle(result)

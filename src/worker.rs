@@ -525,6 +525,7 @@ impl WorkerLua {
         }
         state.env = None;
         state.ctx = None;
+        state.threads = None;
         state.suspended = None;
         Err(Error::new(
             ErrorCode::Memory,

@@ -3,10 +3,11 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use luaengine::{LogLevel, Phase, Status};
+use luaengine::{EngineConfig, ErrorCode, LogLevel, LogRecord, Phase, Status};
 
 #[test]
 fn spawn_runs_the_thread_until_it_waits() {
@@ -200,4 +201,36 @@ fn threads_mix_with_async_host_calls() {
     }
     assert_eq!(request.resume().unwrap(), Status::Done);
     assert_eq!(request.response().body, b"got-agot-b\n");
+}
+
+/// A request's light threads go with the request, whatever became of them: a worker running
+/// thousands of such requests keeps nothing of them. (On LuaJIT, whose weak tables have no
+/// ephemerons, a table of thread sets keyed by the request's globals kept every such request's
+/// globals through its threads, until each later run failed for want of memory.)
+#[test]
+fn requests_leave_no_light_threads_behind() {
+    let cases = [
+        ("a thread that failed", "ngx.thread.spawn(function() error('thread fails') end)"),
+        ("a thread asleep when the request was dropped", "ngx.thread.spawn(function() ngx.sleep(10) end)"),
+        ("a thread asleep when the entry thread failed", "ngx.thread.spawn(function() ngx.sleep(10) end) error('x')"),
+    ];
+    for (what, lua) in cases {
+        let engine = engine_with(EngineConfig {
+            workers: 1,
+            memory_limit: 8 << 20,
+            instruction_budget: 5_000_000,
+            log: Some(Arc::new(|_: &LogRecord<'_>| {})),
+            ..Default::default()
+        });
+        // Globals of about 80 KiB per request: kept, 200 requests would need 16 MiB.
+        let script = engine.compile("content", format!("big = {{}} for i = 1, 5000 do big[i] = i end {lua}")).unwrap();
+        for n in 0..200 {
+            let mut request = request(&engine, "/t", &[]);
+            if let Err(error) = request.run(Phase::Content, &script) {
+                assert_ne!(error.code, ErrorCode::Memory, "{what}: request {n}: {error}");
+            }
+        }
+        let memory = engine.stats().workers[0].lua_memory;
+        assert!(memory < 4 << 20, "{what}: {memory} bytes of Lua memory after 200 requests");
+    }
 }

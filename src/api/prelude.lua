@@ -102,11 +102,20 @@ end
 -- entry thread's reaches the engine, which resumes it with (id, true, results...) or
 -- (id, false, message) for whichever wait completed — its own, or a light thread's, which it
 -- dispatches before waiting on.
-local current_env, check_yield = impl.current_env, impl.check_yield
+local current_threads, check_yield = impl.current_threads, impl.check_yield
 local unpack = unpack or table.unpack
 
--- The light threads of each request's running phase, by the request's globals table.
-local thread_sets = setmetatable({}, { __mode = "k" })
+-- The light threads of the running phase: kept by the request (see RequestState::threads), or
+-- (signal, message) outside a phase that may yield.
+local function running_set(new)
+  local set = current_threads(new)
+  if set ~= signal then
+    return set
+  end
+end
+
+-- Spawns so far, in any request: a phase that saw none spawned has no light threads to wait for.
+local spawns = 0
 
 local function pack(...)
   return { n = select("#", ...), ... }
@@ -115,7 +124,7 @@ end
 local step
 
 local function dispatch(id, ...)
-  local set = id and thread_sets[current_env()]
+  local set = id and running_set()
   local thread = set and set.waiting[id]
   if thread then
     set.waiting[id] = nil
@@ -196,13 +205,9 @@ function step(set, thread, ...)
 end
 
 local function thread_set()
-  local env = current_env()
-  local set = thread_sets[env]
-  if not set then
-    set = { alive = 0, parent = {}, waiting = {}, joining = {}, ready = {}, results = {}, reaped = {} }
-    thread_sets[env] = set
-  end
-  return set
+  return running_set() or running_set({
+    alive = 0, parent = {}, waiting = {}, joining = {}, ready = {}, results = {}, reaped = {},
+  })
 end
 
 -- The threads `wait`/`kill` were given, checked as lua-nginx-module checks them.
@@ -236,6 +241,7 @@ ngx.thread = {
       error("bad argument #1 to 'spawn' (function expected, got " .. type(fn) .. ")", 2)
     end
     local set = thread_set()
+    spawns = spawns + 1
     local thread = co_create(fn)
     set.parent[thread] = coroutine.running()
     set.alive = set.alive + 1
@@ -299,19 +305,16 @@ ngx.thread = {
 -- carry a second value); the coroutine waits there, holding nothing of the request, until the
 -- engine resumes it with the next phase run: a pooled coroutine needs no reset.
 local function run_chunk(chunk, env, fresh, ...)
-  -- Only a key that is there is cleared: storing nil under a new key still adds the key.
-  if thread_sets[env] ~= nil then
-    thread_sets[env] = nil
-  end
   if fresh then
     -- `ngx` is a field of the globals, as in OpenResty, rather than a miss that falls through
     -- to the base environment on every use.
     env._G, env.ngx = env, base.ngx
   end
+  local spawned = spawns
   local f = borrow(chunk, env)
   f(env, ...)
   give_back(chunk, f)
-  local set = thread_sets[env]
+  local set = spawns ~= spawned and running_set()
   if set then
     while set.alive > 0 do
       wait_any(set)
@@ -737,7 +740,7 @@ end
 
 -- Text-only `load` for the sandbox: binary chunks crash Lua. Chunks default to the globals of
 -- the request that loads them.
-local raw_load = load
+local raw_load, current_env = load, impl.current_env
 local function text_load(chunk, name, _, env)
   if type(chunk) == "string" and chunk:byte(1) == 27 then
     return nil, "attempt to load a binary chunk"
