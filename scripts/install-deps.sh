@@ -11,7 +11,7 @@
 set -euo pipefail
 
 APT_PACKAGES=(build-essential cmake ninja-build pkg-config valgrind git curl
-  libmicrohttpd-dev libjansson-dev libcpp-httplib-dev)  # the example servers and their tests
+  libmicrohttpd-dev libjansson-dev libcpp-httplib-dev python3)  # the example servers and their tests
 case "${1:-}" in
   "") ;;
   --openresty) APT_PACKAGES+=(nginx-light libnginx-mod-http-lua) ;;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: Rust (unit, integration, doc) on both Lua backends, the C ABI tests, the
-# header check and the examples under ctest for both backends, and the Go bindings' vet and race
-# tests against the release static library.
+# header check and the examples under ctest for both backends (the example servers' hostile
+# client, slow client, SIGTERM and soak tests among them), the Go bindings' vet and race tests
+# against the release static library, and a short run of every fuzz target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -37,5 +38,10 @@ done
 # The race detector drops pooled objects at random, so the allocation checks run without it.
 step "go test: allocation checks (go-bindings)"
 (cd go-bindings && go test -run AllocateNothing .)
+
+# Seconds per target: a smoke test that the targets build and hold; long campaigns are run by
+# hand (fuzz/README.md).
+step "fuzz smoke (scripts/fuzz.sh)"
+scripts/fuzz.sh "${FUZZ_SECONDS:-15}"
 
 step "all tests passed"

@@ -103,6 +103,7 @@ end
 -- (id, false, message) for whichever wait completed — its own, or a light thread's, which it
 -- dispatches before waiting on.
 local current_threads, check_yield = impl.current_threads, impl.check_yield
+local current_env = impl.current_env
 local unpack = unpack or table.unpack
 
 -- The light threads of the running phase: kept by the request (see RequestState::threads), or
@@ -740,7 +741,7 @@ end
 
 -- Text-only `load` for the sandbox: binary chunks crash Lua. Chunks default to the globals of
 -- the request that loads them.
-local raw_load, current_env = load, impl.current_env
+local raw_load = load
 local function text_load(chunk, name, _, env)
   if type(chunk) == "string" and chunk:byte(1) == 27 then
     return nil, "attempt to load a binary chunk"
