@@ -483,6 +483,7 @@ impl WorkerLua {
             dicts: &build.dicts,
             variables: config.variables.clone(),
             default_type: default_type.clone(),
+            memory_limit: config.memory_limit,
             worker: (index, config.worker_count()),
             exiting: build.exiting.clone(),
             timers: build.timers.clone(),

@@ -300,3 +300,16 @@ fn a_request_waiting_across_a_rebuild_fails_cleanly() {
     assert!(error.message.contains("rebuilt"), "{}", error.message);
     assert_eq!(serve(&engine, "/", &[], &[(Phase::Content, "ngx.say('ok')")]).body(), "ok\n");
 }
+
+#[test]
+fn the_memory_cap_bounds_a_buffered_response_body() {
+    // The body waits in the host until the phase ends: outside the Lua heap, under the same cap.
+    let engine = engine_with(EngineConfig { workers: 1, memory_limit: 16 << 20, ..Default::default() });
+    let bomb = "local s = string.rep('x', 1e5) for i = 1, 5000 do ngx.print(s) end";
+    let error = stopped(&engine, bomb);
+    assert_eq!(error.code, ErrorCode::Runtime, "{error:?}");
+    assert!(error.message.contains("ngx.print: the response body would exceed 16777216 bytes"), "{}", error.message);
+    // Under the cap, output is whole.
+    let lua = "local s = string.rep('x', 1e5) for i = 1, 100 do ngx.print(s) end";
+    assert_eq!(serve(&engine, "/", &[], &[(Phase::Content, lua)]).response.body.len(), 10_000_000);
+}

@@ -126,6 +126,9 @@ pub(crate) struct Setup<'a> {
     pub variables: Option<VariableResolver>,
     /// `EngineConfig::default_type`, added when the engine sends the response headers.
     pub default_type: Arc<str>,
+    /// The worker's memory cap (0: none), which also bounds a request's buffered response body:
+    /// the host holds that body as the script makes it.
+    pub memory_limit: usize,
     /// This worker's index and the number of workers (`ngx.worker.id`, `count`).
     pub worker: (usize, usize),
     /// Set when the engine starts shutting down (`ngx.worker.exiting`).
@@ -236,7 +239,7 @@ pub(crate) fn install(lua: &Lua, base: &Table, setup: Setup<'_>) -> mlua::Result
     phase::register(lua, &ngx, &current)?;
     let (index, count) = setup.worker;
     process::register(lua, &ngx, process::WorkerInfo { index, count, exiting: setup.exiting.clone() })?;
-    resp::register(lua, &current, &impl_table, &setup.logger, &setup.default_type)?;
+    resp::register(lua, &current, &impl_table, &setup.logger, &setup.default_type, setup.memory_limit)?;
     ctx::register(lua, &current, &impl_table)?;
     var::register(lua, &current, &impl_table, setup.variables.clone())?;
     let headers_mt = lua.create_table()?;

@@ -31,22 +31,26 @@ pub(crate) fn register(
     impl_table: &Table,
     logger: &Logger,
     default_type: &Arc<str>,
+    max_body: usize,
 ) -> mlua::Result<()> {
     for (api, newline) in [("say", true), ("print", false)] {
         let (slot, default) = (current.clone(), default_type.clone());
+        let write = move |lua: &Lua, append: &dyn Fn(&mut Vec<u8>) -> Result<(), String>| {
+            output(lua, &slot, &default, api, newline, max_body, append)
+        };
+        let write_values = write.clone();
         impl_table.set(
             api,
             lua.create_function(move |lua, args: MultiValue| {
-                output(lua, &slot, &default, api, newline, |body| append_arguments(body, &args, api))
+                write_values(lua, &|body| append_arguments(body, &args, api))
             })?,
         )?;
         // The prelude calls this one for a single string argument, the common case: it comes
         // copied straight off the Lua stack, without the generic conversion of the arguments.
-        let (slot, default) = (current.clone(), default_type.clone());
         impl_table.set(
             format!("{api}_string"),
             lua.create_function(move |lua, text: BString| {
-                output(lua, &slot, &default, api, newline, |body| {
+                write(lua, &|body| {
                     body.extend_from_slice(&text);
                     Ok(())
                 })
@@ -152,7 +156,8 @@ fn output(
     default_type: &str,
     api: &str,
     newline: bool,
-    append: impl FnOnce(&mut Vec<u8>) -> Result<(), String>,
+    max_body: usize,
+    append: &dyn Fn(&mut Vec<u8>) -> Result<(), String>,
 ) -> mlua::Result<(Value, Value)> {
     reply(
         lua,
@@ -165,6 +170,12 @@ fn output(
             }
             if newline {
                 body.push(b'\n');
+            }
+            // The body waits in the host's memory until the phase ends: a loop of ngx.print is
+            // a memory bomb the Lua heap's cap does not see.
+            if max_body > 0 && body.len() > max_body {
+                body.truncate(mark);
+                return Err(format!("ngx.{api}: the response body would exceed {max_body} bytes, the worker's memory cap"));
             }
             // The first output sends the headers in nginx.
             request.send_headers(default_type);
