@@ -41,10 +41,7 @@ struct CEngine {
 
 impl CEngine {
     fn new() -> CEngine {
-        let mut config = std::mem::MaybeUninit::<le_config>::uninit();
-        assert_eq!(le_config_init(config.as_mut_ptr(), std::mem::size_of::<le_config>()), le_result::LE_OK);
-        // SAFETY: le_config_init set every field.
-        let mut config = unsafe { config.assume_init() };
+        let mut config = le_config::default();
         config.workers = 1;
         let dicts = [le_dict_config { name: s("cache"), capacity: 1 << 20 }];
         config.shared_dicts = dicts.as_ptr();

@@ -14,6 +14,10 @@ fn main() {
     if std::env::var_os("CARGO_CFG_FUZZING").is_some() {
         let clang = build.get_compiler().is_like_clang();
         build.flag(if clang { "-fsanitize=fuzzer-no-link" } else { "-fsanitize-coverage=trace-cmp" });
+        if !clang {
+            println!("cargo:rerun-if-changed=gcc_trace_cmp.c");
+            cc::Build::new().file("gcc_trace_cmp.c").compile("gcc_trace_cmp");
+        }
     }
     build.compile("siteconf");
     println!("cargo:rustc-link-lib=jansson");

@@ -74,7 +74,7 @@ unsafe impl<T> Sync for Handle<T> {}
 fn handles() -> (*mut le_engine, *mut le_script) {
     static HANDLES: OnceLock<(Handle<le_engine>, Handle<le_script>)> = OnceLock::new();
     let (engine, script) = HANDLES.get_or_init(|| {
-        let mut config = le_config_default();
+        let mut config = le_config::default();
         config.workers = 1;
         config.instruction_budget = luaengine_fuzz::INSTRUCTION_BUDGET;
         config.memory_limit = luaengine_fuzz::MEMORY_LIMIT;
@@ -122,6 +122,7 @@ fuzz_target!(|data: &[u8]| {
     }
     let [method, path, query, version, address] = fields;
     let init = le_request_init {
+        size: std::mem::size_of::<le_request_init>(),
         method: text(method),
         path: text(path),
         query: text(query),
@@ -149,6 +150,7 @@ fuzz_target!(|data: &[u8]| {
     }
     // SAFETY: a plain C struct, all zeros is a valid value; the call fills it in.
     let mut view: le_response_view = unsafe { std::mem::zeroed() };
+    view.size = std::mem::size_of::<le_response_view>();
     if le_request_response(request, &mut view) == le_result::LE_OK {
         let mut sum = touch(&view.body);
         if view.n_headers > 0 {

@@ -25,7 +25,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(error[0] != 0, "a refused config comes with a message");
             return;
         }
-        let mut engine_config = luaengine::ffi::le_config_default();
+        let mut engine_config = luaengine::ffi::le_config::default();
         site_engine_config(config, &mut engine_config);
         for uri in ["/", "/hello", "/api/x", "", "/\u{e9}"] {
             std::hint::black_box(site_match(config, uri.as_ptr().cast(), uri.len()));

@@ -175,7 +175,9 @@ fn output(
             // a memory bomb the Lua heap's cap does not see.
             if max_body > 0 && body.len() > max_body {
                 body.truncate(mark);
-                return Err(format!("ngx.{api}: the response body would exceed {max_body} bytes, the worker's memory cap"));
+                return Err(format!(
+                    "ngx.{api}: the response body would exceed {max_body} bytes, the worker's memory cap"
+                ));
             }
             // The first output sends the headers in nginx.
             request.send_headers(default_type);

@@ -187,6 +187,14 @@ pub extern "C" fn le_config_init(config: *mut le_config, size: usize) -> le_resu
     call(std::ptr::null_mut(), || unsafe { super::init_versioned(config, size, "config", config_defaults()) })
 }
 
+/// The defaults, for Rust code driving the C ABI (benchmarks, fuzz targets), as
+/// `le_config_default()` gives them to C.
+impl Default for le_config {
+    fn default() -> le_config {
+        config_defaults()
+    }
+}
+
 /// The defaults, for le_config_init and for the fields a host's older `le_config` lacks.
 fn config_defaults() -> le_config {
     let defaults = EngineConfig::default();
