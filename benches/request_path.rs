@@ -41,11 +41,9 @@ struct CEngine {
 
 impl CEngine {
     fn new() -> CEngine {
-        let mut config = le_config::default();
-        config.workers = 1;
         let dicts = [le_dict_config { name: s("cache"), capacity: 1 << 20 }];
-        config.shared_dicts = dicts.as_ptr();
-        config.n_shared_dicts = dicts.len();
+        let config =
+            le_config { workers: 1, shared_dicts: dicts.as_ptr(), n_shared_dicts: dicts.len(), ..Default::default() };
         let mut engine = ptr::null_mut();
         assert_eq!(le_engine_new(&config, &mut engine, ptr::null_mut()), le_result::LE_OK);
         CEngine { engine }

@@ -55,8 +55,8 @@ pub(crate) struct Worker {
     functions_loaded: Arc<AtomicU64>,
     /// What building a state takes, kept to build it again.
     build: Build,
-    /// A memory error left the state near its cap even after a full collection: the next run
-    /// starts on a new state.
+    /// Runs kept failing for memory, each after a full collection: the next run starts on a
+    /// new state.
     stuck: AtomicBool,
     rebuilds: AtomicU64,
     /// Timers with a lower id belong to a state that was discarded: their callbacks are gone.
@@ -98,11 +98,17 @@ struct WorkerLua {
     /// A run failed for want of memory: the next run first collects what the failed request
     /// held (its ngx.ctx, its globals), freed only with the request, after the failure.
     collect_first: Cell<bool>,
+    /// Runs in a row that failed for memory (`Worker::count_memory_failure`).
+    memory_failures: Cell<u32>,
     memory_cap: Option<MemoryCap>,
     limits: Arc<RunClock>,
     clock: api::time::Clock,
     default_type: Arc<str>,
 }
+
+/// Runs in a row failing for memory, each after a full collection, that make a worker rebuild
+/// its state.
+const STUCK_AFTER: u32 = 3;
 
 /// A function loaded from bytecode, forgotten once the bytecode is gone.
 type LoadedFunction = (Weak<Bytecode>, Function);
@@ -192,14 +198,13 @@ impl Worker {
                 return shared.logger.log_engine(LogLevel::Alert, &message);
             }
         };
-        let used = state.lua.used_memory();
         self.timer_floor.store(self.build.timers.reserve_id(), Ordering::Release);
         // The old state goes now; values requests still hold of it become inert.
         *state = fresh;
         drop(state);
         self.rebuilds.fetch_add(1, Ordering::Relaxed);
         let message = format!(
-            "worker {}: Lua state rebuilt: {used} bytes were still in use after a full collection, near the {} byte cap",
+            "worker {}: Lua state rebuilt: {STUCK_AFTER} runs in a row failed for memory, each after a full collection (cap {} bytes)",
             self.index, self.build.config.memory_limit
         );
         shared.logger.log_engine(LogLevel::Alert, &message);
@@ -223,8 +228,19 @@ impl Worker {
         if !cap.over() {
             return Ok(());
         }
-        self.stuck.store(true, Ordering::Release);
+        self.count_memory_failure(w);
         Err(Error::new(ErrorCode::Memory, format!("the worker's Lua state holds {} bytes, over its cap", cap.used())))
+    }
+
+    /// A run failed for memory after a full collection. A state whose runs keep failing so holds
+    /// what it cannot free (a module cache that keeps growing, leaked values): rebuild it. One
+    /// failure proves nothing: the failed request itself may hold the memory until it is freed.
+    fn count_memory_failure(&self, w: &WorkerLua) {
+        let failures = w.memory_failures.get() + 1;
+        w.memory_failures.set(failures);
+        if failures >= STUCK_AFTER {
+            self.stuck.store(true, Ordering::Release);
+        }
     }
 
     /// Whether timer `id` was started in a state this worker since discarded.
@@ -441,18 +457,15 @@ impl Worker {
                     // starts above the cap and every later run on this worker fails too.
                     let _ = w.lua.gc_collect();
                     w.collect_first.set(true);
-                    // What is left is held by the state itself (module caches, timers, other
-                    // requests): near the cap, later runs would keep failing. Start afresh.
-                    if w.memory_cap.as_ref().is_some_and(MemoryCap::nearly_full) {
-                        self.stuck.store(true, Ordering::Release);
-                    }
+                    self.count_memory_failure(w);
                 }
                 log_failure(&shared.logger, &error, phase, state.id);
                 Err(error)
             }
         };
-        if result.is_err() {
-            shared.count_error();
+        match &result {
+            Ok(_) => w.memory_failures.set(0),
+            Err(_) => shared.count_error(),
         }
         self.pooled.store(w.pool.borrow().len(), Ordering::Relaxed);
         (state, result)
@@ -510,6 +523,7 @@ impl WorkerLua {
             pool_max: config.coroutine_pool,
             running: Cell::new(false),
             collect_first: Cell::new(false),
+            memory_failures: Cell::new(0),
             memory_cap,
             limits,
             clock: installed.clock,

@@ -74,12 +74,14 @@ unsafe impl<T> Sync for Handle<T> {}
 fn handles() -> (*mut le_engine, *mut le_script) {
     static HANDLES: OnceLock<(Handle<le_engine>, Handle<le_script>)> = OnceLock::new();
     let (engine, script) = HANDLES.get_or_init(|| {
-        let mut config = le_config::default();
-        config.workers = 1;
-        config.instruction_budget = luaengine_fuzz::INSTRUCTION_BUDGET;
-        config.memory_limit = luaengine_fuzz::MEMORY_LIMIT;
-        config.time_budget_ms = luaengine_fuzz::TIME_BUDGET.as_millis() as u32;
-        config.log_level = LE_LOG_EMERG;
+        let config = le_config {
+            workers: 1,
+            instruction_budget: luaengine_fuzz::INSTRUCTION_BUDGET,
+            memory_limit: luaengine_fuzz::MEMORY_LIMIT,
+            time_budget_ms: luaengine_fuzz::TIME_BUDGET.as_millis() as u32,
+            log_level: LE_LOG_EMERG,
+            ..Default::default()
+        };
         let (mut engine, mut script, mut err) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
         assert_eq!(le_engine_new(&config, &mut engine, &mut err), le_result::LE_OK);
         let compiled = le_script_compile(engine, text(b"content"), text(SCRIPT.as_bytes()), &mut script, &mut err);

@@ -89,12 +89,6 @@ impl MemoryCap {
         self.state.used
     }
 
-    /// Whether the state holds three quarters of its cap or more: after a full collection,
-    /// what it holds itself leaves runs too little.
-    pub(crate) fn nearly_full(&self) -> bool {
-        self.state.used >= self.state.cap / 4 * 3
-    }
-
     /// Gives the state its own allocator back, before it closes.
     pub(crate) fn restore(&mut self) {
         // SAFETY: the state is alive (its owner calls this before dropping it) and runs no code.
