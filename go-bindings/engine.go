@@ -313,7 +313,7 @@ type WorkerStats struct {
 	FunctionsLoaded  uint64 // script versions this worker loaded into functions
 	PendingTimers    int    // timers waiting to expire
 	RunningTimers    int    // timer callbacks running now (those waiting included)
-	Rebuilds         uint64 // fresh Lua states built because the worker stayed near its memory cap
+	Rebuilds         uint64 // fresh Lua states built after three runs in a row failed for memory
 }
 
 // WorkerStats reads the counters of worker i (0 ≤ i < Workers()).

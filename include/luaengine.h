@@ -533,8 +533,8 @@ typedef struct le_worker_stats {
    */
   size_t running_timers;
   /**
-   * Times the worker's Lua state was built anew because it stayed near its memory cap after
-   * a full collection (init and init_worker ran again there).
+   * Times the worker's Lua state was built anew because three runs in a row failed for
+   * memory, each after a full collection (init and init_worker ran again there).
    */
   uint64_t rebuilds;
 } le_worker_stats;

@@ -40,8 +40,8 @@ pub struct WorkerStats {
     pub pending_timers: usize,
     /// Timer callbacks of this worker running, waiting ones included (`ngx.timer.running_count()`).
     pub running_timers: usize,
-    /// Times this worker's Lua state was built anew because it could not get back under its
-    /// memory cap (see `Worker::rebuild`).
+    /// Times this worker's Lua state was built anew because three runs in a row failed for
+    /// memory, each after a full collection (see `Worker::rebuild`).
     pub rebuilds: u64,
 }
 
@@ -179,8 +179,7 @@ impl Worker {
         })
     }
 
-    /// Builds the worker's state anew when the last one could not get back under its memory
-    /// cap, then runs init and init_worker there (`init`, compiled by the engine). Requests
+    /// Builds the worker's state anew when its runs kept failing for memory, then runs init and init_worker there (`init`, compiled by the engine). Requests
     /// and timer callbacks holding Lua values of the old state fail when they go on; pending
     /// timers of the old state are dropped when they expire, as their callbacks are gone.
     fn rebuild(&self, shared: &Shared, guard: &RefCell<WorkerLua>) {

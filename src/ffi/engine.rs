@@ -170,8 +170,8 @@ pub struct le_worker_stats {
     pub pending_timers: usize,
     /// Timer callbacks of this worker running now (those waiting included).
     pub running_timers: usize,
-    /// Times the worker's Lua state was built anew because it stayed near its memory cap after
-    /// a full collection (init and init_worker ran again there).
+    /// Times the worker's Lua state was built anew because three runs in a row failed for
+    /// memory, each after a full collection (init and init_worker ran again there).
     pub rebuilds: u64,
 }
 
