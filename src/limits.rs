@@ -53,7 +53,7 @@ pub(crate) struct Budget {
 }
 
 /// What a phase has left of its budgets; a suspended phase carries it to its resume.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct Left {
     instructions: i64,
     /// Watchdog ticks.

@@ -116,12 +116,18 @@ static void argument_errors_name_the_script_line(void) {
   le_engine_free(engine);
 }
 
-static le_engine *engine_with(uint64_t budget, size_t memory_limit) {
+/* One quiet worker with these limits (0 turns one off) and the default time budget. */
+static le_config limited(uint64_t budget, size_t memory_limit) {
   le_config config = le_config_default();
   config.workers = 1;
   config.log_level = LE_LOG_CRIT;
   config.instruction_budget = budget;
   config.memory_limit = memory_limit;
+  return config;
+}
+
+static le_engine *engine_with(uint64_t budget, size_t memory_limit) {
+  le_config config = limited(budget, memory_limit);
   le_engine *engine = NULL;
   CHECK_OK(le_engine_new, &config, &engine);
   return engine;
@@ -225,9 +231,7 @@ static void *run_runaway(void *arg) {
 /* The time budget (on by default) stops a runaway; with it off, le_engine_shutdown does, from
  * another thread, and every later run fails at once. */
 static void time_budget_and_shutdown(void) {
-  le_config config = le_config_default();
-  config.workers = 1;
-  config.log_level = LE_LOG_CRIT;
+  le_config config = limited(0, 0);
   config.time_budget_ms = 100;
   le_engine *engine = NULL;
   CHECK_OK(le_engine_new, &config, &engine);
